@@ -1,0 +1,150 @@
+"""What a dataset is: FAIR metadata and a PSPP-labelled column schema.
+
+These are the closed vocabularies of the catalog (column types, PSPP roles, sensitivities) and the
+validated records built from them. They live in ``connectors`` because every room needs them:
+connectors check them against the stores, policies decide over them, the gateway serves them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["Column", "ColumnType", "Dataset", "PSPPRole", "Sensitivity", "Store"]
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+class ColumnType(StrEnum):
+    """Logical column types that every connector maps to and from."""
+
+    INTEGER = "integer"
+    FLOAT = "float"
+    STRING = "string"
+    BOOLEAN = "boolean"
+    TIMESTAMP = "timestamp"
+    DATE = "date"
+
+
+class PSPPRole(StrEnum):
+    """Where a column stands in the processing-structure-property-performance chain."""
+
+    PROCESSING = "processing"
+    STRUCTURE = "structure"
+    PROPERTY = "property"
+    PERFORMANCE = "performance"
+    CONDITION = "condition"
+    IDENTIFIER = "identifier"
+
+
+class Sensitivity(StrEnum):
+    """How carefully a column must be handled."""
+
+    PUBLIC = "public"
+    PERSONAL = "personal"
+    CONFIDENTIAL = "confidential"
+
+
+class Column(BaseModel):
+    """One column of a dataset's schema."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="Column name as the store has it.")
+    type: ColumnType = Field(description="Logical type.")
+    unit: str | None = Field(default=None, description="Unit of measure (SI or customary), if any.")
+    pspp: PSPPRole = Field(description="PSPP role of the column.")
+    sensitivity: Sensitivity = Field(default=Sensitivity.PUBLIC, description="Handling class.")
+    description: str = Field(default="", description="What the column holds.")
+    synthetic: bool = Field(
+        default=False, description="True when the column was added for demonstration, not measured."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _COLUMN.match(value):
+            raise ValueError(f"column name {value!r} must be an identifier ([A-Za-z_][A-Za-z0-9_]*)")
+        return value
+
+
+class Store(BaseModel):
+    """Where a dataset's rows live: a named store of the node and the table or file in it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    store: str = Field(description="Name of a store configured on the node.")
+    table: str = Field(description="Table name (SQL), file or folder path relative to the store.")
+
+
+class Dataset(BaseModel):
+    """A dataset registered in the catalog: FAIR metadata plus its column schema."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    institution: str = Field(description="Owning institution (the node's domain).")
+    name: str = Field(description="Dataset name, unique within the institution.")
+    title: str
+    description: str = ""
+    creators: tuple[str, ...] = ()
+    created: dt.date | None = None
+    modified: dt.date | None = None
+    keywords: tuple[str, ...] = ()
+    method: str | None = Field(default=None, description="Method or instrument.")
+    version: str = "1"
+    persistent_id: str | None = Field(default=None, description="DOI or other persistent id.")
+    license: str = Field(description="SPDX licence id or LicenseRef-...")
+    source: str | None = Field(default=None, description="Where the data comes from.")
+    citation: str | None = Field(default=None, description="How to cite the data.")
+    embargo_until: dt.datetime | None = Field(
+        default=None, description="Before this instant only the owner (and named roles) may read."
+    )
+    embargo_column: str | None = Field(
+        default=None, description="Timestamp column: a row is embargoed until its value."
+    )
+    location: Store
+    columns: tuple[Column, ...]
+
+    @property
+    def id(self) -> str:
+        """The dataset id, ``institution/name``."""
+        return f"{self.institution}/{self.name}"
+
+    def column(self, name: str) -> Column:
+        """The column called ``name``; KeyError if there is none."""
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Column names in schema order."""
+        return tuple(c.name for c in self.columns)
+
+    @field_validator("institution", "name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} must be lower-case letters, digits, '.', '_' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> Dataset:
+        names = [c.name for c in self.columns]
+        if not names:
+            raise ValueError("a dataset needs at least one column")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate column names: {', '.join(dupes)}")
+        if self.embargo_column is not None:
+            if self.embargo_column not in names:
+                raise ValueError(f"embargo_column {self.embargo_column!r} is not a column")
+            kind = self.column(self.embargo_column).type
+            if kind not in (ColumnType.TIMESTAMP, ColumnType.DATE):
+                raise ValueError(f"embargo_column {self.embargo_column!r} must be a timestamp")
+        return self

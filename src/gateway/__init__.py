@@ -1,0 +1,1 @@
+"""Serve: settings, identity, the HTTP app, federation, the CLI and the Python client."""

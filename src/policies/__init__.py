@@ -1,0 +1,1 @@
+"""Decide: Casbin policies, purposes, licences, embargoes and agreements, producing Decisions."""

@@ -1,0 +1,26 @@
+"""Who is asking: the principal a validated token stands for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["Principal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A subject of a home institution with roles; ``actor`` is the node speaking for them."""
+
+    subject: str
+    institution: str
+    roles: frozenset[str] = frozenset()
+    attrs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    actor: str | None = None
+
+    @property
+    def id(self) -> str:
+        """``subject@institution``: unique across the federation."""
+        return f"{self.subject}@{self.institution}"

@@ -1,0 +1,1 @@
+"""Learn: featurisers, PSPP forward models, inverse screening and model cards."""

@@ -1,0 +1,90 @@
+"""Shared fixtures: real servers on loopback, each test session in databases of its own.
+
+Outside CI a test that needs a server that is not reachable is skipped with the reason; with
+``CI=true`` it fails instead, so a broken service can never pass for a green build.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+
+PG_ADMIN_URL = os.environ.get("MATGATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+MARIADB_ADMIN_URL = os.environ.get("MATGATE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test")
+REDIS_URL = os.environ.get("MATGATE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_server(name: str, host: str, port: int) -> None:
+    """Skip (or, in CI, fail) when a server is not listening."""
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: servers must be up)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a fresh PostgreSQL database, dropped at the end of the session."""
+    require_server("PostgreSQL", "127.0.0.1", 5432)
+    import sqlalchemy as sa
+
+    name = f"mg_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """URL of a fresh MariaDB database, dropped at the end of the session."""
+    require_server("MariaDB", "127.0.0.1", 3306)
+    import sqlalchemy as sa
+
+    name = f"mg_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(MARIADB_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}`"))
+    try:
+        yield MARIADB_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the Redis server (database 15)."""
+    require_server("Redis", "127.0.0.1", 6379)
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The project's shipped sample data."""
+    return DATA
