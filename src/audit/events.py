@@ -1,0 +1,215 @@
+"""The typed events of the data-flow log: small frozen records with a class-level ``name``.
+
+The gateway fills them with plain JSON-able values taken from Decisions, manifests and requests;
+``AuditLog.append`` is the one function that records them. ``time`` and ``node`` may be left
+empty: the log stamps them with its clock and its node id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from functools import cache
+from typing import Any, ClassVar
+
+from audit.canonical import canonical_json, jsonable
+
+__all__ = [
+    "AgreementAccepted",
+    "AuthenticationFailed",
+    "DatasetRegistered",
+    "DecisionMade",
+    "Event",
+    "PolicyChanged",
+    "RelayForwarded",
+    "RunRegistered",
+    "SliceDelivered",
+    "canonical_json",
+    "event_from_dict",
+    "event_types",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Fields every event carries; ``decision`` is ``allow``, ``deny`` or empty."""
+
+    name: ClassVar[str] = "event"
+
+    time: str = ""
+    request_id: str = ""
+    node: str = ""
+    principal: str = ""
+    institution: str = ""
+    dataset: str = ""
+    action: str = ""
+    purpose: str = ""
+    decision: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON form, with the event's ``name``."""
+        out: dict[str, Any] = {"name": self.name}
+        for key in _field_names(type(self)):
+            out[key] = jsonable(getattr(self, key))
+        return out
+
+    def canonical(self) -> bytes:
+        """Canonical JSON bytes of ``to_dict()``."""
+        return canonical_json(self.to_dict())
+
+
+@cache
+def _field_names(cls: type[Event]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecisionMade(Event):
+    """An access decision, allow or deny, with its reasons and the policy version consulted."""
+
+    name: ClassVar[str] = "decision"
+
+    policy_version: int = 0
+    reasons: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    withheld: tuple[str, ...] = ()
+    masked: Mapping[str, str] = field(default_factory=dict)
+    row_filter: str | None = None
+    obligations: tuple[Mapping[str, str], ...] = ()
+    matched: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SliceDelivered(Event):
+    """A slice's completion: what was actually sent, and whether the stream ended or broke."""
+
+    name: ClassVar[str] = "slice"
+
+    manifest_id: str = ""
+    policy_version: int = 0
+    rows: int = 0
+    bytes: int = 0
+    sha256: str = ""
+    columns: tuple[str, ...] = ()
+    filter: str | None = None
+    format: str = ""
+    complete: bool = True
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyChanged(Event):
+    """A steward changed a domain's policies; ``summary`` says what changed."""
+
+    name: ClassVar[str] = "policy"
+
+    policy_version: int = 0
+    previous_version: int = 0
+    summary: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgreementAccepted(Event):
+    """A person or an institution accepted a dataset's terms."""
+
+    name: ClassVar[str] = "agreement"
+
+    agreement_id: str = ""
+    party: str = ""
+    terms: str = ""
+    valid_from: str = ""
+    valid_until: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatasetRegistered(Event):
+    """A dataset was registered or its metadata changed."""
+
+    name: ClassVar[str] = "dataset"
+
+    version: str = ""
+    licence: str = ""
+    columns: tuple[str, ...] = ()
+    embargo_until: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthenticationFailed(Event):
+    """A token was refused; ``suppressed`` counts same-source failures not logged one by one."""
+
+    name: ClassVar[str] = "auth-failure"
+
+    source: str = ""
+    issuer: str = ""
+    reason: str = ""
+    suppressed: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRegistered(Event):
+    """A training run that consumed manifests of this node and produced a model."""
+
+    name: ClassVar[str] = "run"
+
+    run_id: str = ""
+    manifests: tuple[str, ...] = ()
+    model_name: str = ""
+    model_version: str = ""
+    model_hash: str = ""
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayForwarded(Event):
+    """The home node relayed a peer's slice to a local user; what it relayed."""
+
+    name: ClassVar[str] = "relay"
+
+    peer: str = ""
+    manifest_id: str = ""
+    rows: int = 0
+    bytes: int = 0
+    sha256: str = ""
+    complete: bool = True
+    error: str = ""
+
+
+_REGISTRY: dict[str, type[Event]] = {
+    cls.name: cls
+    for cls in (
+        DecisionMade,
+        SliceDelivered,
+        PolicyChanged,
+        AgreementAccepted,
+        DatasetRegistered,
+        AuthenticationFailed,
+        RunRegistered,
+        RelayForwarded,
+    )
+}
+
+
+def event_types() -> dict[str, type[Event]]:
+    """Every event class by its ``name``."""
+    return dict(_REGISTRY)
+
+
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    """Rebuild an event from ``to_dict()`` output; unknown fields are refused."""
+    cls = _REGISTRY.get(str(data.get("name", "")))
+    if cls is None:
+        raise ValueError(f"unknown event name {data.get('name')!r}")
+    names = set(_field_names(cls))
+    unknown = set(data) - names - {"name"}
+    if unknown:
+        raise ValueError(f"{cls.name}: unknown fields {sorted(unknown)}")
+    values = {k: _untuple(v) for k, v in data.items() if k != "name"}
+    return cls(**values)
+
+
+def _untuple(value: Any) -> Any:
+    # JSON arrays come back as lists; events hold tuples so they stay immutable
+    if isinstance(value, list):
+        return tuple(_untuple(v) for v in value)
+    return value
