@@ -32,6 +32,8 @@ class ObligationKind(StrEnum):
     DELETE_AFTER = "delete-after"
     SHARE_ALIKE = "share-alike"
     NON_COMMERCIAL = "non-commercial"
+    NO_DERIVATIVES = "no-derivatives"
+    AGREEMENT = "agreement"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,235 @@
+"""From matched policy lines to a Decision: licence, embargo, agreements, columns and rows.
+
+Allow lines are permissive: a column gets the most open treatment any matching allow line gives
+it, and the row filter is the OR of their row rules (a line without one opens every row).
+Restrictive deny lines then narrow: their columns get the least open treatment, their rows are
+excluded. The order of openness is clear > hash > redact > null > drop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from connectors.datasets import Dataset
+from connectors.filters import Compare, CompareOp, Filter, Known, Not, Or, all_of
+from connectors.query import Mask, MaskKind
+from policies.agreements import AgreementBook
+from policies.compiled import CompiledLine, CompiledPolicy
+from policies.decisions import Action, Decision, Obligation, ObligationKind
+from policies.licences import LicenceRegistry
+from policies.principals import Principal
+
+__all__ = ["Context", "evaluate"]
+
+_CLEAR = "clear"
+_OPENNESS = {"drop": 0, "null": 1, "redact": 2, "hash": 3, _CLEAR: 4}
+_ROW_EMBARGO_GRAIN = dt.timedelta(seconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What evaluation needs beside the compiled policy."""
+
+    purposes: frozenset[str]
+    licences: LicenceRegistry
+    agreements: AgreementBook
+    mask_salt: str
+
+
+def _deny(
+    action: Action,
+    purpose: str,
+    dataset: Dataset,
+    version: int,
+    reasons: Sequence[str],
+    matched: Sequence[CompiledLine] = (),
+) -> Decision:
+    return Decision(
+        allowed=False,
+        action=action,
+        purpose=purpose,
+        dataset_id=dataset.id,
+        reasons=tuple(reasons),
+        policy_version=version,
+        matched=tuple(line.rule for line in matched),
+    )
+
+
+def _treatments(
+    dataset: Dataset, allows: Sequence[CompiledLine], restricts: Sequence[CompiledLine]
+) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for col in dataset.columns:
+        best = "drop"
+        for line in allows:
+            kind = line.line.mask if line.withholds(col.name, col.sensitivity, col.pspp) else _CLEAR
+            if _OPENNESS[kind] > _OPENNESS[best]:
+                best = kind
+        for line in restricts:
+            if line.has_columns_rule and line.withholds(col.name, col.sensitivity, col.pspp):
+                kind = line.line.mask
+                if _OPENNESS[kind] < _OPENNESS[best]:
+                    best = kind
+        out[col.name] = best
+    return out
+
+
+def _rows(
+    dataset: Dataset,
+    principal: Principal,
+    allows: Sequence[CompiledLine],
+    restricts: Sequence[CompiledLine],
+    now: dt.datetime,
+) -> tuple[Filter | None, bool]:
+    """The row filter, and whether it depends on the clock (row embargo)."""
+    opened: Filter | None = None
+    if all(line.rows is not None for line in allows):
+        rules = tuple(line.rows for line in allows if line.rows is not None)
+        opened = rules[0] if len(rules) == 1 else Or(rules)
+    narrowed = [Not(line.rows) for line in restricts if line.rows is not None]
+    clocked = False
+    embargo: Filter | None = None
+    col = dataset.embargo_column
+    exempt = principal.institution == dataset.institution or any(a.line.embargo for a in allows)
+    if col is not None and not exempt:
+        # Floor to the grain: a row whose embargo lifted within it stays hidden (fail-safe).
+        floor = now - dt.timedelta(microseconds=now.microsecond)
+        is_date = dataset.column(col).type == "date"
+        stamp = floor.date().isoformat() if is_date else floor.isoformat()
+        embargo = Or((Known(col, known=False), Compare(col, CompareOp.LE, stamp)))
+        clocked = True
+    return all_of(opened, *narrowed, embargo), clocked
+
+
+def evaluate(
+    ctx: Context,
+    policy: CompiledPolicy,
+    principal: Principal,
+    dataset: Dataset,
+    action: Action,
+    purpose: str,
+    columns: Sequence[str] | None,
+    now: dt.datetime,
+) -> tuple[Decision, dt.datetime | None]:
+    """The decision for one request, and the instant until which it stays true (None: forever)."""
+    version = policy.version
+    if action is not Action.DISCOVER and purpose not in ctx.purposes:
+        return _deny(action, purpose, dataset, version, [f"unknown purpose {purpose!r}"]), None
+    m = policy.match(principal, dataset.institution, dataset.name, action.value, purpose)
+    if m.denies:
+        reasons = [f"denied by policy line {', '.join(line.rule[:6])}" for line in m.denies]
+        return _deny(action, purpose, dataset, version, reasons, m.denies), None
+    if not m.allows:
+        reason = f"no policy line allows {action.value} of {dataset.id} for purpose {purpose!r}"
+        return _deny(action, purpose, dataset, version, [reason]), None
+    boundaries: list[dt.datetime] = []
+    reasons: list[str] = []
+    allows = list(m.allows)
+    kept: list[CompiledLine] = []
+    for line in allows:
+        agreement = line.line.agreement
+        if agreement is None:
+            kept.append(line)
+            continue
+        boundaries += ctx.agreements.boundaries(agreement, principal)
+        why = ctx.agreements.check(agreement, principal, now)
+        if why is None:
+            kept.append(line)
+        else:
+            reasons.append(why)
+    if not kept:
+        return _deny(action, purpose, dataset, version, reasons, allows), _next(boundaries, now)
+    allows = kept
+    if action is Action.DISCOVER:
+        reasons.append(f"discoverable by policy ({len(allows)} line(s))")
+        decision = Decision(
+            True,
+            action,
+            purpose,
+            dataset.id,
+            tuple(reasons),
+            version,
+            matched=tuple(line.rule for line in allows),
+        )
+        return decision, _next(boundaries, now)
+    licence = ctx.licences.get(dataset.license)
+    if (why := licence.refuses(purpose)) is not None:
+        return _deny(action, purpose, dataset, version, [why], allows), None
+    obligations = list(
+        licence.obligations(dataset.citation or dataset.persistent_id or dataset.title)
+    )
+    if licence.requires_agreement is not None:
+        boundaries += ctx.agreements.boundaries(licence.requires_agreement, principal)
+        why = ctx.agreements.check(licence.requires_agreement, principal, now)
+        if why is not None:
+            reason = f"licence {licence.id} requires an agreement: {why}"
+            return _deny(action, purpose, dataset, version, [reason], allows), _next(
+                boundaries, now
+            )
+        obligations.append(Obligation(ObligationKind.AGREEMENT, licence.requires_agreement))
+    for line in allows:
+        if line.line.agreement is not None:
+            obligations.append(Obligation(ObligationKind.AGREEMENT, line.line.agreement))
+    until = dataset.embargo_until
+    if until is not None and now < until and principal.institution != dataset.institution:
+        boundaries.append(until)
+        allows = [line for line in allows if line.line.embargo]
+        if not allows:
+            reason = f"{dataset.id} is under embargo until {until.isoformat()}"
+            return _deny(action, purpose, dataset, version, [reason]), _next(boundaries, now)
+        reasons.append(f"embargo until {until.isoformat()} waived by policy")
+    treat = _treatments(dataset, allows, m.restricts)
+    names = dataset.column_names
+    if columns is not None:
+        for name in columns:
+            if name not in treat:
+                reason = f"{dataset.id} has no column {name!r}"
+                return _deny(action, purpose, dataset, version, [reason], allows), None
+            if treat[name] == "drop":
+                reason = f"column {name!r} is withheld from you by policy"
+                matched = list(allows) + list(m.restricts)
+                return _deny(action, purpose, dataset, version, [reason], matched), None
+        wanted = set(columns)
+        names = tuple(n for n in names if n in wanted)
+    permitted = tuple(n for n in names if treat[n] != "drop")
+    withheld = tuple(n for n in dataset.column_names if treat[n] == "drop")
+    if not permitted:
+        reason = "every column of the dataset is withheld from you by policy"
+        return _deny(action, purpose, dataset, version, [reason], allows), None
+    masks = {
+        n: Mask(MaskKind(treat[n]), ctx.mask_salt if treat[n] == "hash" else "")
+        for n in permitted
+        if treat[n] != _CLEAR
+    }
+    row_filter, clocked = _rows(dataset, principal, allows, m.restricts, now)
+    if clocked:
+        boundaries.append(now - dt.timedelta(microseconds=now.microsecond) + _ROW_EMBARGO_GRAIN)
+    reasons.insert(0, f"allowed by {len(allows)} policy line(s)")
+    if withheld:
+        reasons.append(f"columns withheld: {', '.join(withheld)}")
+    if masks:
+        reasons.append("columns masked: " + ", ".join(f"{n} ({k.kind})" for n, k in masks.items()))
+    decision = Decision(
+        allowed=True,
+        action=action,
+        purpose=purpose,
+        dataset_id=dataset.id,
+        reasons=tuple(reasons),
+        policy_version=version,
+        columns=permitted,
+        masks=MappingProxyType(masks),
+        withheld=withheld,
+        row_filter=row_filter,
+        obligations=tuple(dict.fromkeys(obligations)),
+        matched=tuple(line.rule for line in (*allows, *m.restricts)),
+    )
+    return decision, _next(boundaries, now)
+
+
+def _next(boundaries: Sequence[dt.datetime], now: dt.datetime) -> dt.datetime | None:
+    """The earliest boundary after ``now``, when a cached decision must be recomputed."""
+    later = [b for b in boundaries if b > now]
+    return min(later) if later else None

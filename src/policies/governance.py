@@ -1,0 +1,359 @@
+"""The governance service of a node: decisions, the catalog filter, stewards' policy edits.
+
+``Governance`` owns the Casbin store, the compiled policy of the current version, the decision
+cache (dropped on every version change, acceptance and watcher message) and the agreement book.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from connectors.datasets import Dataset
+from policies.agreements import Acceptance, AgreementBook
+from policies.compiled import CompiledPolicy
+from policies.config import AgreementSpec, PolicyConfig
+from policies.decisions import Action, Decision
+from policies.enforcer import CasbinStore
+from policies.errors import PolicyForbidden, PolicyValidationError
+from policies.evaluate import Context, evaluate
+from policies.licences import Licence, LicenceRegistry
+from policies.lines import DOMAIN_ACTIONS, PolicyLine, RoleAssignment, Rule
+from policies.principals import Principal
+from policies.store import create_tables
+from policies.validation import Registries, check_assignment, check_line
+from policies.watcher import Watcher
+
+__all__ = ["Governance", "PolicyChange", "Statement"]
+
+Statement = PolicyLine | RoleAssignment
+Clock = Callable[[], dt.datetime]
+_CACHE_LIMIT = 200_000
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChange:
+    """A recorded change of a domain's policy, creating a new policy version."""
+
+    name = "policy-changed"
+
+    version: int
+    at: dt.datetime
+    actor: str
+    domain: str
+    added: tuple[dict[str, Any], ...]
+    removed: tuple[dict[str, Any], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, for the audit log."""
+        return {
+            "event": self.name,
+            "version": self.version,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "domain": self.domain,
+            "added": list(self.added),
+            "removed": list(self.removed),
+        }
+
+
+def _entry(statement: Statement) -> tuple[str, Rule]:
+    return (
+        ("p", statement.to_rule())
+        if isinstance(statement, PolicyLine)
+        else ("g", statement.to_rule())
+    )
+
+
+def _json(statement: Statement) -> dict[str, Any]:
+    kind = "line" if isinstance(statement, PolicyLine) else "assignment"
+    return {"kind": kind, **statement.model_dump(mode="json", exclude_defaults=True)}
+
+
+class Governance:
+    """Decisions and policy administration for one node."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        config: PolicyConfig,
+        *,
+        clock: Clock | None = None,
+        watcher: Watcher | None = None,
+        cache: bool = True,
+    ) -> None:
+        create_tables(engine)
+        self.config = config
+        self._clock = clock or _utcnow
+        self._store = CasbinStore(engine)
+        self._book = AgreementBook(engine, config.agreements)
+        self.licences = LicenceRegistry(Licence(**c.model_dump()) for c in config.licences)
+        self.purposes = config.all_purposes
+        self._registries = Registries(
+            self.purposes, frozenset(config.roles), frozenset(self._book.specs)
+        )
+        self._ctx = Context(self.purposes, self.licences, self._book, config.mask_salt)
+        self._datasets: dict[str, Dataset] = {}
+        self._lock = threading.RLock()
+        self._cache_on = cache
+        self._cache: dict[tuple[Any, ...], tuple[Dataset, Decision, dt.datetime | None]] = {}
+        self._stale = False
+        self._policy = self._load()
+        self._watcher = watcher
+        if watcher is not None:
+            watcher.start(self._mark_stale)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def _load(self) -> CompiledPolicy:
+        version, p_rules, g_rules = self._store.load()
+        self._book.load()
+        return CompiledPolicy(version, p_rules, g_rules)
+
+    def _mark_stale(self) -> None:
+        self._stale = True
+
+    def _reload(self) -> None:
+        with self._lock:
+            self._stale = False
+            self._policy = self._load()
+            self._cache = {}
+
+    def _fresh(self) -> CompiledPolicy:
+        if self._stale:
+            self._reload()
+        return self._policy
+
+    def sync(self) -> int:
+        """Reload if another replica changed the policy or acceptances; return the version."""
+        if (
+            self._store.stored_version() != self._policy.version
+            or self._book.stored_generation() != self._book.generation
+        ):
+            self._reload()
+        return self._policy.version
+
+    def close(self) -> None:
+        """Stop the watcher."""
+        if self._watcher is not None:
+            self._watcher.close()
+
+    @property
+    def version(self) -> int:
+        """The policy version decisions are made with."""
+        return self._fresh().version
+
+    def register(self, dataset: Dataset) -> None:
+        """Know a dataset (its licence must be registered; its agreements defined)."""
+        self.licences.get(dataset.license)
+        with self._lock:
+            self._datasets[dataset.id] = dataset
+            self._registries = self._registries.with_datasets(self._datasets.values())
+            self._cache = {}
+
+    def seed(self, datasets: Iterable[Dataset]) -> PolicyChange | None:
+        """Register datasets and, on an empty store, write the config's seed policy (idempotent)."""
+        for ds in datasets:
+            self.register(ds)
+        policy = self._fresh()
+        if policy.version or policy.lines or policy.assignments:
+            return None
+        statements: list[Statement] = [*self.config.assignments, *self.config.lines]
+        for st in statements:
+            self._validate(st)
+        try:
+            return self._write("config", "*", statements, ())
+        except sa.exc.IntegrityError:
+            self._reload()  # another replica seeded first: same lines, take theirs
+            return None
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def decide(
+        self,
+        principal: Principal,
+        dataset: Dataset,
+        action: Action | str,
+        purpose: str,
+        columns: Sequence[str] | None = None,
+    ) -> Decision:
+        """Whether ``principal`` may do ``action`` on ``dataset`` for ``purpose``, and how."""
+        act = Action(action)
+        if act in DOMAIN_ACTIONS:
+            return self.check_domain(principal, dataset.institution, act)
+        policy = self._fresh()
+        now = self._clock()
+        key = (
+            principal.subject,
+            principal.institution,
+            principal.roles,
+            dataset.id,
+            act,
+            purpose,
+            None if columns is None else tuple(columns),
+        )
+        if self._cache_on:
+            hit = self._cache.get(key)
+            if hit is not None and (hit[0] is dataset or hit[0] == dataset):
+                expires = hit[2]
+                if expires is None or now < expires:
+                    return hit[1]
+        decision, expires = evaluate(
+            self._ctx, policy, principal, dataset, act, purpose, columns, now
+        )
+        if self._cache_on and policy is self._policy:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache = {}
+            self._cache[key] = (dataset, decision, expires)
+        return decision
+
+    def discoverable(self, principal: Principal, datasets: Iterable[Dataset]) -> list[Dataset]:
+        """The datasets ``principal`` may see in the catalog."""
+        return [ds for ds in datasets if self.decide(principal, ds, Action.DISCOVER, "*").allowed]
+
+    def check_domain(self, principal: Principal, domain: str, action: Action | str) -> Decision:
+        """Whether ``principal`` may manage or audit ``domain``."""
+        act = Action(action)
+        policy = self._fresh()
+        if act not in DOMAIN_ACTIONS:
+            raise PolicyValidationError(f"{act.value} is not a domain action (manage, audit)")
+        m = policy.match(principal, domain, "*", act.value, "*")
+        rules = tuple(line.rule for line in (*m.allows, *m.denies))
+        if m.denies:
+            reasons = tuple(f"denied by policy line {', '.join(x.rule[:6])}" for x in m.denies)
+            return Decision(False, act, "*", domain, reasons, policy.version, matched=rules)
+        if not m.allows:
+            reason = f"no policy line allows {act.value} of domain {domain}"
+            return Decision(False, act, "*", domain, (reason,), policy.version)
+        reason = f"allowed by {len(m.allows)} policy line(s)"
+        return Decision(True, act, "*", domain, (reason,), policy.version, matched=rules)
+
+    def _require(self, principal: Principal, domain: str, action: Action) -> None:
+        decision = self.check_domain(principal, domain, action)
+        if not decision.allowed:
+            raise PolicyForbidden(f"{principal.id} may not {action.value} domain {domain}")
+
+    # -- stewards -----------------------------------------------------------------------------
+
+    def lines(self, principal: Principal, domain: str) -> list[Statement]:
+        """The policy lines and role assignments of ``domain`` (stewards and auditors)."""
+        if not self.check_domain(principal, domain, Action.MANAGE).allowed:
+            self._require(principal, domain, Action.AUDIT)
+        policy = self._fresh()
+        out: list[Statement] = [a for a in policy.assignments if a.domain == domain]
+        out += [line for line in policy.lines if line.domain == domain]
+        return out
+
+    def _validate(self, statement: Statement) -> None:
+        if isinstance(statement, PolicyLine):
+            reason = check_line(statement, self._registries)
+        else:
+            reason = check_assignment(statement, self._registries)
+        if reason is not None:
+            raise PolicyValidationError(reason)
+
+    def _checked(
+        self,
+        principal: Principal,
+        domain: str,
+        add: Sequence[Statement],
+        remove: Sequence[Statement],
+    ) -> None:
+        self._require(principal, domain, Action.MANAGE)
+        for st in (*add, *remove):
+            if st.domain != domain:
+                raise PolicyForbidden(f"a steward of {domain} may not edit domain {st.domain}")
+        policy = self._fresh()
+        present = {_entry(s) for s in (*policy.lines, *policy.assignments)}
+        seen: set[tuple[str, Rule]] = set()
+        for st in add:
+            self._validate(st)
+            entry = _entry(st)
+            if entry in present or entry in seen:
+                raise PolicyValidationError(f"already present: {_json(st)}")
+            seen.add(entry)
+        for st in remove:
+            if _entry(st) not in present:
+                raise PolicyValidationError(f"not present: {_json(st)}")
+
+    def add_lines(
+        self, principal: Principal, domain: str, lines: Sequence[Statement]
+    ) -> PolicyChange:
+        """Add policy lines or role assignments to ``domain`` (validated; a new version)."""
+        self._checked(principal, domain, lines, ())
+        return self._write(principal.id, domain, lines, ())
+
+    def remove_lines(
+        self, principal: Principal, domain: str, lines: Sequence[Statement]
+    ) -> PolicyChange:
+        """Remove policy lines or role assignments from ``domain`` (a new version)."""
+        self._checked(principal, domain, (), lines)
+        return self._write(principal.id, domain, (), lines)
+
+    def _write(
+        self, actor: str, domain: str, add: Sequence[Statement], remove: Sequence[Statement]
+    ) -> PolicyChange:
+        if not add and not remove:
+            raise PolicyValidationError("a policy change needs at least one line")
+        at = self._clock()
+        added = tuple(_json(s) for s in add)
+        removed = tuple(_json(s) for s in remove)
+        row = {"at": at, "actor": actor, "domain": domain, "added": added, "removed": removed}
+        with self._lock:
+            version = self._store.write([_entry(s) for s in add], [_entry(s) for s in remove], row)
+            self._reload()
+        if self._watcher is not None:
+            self._watcher.notify()
+        return PolicyChange(version, at, actor, domain, added, removed)
+
+    def dry_run(
+        self,
+        principal: Principal,
+        domain: str,
+        add: Sequence[Statement] = (),
+        remove: Sequence[Statement] = (),
+        datasets: Iterable[Dataset] | None = None,
+        principals: Iterable[Principal] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Who gains or loses which actions, columns and rows if the change were applied."""
+        from policies.dryrun import impacts
+
+        self._checked(principal, domain, add, remove)
+        before = self._fresh()
+        p_rules = [line.to_rule() for line in before.lines]
+        g_rules = [a.to_rule() for a in before.assignments]
+        for st in remove:
+            (p_rules if isinstance(st, PolicyLine) else g_rules).remove(st.to_rule())
+        for st in add:
+            (p_rules if isinstance(st, PolicyLine) else g_rules).append(st.to_rule())
+        after = CompiledPolicy(before.version + 1, p_rules, g_rules)
+        scope = [d for d in (datasets or self._datasets.values()) if d.institution == domain]
+        return impacts(self._ctx, before, after, scope, principals, self._clock())
+
+    # -- agreements ---------------------------------------------------------------------------
+
+    def agreements(self, dataset: Dataset) -> list[AgreementSpec]:
+        """The agreements that cover ``dataset``."""
+        return self._book.for_dataset(dataset)
+
+    def accept(
+        self, principal: Principal, agreement_id: str, on_behalf_of_institution: bool = False
+    ) -> Acceptance:
+        """Record that ``principal`` (or, for a steward, their institution) accepts an agreement."""
+        if on_behalf_of_institution:
+            self._require(principal, principal.institution, Action.MANAGE)
+        acc = self._book.accept(principal, agreement_id, self._clock(), on_behalf_of_institution)
+        with self._lock:
+            self._cache = {}
+        if self._watcher is not None:
+            self._watcher.notify()
+        return acc

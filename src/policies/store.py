@@ -1,0 +1,75 @@
+"""The policy tables in the node database: Casbin rules, policy changes (versions), acceptances.
+
+``metadata`` holds every table of this room; ``create_tables(engine)`` creates them (migrations
+include ``metadata`` too). Casbin's SQLAlchemy adapter reads and writes ``casbin_rule`` through the
+``CasbinRule`` mapping below, which has ten value columns because a policy line has ten fields.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["CasbinRule", "acceptances", "create_tables", "metadata", "policy_changes"]
+
+metadata = sa.MetaData()
+_VALUE = 1024
+
+
+class _Base(DeclarativeBase):
+    metadata = metadata
+
+
+class CasbinRule(_Base):
+    """One Casbin rule: ``ptype`` and its values ``v0`` .. ``v9``."""
+
+    __tablename__ = "casbin_rule"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    ptype: Mapped[str] = mapped_column(sa.String(16), index=True)
+    v0: Mapped[str | None] = mapped_column(sa.String(_VALUE))
+    v1: Mapped[str | None] = mapped_column(sa.String(_VALUE))
+    v2: Mapped[str | None] = mapped_column(sa.String(_VALUE))
+    v3: Mapped[str | None] = mapped_column(sa.String(_VALUE))
+    v4: Mapped[str | None] = mapped_column(sa.String(_VALUE))
+    v5: Mapped[str | None] = mapped_column(sa.String(_VALUE))
+    v6: Mapped[str | None] = mapped_column(sa.String(_VALUE))
+    v7: Mapped[str | None] = mapped_column(sa.String(_VALUE))
+    v8: Mapped[str | None] = mapped_column(sa.String(_VALUE))
+    v9: Mapped[str | None] = mapped_column(sa.String(_VALUE))
+
+    def values(self, count: int) -> list[str]:
+        """The rule's first ``count`` values, None read as empty."""
+        vals = [
+            self.v0, self.v1, self.v2, self.v3, self.v4,
+            self.v5, self.v6, self.v7, self.v8, self.v9,
+        ]  # fmt: skip
+        return ["" if v is None else v for v in vals[:count]]
+
+
+policy_changes = sa.Table(
+    "policy_changes",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("domain", sa.String(64), nullable=False),
+    sa.Column("added", sa.JSON, nullable=False),
+    sa.Column("removed", sa.JSON, nullable=False),
+)
+
+acceptances = sa.Table(
+    "policy_acceptances",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("agreement", sa.String(64), nullable=False, index=True),
+    sa.Column("holder", sa.String(255), nullable=False, index=True),
+    sa.Column("accepted_by", sa.String(255), nullable=False),
+    sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("valid_until", sa.DateTime(timezone=True), nullable=True),
+)
+
+
+def create_tables(engine: sa.Engine) -> None:
+    """Create this room's tables when they do not exist."""
+    metadata.create_all(engine)
