@@ -1,0 +1,206 @@
+"""Arrow-native readers of a compiled Select, one per driver.
+
+- PostgreSQL and SQLite through ADBC: parameters bound by the driver (``$n`` and ``?``), rows
+  decoded straight into Arrow record batches by the driver, connections pooled;
+- MySQL/MariaDB through connectorx, which takes no parameters: the statement is rendered by
+  SQLAlchemy's MySQL dialect with ``literal_binds`` (the dialect's own typed literals);
+- anything else SQLAlchemy can reach: a server-side cursor whose ``fetchmany`` partitions are
+  turned into batches (the only reader that touches rows in Python).
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from connectors.errors import StoreError
+
+__all__ = [
+    "AdbcPool",
+    "read_adbc_postgres",
+    "read_adbc_sqlite",
+    "read_connectorx",
+    "read_sqlalchemy",
+    "render_mysql",
+]
+
+_PG = postgresql.dialect(paramstyle="numeric_dollar")
+_SQLITE = sqlite.dialect(paramstyle="qmark")
+_NULL_SUFFIX = "__isnull"
+
+
+class AdbcPool:
+    """A small pool of idle ADBC connections (a DBAPI connection serves one stream at a time)."""
+
+    def __init__(self, connect: Callable[[], Any], max_idle: int = 4) -> None:
+        self._connect = connect
+        self._idle: queue.Queue[Any] = queue.Queue(maxsize=max_idle)
+
+    def acquire(self) -> Any:
+        """An idle connection, or a new one."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            try:
+                return self._connect()
+            except Exception as exc:
+                raise StoreError(f"cannot connect to the store: {exc}") from exc
+
+    def release(self, conn: Any, healthy: bool) -> None:
+        """Give a connection back; an unhealthy one (or one too many) is closed."""
+        if healthy:
+            try:
+                self._idle.put_nowait(conn)
+                return
+            except queue.Full:
+                pass
+        conn.close()
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def _positional(stmt: sa.Select[Any], dialect: sa.Dialect) -> tuple[str, tuple[Any, ...] | None]:
+    compiled = stmt.compile(dialect=dialect)
+    names = compiled.positiontup or []
+    return str(compiled), tuple(compiled.params[name] for name in names) or None
+
+
+def read_adbc_postgres(pool: AdbcPool, stmt: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
+    """Batches of ``stmt`` from PostgreSQL through ADBC."""
+    sql, params = _positional(stmt, _PG)
+    conn = pool.acquire()
+    finished = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            yield from cur.fetch_record_batch()
+        finished = True
+    except Exception as exc:
+        raise StoreError(f"the store failed the query: {exc}") from exc
+    finally:
+        # A stream abandoned half-way may leave the connection mid-result: do not reuse it.
+        pool.release(conn, healthy=finished)
+
+
+def _sqlite_select(stmt: sa.Select[Any], schema: pa.Schema, flagged: set[str]) -> sa.Select[Any]:
+    # ADBC's SQLite driver types each column from the first batch and refuses later values of
+    # another type, so every column is CAST to its declared storage class; a column that is all
+    # NULL in the first batch (typed int64 there) is read as COALESCE + an IS NULL flag instead.
+    columns: list[sa.ColumnElement[Any]] = []
+    for label, field in zip(stmt.selected_columns, schema, strict=True):
+        inner = label.element if isinstance(label, sa.Label) else label
+        if pa.types.is_integer(field.type) or pa.types.is_boolean(field.type):
+            value = sa.cast(inner, sa.Integer())
+        elif pa.types.is_floating(field.type):
+            value = sa.cast(inner, sa.REAL())
+        else:
+            value = sa.cast(inner, sa.Text())
+        if field.name in flagged:
+            neutral = 0.0 if pa.types.is_floating(field.type) else ""
+            columns.append(sa.func.coalesce(value, neutral).label(field.name))
+            columns.append(inner.is_(None).label(field.name + _NULL_SUFFIX))
+        else:
+            columns.append(value.label(field.name))
+    return stmt.with_only_columns(*columns, maintain_column_froms=True)
+
+
+def _restore_nulls(batch: pa.RecordBatch, flagged: set[str]) -> pa.RecordBatch:
+    arrays, names = [], []
+    for name in batch.schema.names:
+        if name.endswith(_NULL_SUFFIX):
+            continue
+        column = batch.column(name)
+        if name in flagged:
+            isnull = pc.cast(batch.column(name + _NULL_SUFFIX), pa.bool_())
+            column = pc.if_else(isnull, pa.scalar(None, column.type), column)
+        arrays.append(column)
+        names.append(name)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def read_adbc_sqlite(
+    pool: AdbcPool, stmt: sa.Select[Any], schema: pa.Schema, batch_rows: int, constant: set[str]
+) -> Iterator[pa.RecordBatch]:
+    """Batches of ``stmt`` from SQLite through ADBC; ``constant`` columns are masks, not data."""
+    options = {"adbc.sqlite.query.batch_rows": str(batch_rows)}
+    conn = pool.acquire()
+    finished = False
+    try:
+        with conn.cursor() as cur:
+            cur.adbc_statement.set_options(**options)
+            cur.execute(*_positional(_sqlite_select(stmt, schema, set()), _SQLITE))
+            reader = cur.fetch_record_batch()
+            # The driver infers types on the first batch, before anything is read: look now.
+            flagged = {
+                f.name
+                for f, got in zip(schema, reader.schema, strict=True)
+                if f.name not in constant
+                and got.type == pa.int64()
+                and not (pa.types.is_integer(f.type) or pa.types.is_boolean(f.type))
+            }
+            if not flagged:
+                yield from reader
+            else:
+                reader.close()
+                cur.execute(*_positional(_sqlite_select(stmt, schema, flagged), _SQLITE))
+                for batch in cur.fetch_record_batch():
+                    yield _restore_nulls(batch, flagged)
+        finished = True
+    except Exception as exc:
+        raise StoreError(f"the store failed the query: {exc}") from exc
+    finally:
+        pool.release(conn, healthy=finished)
+
+
+def render_mysql(stmt: sa.Select[Any], backslash_escapes: bool = True) -> str:
+    """The statement as MySQL text with every value rendered by the dialect's literal rules."""
+    # qmark: with the driver's "format" style the compiler would double every '%' in literals.
+    dialect = mysql.dialect(paramstyle="qmark")
+    dialect._backslash_escapes = backslash_escapes
+    return str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+def read_connectorx(
+    uri: str, stmt: sa.Select[Any], batch_rows: int, backslash_escapes: bool
+) -> Iterator[pa.RecordBatch]:
+    """Batches of ``stmt`` from MySQL/MariaDB through connectorx's Arrow stream."""
+    import connectorx as cx
+
+    sql = render_mysql(stmt, backslash_escapes)
+    try:
+        reader = cx.read_sql(uri, sql, return_type="arrow_stream", batch_size=batch_rows)
+        yield from reader
+    except Exception as exc:
+        raise StoreError(f"the store failed the query: {exc}") from exc
+
+
+def read_sqlalchemy(
+    engine: sa.Engine, stmt: sa.Select[Any], schema: pa.Schema, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Batches of ``stmt`` through a SQLAlchemy server-side cursor (any other backend)."""
+    try:
+        with engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, max_row_buffer=batch_rows).execute(
+                stmt
+            )
+            for rows in result.partitions(batch_rows):
+                columns = list(zip(*rows, strict=True))
+                arrays = [
+                    pa.array(values, from_pandas=True).cast(field.type)
+                    for values, field in zip(columns, schema, strict=True)
+                ]
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"the store failed the query: {exc}") from exc
