@@ -92,6 +92,7 @@ class Connector(ABC):
 
     def close(self) -> None:
         """Release the store's connections."""
+        return  # stores without connections (files) have nothing to release
 
     def __enter__(self) -> Connector:
         return self
@@ -196,9 +197,8 @@ class Connector(ABC):
                     f"column {column.name!r} is missing from {dataset.location.table!r}"
                 )
             elif column.type not in _COMPATIBLE.get(found, {found}):
-                problems.append(
-                    f"column {column.name!r} is declared {column.type.value} but stored as {found.value}"
-                )
+                declared, stored = column.type.value, found.value
+                problems.append(f"column {column.name!r} is declared {declared}, stored {stored}")
         if problems:
             raise SchemaMismatchError(dataset.id, problems)
 
