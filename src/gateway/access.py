@@ -1,0 +1,97 @@
+"""The one place where the gateway asks for a decision, records it, and refuses.
+
+Routes never decide: they call a service, and services call ``ensure`` (datasette's
+``ensure_permission`` is the model): the decision is appended to the audit log before anything
+else happens, allow or deny; if the log cannot be written, nothing is released (503).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from audit.errors import AuditUnavailable
+from audit.events import DecisionMade, Event
+from connectors.datasets import Dataset
+from gateway.errors import Forbidden, NotFound, ServiceUnavailable
+from policies.decisions import Action, Decision
+from policies.principals import Principal
+
+if TYPE_CHECKING:
+    from gateway.node import Node
+
+__all__ = ["dataset_for", "ensure", "record", "visible_datasets"]
+
+
+def record(node: Node, event: Event) -> int:
+    """Append ``event`` to the audit log, failing closed with 503 if it cannot be written."""
+    try:
+        return node.audit.append(event)
+    except AuditUnavailable as exc:
+        raise ServiceUnavailable("the audit log cannot be written; nothing was released") from exc
+
+
+def visible_datasets(node: Node, principal: Principal) -> list[Dataset]:
+    """The datasets of this node that ``principal`` may discover."""
+    return node.governance.discoverable(principal, node.catalog.all())
+
+
+def dataset_for(
+    node: Node, principal: Principal, dataset_id: str, *, request_id: str = ""
+) -> Dataset:
+    """The dataset, if it exists and ``principal`` may discover it; else one and the same 404."""
+    missing = NotFound(f"no dataset {dataset_id!r}")
+    try:
+        dataset = node.catalog.get(dataset_id)
+    except NotFound:
+        raise missing from None
+    decision = node.governance.decide(principal, dataset, Action.DISCOVER, "discovery", None)
+    if not decision.allowed:
+        # Recorded, so cross-domain probing shows up in the log; answered as if absent.
+        record(node, _event(node, principal, decision, request_id))
+        raise missing
+    return dataset
+
+
+def ensure(
+    node: Node,
+    principal: Principal,
+    dataset: Dataset,
+    action: Action,
+    purpose: str,
+    columns: Sequence[str] | None = None,
+    *,
+    request_id: str = "",
+) -> Decision:
+    """Decide, record the decision, and raise Forbidden with the reasons on a deny."""
+    decision = node.governance.decide(principal, dataset, action, purpose, columns)
+    record(node, _event(node, principal, decision, request_id))
+    if not decision.allowed:
+        raise Forbidden(
+            "; ".join(decision.reasons) or "not allowed",
+            reasons=list(decision.reasons),
+            policy_version=decision.policy_version,
+        )
+    return decision
+
+
+def _event(node: Node, principal: Principal, decision: Decision, request_id: str) -> DecisionMade:
+    summary = decision.summary()
+    return DecisionMade(
+        request_id=request_id,
+        node=node.institution,
+        principal=principal.id,
+        institution=principal.institution,
+        dataset=decision.dataset_id,
+        action=decision.action.value,
+        purpose=decision.purpose,
+        decision="allow" if decision.allowed else "deny",
+        policy_version=decision.policy_version,
+        reasons=decision.reasons,
+        columns=decision.columns,
+        withheld=decision.withheld,
+        masked=summary["masked"],
+        row_filter=summary["row_filter"],
+        obligations=tuple(summary["obligations"]),
+        matched=decision.matched,
+    )

@@ -1,0 +1,141 @@
+"""The app factory: ``create_app(settings)`` builds a node and the FastAPI app that serves it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator, Callable
+from importlib.metadata import version
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.config import NodeConfig, load_config
+from gateway.errors import BadRequest, MatgateError, ServiceUnavailable, Unprocessable, for_status
+from gateway.node import Node
+from gateway.observability import Metrics, ObservabilityMiddleware, configure_logging
+from gateway.routes import routers
+from gateway.settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("matgate.app")
+PROBLEM = "application/problem+json"
+
+
+def create_app(
+    settings: Settings | None = None,
+    config: NodeConfig | None = None,
+    *,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> FastAPI:
+    """A node for ``settings`` (its config from ``config`` or the file ``settings.config``)."""
+    settings = settings or Settings()
+    if config is None:
+        if settings.config is None:
+            raise ValueError("a node needs a config: pass one or set MATGATE_CONFIG")
+        config = load_config(settings.config)
+    configure_logging(settings.log_level, settings.log_json)
+    node = Node(settings, config, clock=clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_checkpoints(node))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            node.close()
+
+    app = FastAPI(
+        title=f"matgate node: {node.title}",
+        version=version("matgate"),
+        description="Governed access to materials research data.",
+        lifespan=lifespan,
+    )
+    app.state.node = node
+    app.state.metrics = Metrics()
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
+    for router in routers:
+        app.include_router(router)
+    _handlers(app)
+    return app
+
+
+async def _checkpoints(node: Node) -> None:
+    """Sign the audit log's tree head at the configured interval."""
+    every = node.settings.audit_checkpoint_seconds
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(node.audit.checkpoint_if_due, every)
+        except Exception:
+            log.exception("audit checkpoint failed")
+
+
+def _problem(request: Request, error: MatgateError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return JSONResponse(
+        error.to_problem(instance=request.url.path),
+        status_code=error.status,
+        media_type=PROBLEM,
+        headers=headers,
+    )
+
+
+def _from_room(exc: Exception) -> MatgateError:
+    """Errors of the other rooms carry a status and a detail: translate them here, once."""
+    return for_status(getattr(exc, "status", 500), getattr(exc, "detail", None) or str(exc))
+
+
+def _handlers(app: FastAPI) -> None:
+    from audit.errors import AuditError
+    from connectors.errors import (
+        ConnectorError,
+        FilterError,
+        QueryError,
+        SchemaMismatchError,
+        TableError,
+    )
+    from policies.errors import PolicyError
+
+    @app.exception_handler(MatgateError)
+    async def _matgate(request: Request, exc: MatgateError) -> JSONResponse:
+        return _problem(request, exc)
+
+    @app.exception_handler(PolicyError)
+    @app.exception_handler(AuditError)
+    async def _room(request: Request, exc: Exception) -> JSONResponse:
+        return _problem(request, _from_room(exc))
+
+    @app.exception_handler(ConnectorError)
+    async def _connector(request: Request, exc: ConnectorError) -> JSONResponse:
+        if isinstance(exc, FilterError):
+            return _problem(request, BadRequest(str(exc), position=exc.position))
+        if isinstance(exc, QueryError):
+            return _problem(request, BadRequest(str(exc)))
+        if isinstance(exc, TableError | SchemaMismatchError):
+            return _problem(request, Unprocessable(str(exc)))
+        return _problem(request, ServiceUnavailable(f"store error: {exc}"))
+
+    @app.exception_handler(RequestValidationError)
+    @app.exception_handler(ValidationError)
+    async def _invalid(request: Request, exc: Any) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        summary = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+        return _problem(request, Unprocessable(summary or "invalid request", errors=errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _problem(request, for_status(exc.status_code, str(exc.detail)))

@@ -1,0 +1,128 @@
+"""The catalog: datasets registered on this node, their search, and their registration."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+
+from connectors.datasets import Dataset, PSPPRole
+from connectors.errors import ConnectorError, SchemaMismatchError
+from gateway.db import catalog_table
+from gateway.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from gateway.stores import Stores
+
+__all__ = ["Catalog", "search"]
+
+
+class Catalog:
+    """Datasets of this node, kept in the node database and cached in memory."""
+
+    def __init__(self, engine: sa.Engine, stores: Stores) -> None:
+        self._engine = engine
+        self._stores = stores
+        self._lock = threading.Lock()
+        self._cache: dict[str, Dataset] | None = None
+
+    def all(self) -> list[Dataset]:
+        """Every registered dataset, by id."""
+        return sorted(self._load().values(), key=lambda d: d.id)
+
+    def get(self, dataset_id: str) -> Dataset:
+        """The dataset ``dataset_id``; NotFound if it is not registered here."""
+        found = self._load().get(dataset_id)
+        if found is None:
+            raise NotFound(f"no dataset {dataset_id!r}")
+        return found
+
+    def register(self, dataset: Dataset, *, by: str, replace: bool = False) -> Dataset:
+        """Validate ``dataset`` against its store and record it (Conflict if it exists)."""
+        self.validate(dataset)
+        row = {
+            "id": dataset.id,
+            "institution": dataset.institution,
+            "name": dataset.name,
+            "document": dataset.model_dump(mode="json"),
+            "registered_by": by,
+            "registered_at": dt.datetime.now(dt.UTC),
+        }
+        with self._engine.begin() as conn:
+            exists = conn.execute(
+                sa.select(catalog_table.c.id).where(catalog_table.c.id == dataset.id)
+            ).first()
+            if exists and not replace:
+                raise Conflict(f"dataset {dataset.id!r} is registered already")
+            if exists:
+                conn.execute(catalog_table.delete().where(catalog_table.c.id == dataset.id))
+            conn.execute(catalog_table.insert().values(**row))
+        with self._lock:
+            self._cache = None
+        return dataset
+
+    def sync(self, datasets: Iterable[Dataset], *, by: str) -> None:
+        """Make the config's datasets registered as written (at start-up)."""
+        for dataset in datasets:
+            current = self._load().get(dataset.id)
+            if current != dataset:
+                self.register(dataset, by=by, replace=True)
+
+    def validate(self, dataset: Dataset) -> None:
+        """Check the declared schema against the store's actual table or file."""
+        if dataset.location.store not in self._stores:
+            raise Unprocessable(f"location.store: no store {dataset.location.store!r} on this node")
+        try:
+            self._stores.get(dataset.location.store).validate(dataset)
+        except SchemaMismatchError as exc:
+            raise Unprocessable(f"schema does not match the store: {exc}") from exc
+        except ConnectorError as exc:
+            raise ServiceUnavailable(f"store {dataset.location.store!r}: {exc}") from exc
+
+    def _load(self) -> dict[str, Dataset]:
+        with self._lock:
+            if self._cache is None:
+                with self._engine.connect() as conn:
+                    rows = conn.execute(sa.select(catalog_table.c.document)).scalars().all()
+                self._cache = {d.id: d for d in (Dataset.model_validate(r) for r in rows)}
+            return self._cache
+
+
+def search(
+    datasets: Iterable[Dataset],
+    *,
+    q: str | None = None,
+    pspp: Sequence[PSPPRole] = (),
+    column: str | None = None,
+    unit: str | None = None,
+    license: str | None = None,
+    institution: str | None = None,
+) -> list[Dataset]:
+    """Datasets matching every given criterion; ``q`` matches all its words in the text."""
+    words = [w for w in (q or "").lower().split() if w]
+    found = []
+    for ds in datasets:
+        if institution and ds.institution != institution:
+            continue
+        if license and ds.license.lower() != license.lower():
+            continue
+        if pspp and not {c.pspp for c in ds.columns} & set(pspp):
+            continue
+        if column and not any(column.lower() in c.name.lower() for c in ds.columns):
+            continue
+        if unit and not any((c.unit or "").lower() == unit.lower() for c in ds.columns):
+            continue
+        if words:
+            text = _text(ds, pspp)
+            if not all(w in text for w in words):
+                continue
+        found.append(ds)
+    return found
+
+
+def _text(ds: Dataset, pspp: Sequence[PSPPRole]) -> str:
+    # With a PSPP role asked for, words must be found in the dataset or in columns of that role.
+    cols = [c for c in ds.columns if not pspp or c.pspp in pspp]
+    parts = [ds.id, ds.title, ds.description, " ".join(ds.keywords), ds.method or ""]
+    parts += [f"{c.name} {c.name.replace('_', ' ')} {c.description} {c.unit or ''}" for c in cols]
+    return " ".join(parts).lower()

@@ -1,0 +1,232 @@
+"""The ``matgate`` command: run a node or the demo, mint tokens, search and pull data.
+
+Client commands read the node's URL and token from ``--url``/``--token`` or from
+``MATGATE_URL``/``MATGATE_TOKEN`` (the demo prints both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``matgate`` console command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    from gateway.errors import MatgateError
+
+    try:
+        return handler(args)
+    except MatgateError as exc:
+        print(f"matgate: {exc.title}: {exc.detail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="matgate", description="Governed, federated access to materials research data."
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve", help="run a node", description="Run a node from its config file."
+    )
+    serve.add_argument("--config", type=Path, required=True, help="the node's TOML config")
+    serve.add_argument("--host", default=None, help="interface (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="TCP port (default 8000)")
+    serve.add_argument("--data-dir", type=Path, default=None, help="key and node database folder")
+    serve.add_argument("--database-url", default=None, help="SQLAlchemy URL of the node database")
+    serve.set_defaults(handler=_serve)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the demo",
+        description="Start demo nodes on embedded stores with real data.",
+    )
+    demo.add_argument("--data-dir", type=Path, default=Path(".demo"), help="where the demo lives")
+    demo.add_argument("--port", type=int, default=8000, help="port of the first node")
+    demo.set_defaults(handler=_demo)
+
+    token = sub.add_parser(
+        "token",
+        help="mint a token",
+        description="Mint a token with the node's own development issuer (needs the node's key).",
+    )
+    token.add_argument("subject", help="user name (the token's sub)")
+    token.add_argument("--config", type=Path, required=True, help="the node's TOML config")
+    token.add_argument("--data-dir", type=Path, default=None, help="folder of the node's key")
+    token.add_argument("--institution", default=None, help="home institution (default: the node's)")
+    token.add_argument("--roles", default="", help="comma-separated roles")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.set_defaults(handler=_token)
+
+    catalog = sub.add_parser("catalog", help="search the catalog", description="Search datasets.")
+    catalog.add_argument("q", nargs="?", default=None, help="words to find")
+    catalog.add_argument("--pspp", action="append", default=[], help="PSPP role a column has")
+    catalog.add_argument("--column", default=None, help="part of a column name")
+    catalog.add_argument("--unit", default=None, help="a column's unit")
+    catalog.add_argument("--license", default=None, help="SPDX licence id")
+    catalog.add_argument("--institution", default=None, help="owning institution")
+    catalog.add_argument("--json", action="store_true", help="print JSON")
+    _client_args(catalog)
+    catalog.set_defaults(handler=_catalog)
+
+    pull = sub.add_parser(
+        "pull", help="pull a slice to a file", description="Pull a permitted slice into a file."
+    )
+    pull.add_argument("dataset", help="institution/name")
+    pull.add_argument(
+        "-o", "--output", type=Path, required=True, help=".parquet, .csv, .arrow, .json"
+    )
+    pull.add_argument("--purpose", required=True, help="declared purpose, e.g. research")
+    pull.add_argument("--columns", default=None, help="comma-separated columns")
+    pull.add_argument("--filter", default=None, help="OPTIMADE filter")
+    pull.add_argument("--order-by", default=None, help="comma-separated; '-' for descending")
+    pull.add_argument("--limit", type=int, default=None)
+    pull.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _client_args(pull)
+    pull.set_defaults(handler=_pull)
+    return parser
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=os.environ.get("MATGATE_URL"), help="node URL ($MATGATE_URL)")
+    p.add_argument(
+        "--token", default=os.environ.get("MATGATE_TOKEN"), help="bearer ($MATGATE_TOKEN)"
+    )
+
+
+def _client(args: argparse.Namespace, **kw: Any) -> Any:
+    from gateway.client import Client
+
+    if not args.url:
+        raise SystemExit("matgate: give --url or set MATGATE_URL")
+    return Client(args.url, token=args.token, **kw)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from gateway.settings import Settings
+
+    overrides: dict[str, Any] = {"config": args.config}
+    for key in ("host", "port", "data_dir", "database_url"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    return Settings(**overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    settings = _settings(args)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import main as demo_main
+
+    return demo_main(args.data_dir, args.port)
+
+
+def _token(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.identity import TokenIssuer
+    from gateway.keys import NodeKey
+
+    settings = _settings(args)
+    config = load_config(args.config)
+    key_file = settings.resolved_key_file()
+    if not key_file.exists():
+        raise SystemExit(
+            f"matgate: no node key at {key_file}; start the node once, or give --data-dir"
+        )
+    url = (
+        settings.public_url or config.node.public_url or f"http://{settings.host}:{settings.port}"
+    ).rstrip("/")
+    issuer = TokenIssuer(NodeKey.load_or_create(key_file), url, url, config.node.institution)
+    roles = [r for r in args.roles.split(",") if r]
+    print(
+        issuer.mint(args.subject, roles=roles, institution=args.institution, ttl_seconds=args.ttl)
+    )
+    return 0
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        found = client.catalog(
+            args.q,
+            pspp=args.pspp,
+            column=args.column,
+            unit=args.unit,
+            license=args.license,
+            institution=args.institution,
+        )
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    for ds in found:
+        cols = len(ds["columns"])
+        print(
+            f"{ds['institution']}/{ds['name']:<24} {ds['license']:<14} {cols:>3} columns  {ds['title']}"
+        )
+    if not found:
+        print("no datasets match", file=sys.stderr)
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    import pyarrow.csv as pacsv
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    split = lambda t: [x.strip() for x in t.split(",") if x.strip()] if t else None  # noqa: E731
+    with _client(args, progress=not args.no_progress) as client:
+        table = client.dataset(args.dataset).to_arrow(
+            split(args.columns),
+            args.filter,
+            purpose=args.purpose,
+            order_by=split(args.order_by) or (),
+            limit=args.limit,
+        )
+    out: Path = args.output
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        pq.write_table(table, out)
+    elif suffix == ".csv":
+        pacsv.write_csv(table, out)
+    elif suffix in (".arrow", ".feather", ".arrows"):
+        feather.write_feather(table, out)
+    elif suffix in (".json", ".jsonl"):
+        table.to_pandas().to_json(out, orient="records", lines=suffix == ".jsonl")
+    else:
+        raise SystemExit(f"matgate: unknown output format {suffix!r}")
+    manifest = json.loads(table.schema.metadata[b"matgate.manifest"])
+    print(
+        f"{manifest['row_count']} rows -> {out}  (manifest {manifest['id']}, licence {manifest['licence']})"
+    )
+    for ob in manifest.get("obligations", []):
+        print(f"  obligation: {ob['kind']}: {ob['detail']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,294 @@
+"""The Python client: find datasets, pull permitted slices as pandas or Arrow, verify them.
+
+Light on imports (httpx, pyarrow, pandas, tqdm): nothing of the server side is imported, so it
+installs and runs anywhere::
+
+    from gateway.client import Client
+
+    c = Client("http://127.0.0.1:8000", token="...")
+    c.catalog(q="yield strength", pspp="property")
+    df = c.dataset("alpha/ni-superalloys").pull(
+        columns=["alloy", "yield_strength_mpa"], filter="test_temperature_c > 600", purpose="research"
+    )
+    df.attrs["matgate"]          # the manifest: licence, obligations, row count, content hash
+
+Errors are those of ``gateway.errors`` (``Forbidden``, ``NotFound``, ``BadRequest`` ...), rebuilt
+from the node's problem+json; a pull whose content does not match its manifest raises
+``IntegrityError``. Pass ``transport=httpx.ASGITransport(app)``... to run against an app in-process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+import pandas as pd
+import pyarrow as pa
+
+from gateway.errors import IntegrityError, MatgateError, from_problem
+
+__all__ = ["Client", "RemoteDataset"]
+
+MANIFEST_KEY = b"matgate.manifest"
+_ARROW = "application/vnd.apache.arrow.stream"
+
+
+class Client:
+    """A connection to one matgate node (your home node, for federated datasets)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 60.0,
+        progress: bool = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.progress = progress
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            transport=transport,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # -- catalog -------------------------------------------------------------------------
+
+    def catalog(
+        self,
+        q: str | None = None,
+        *,
+        pspp: str | Sequence[str] | None = None,
+        column: str | None = None,
+        unit: str | None = None,
+        license: str | None = None,
+        institution: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Datasets you may discover that match every given criterion."""
+        params: dict[str, Any] = {
+            "q": q,
+            "pspp": [pspp] if isinstance(pspp, str) else list(pspp or []),
+            "column": column,
+            "unit": unit,
+            "license": license,
+            "institution": institution,
+        }
+        body = self.get("/catalog", params={k: v for k, v in params.items() if v not in (None, [])})
+        return list(body["datasets"])
+
+    def dataset(self, dataset_id: str) -> RemoteDataset:
+        """A handle on dataset ``institution/name``."""
+        return RemoteDataset(self, dataset_id)
+
+    def provenance(self, request_id: str) -> dict[str, Any]:
+        """The signed manifest of a slice you pulled: ``{"manifest": ..., "signature": ...}``."""
+        return self.get(f"/provenance/{request_id}")
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        """GET ``path`` and return its JSON body (or raise the node's error)."""
+        return _json(self._http.get(path, **kwargs))
+
+    def post(self, path: str, json_body: Any = None, **kwargs: Any) -> Any:
+        """POST JSON to ``path`` and return the JSON answer (or raise the node's error)."""
+        return _json(self._http.post(path, json=json_body, **kwargs))
+
+    def delete(self, path: str, json_body: Any = None) -> Any:
+        """DELETE ``path`` (with a JSON body, if given) and return the JSON answer."""
+        return _json(self._http.request("DELETE", path, json=json_body))
+
+    def _stream_arrow(self, path: str, body: dict[str, Any], progress: bool | None) -> pa.Table:
+        with self._http.stream("POST", path, json=body, headers={"Accept": _ARROW}) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise _error(response)
+            request_id = response.headers.get("matgate-request-id", "")
+            reader = _HashingReader(response.iter_bytes(chunk_size=1 << 20))
+            stream = pa.ipc.open_stream(reader)
+            batches = []
+            bar = _bar(progress if progress is not None else self.progress)
+            for batch in stream:
+                batches.append(batch)
+                if bar is not None:
+                    bar.update(batch.num_rows)
+            if bar is not None:
+                bar.close()
+            table = pa.Table.from_batches(batches, schema=stream.schema)
+            reader.drain()
+        found = self.provenance(request_id)
+        manifest = found["manifest"]
+        if manifest.get("content_sha256") != reader.hexdigest():
+            raise IntegrityError(
+                f"content hash {reader.hexdigest()} does not match the manifest's "
+                f"{manifest.get('content_sha256')}"
+            )
+        if manifest.get("row_count") != table.num_rows:
+            raise IntegrityError(
+                f"{table.num_rows} rows received, the manifest says {manifest.get('row_count')}"
+            )
+        meta = dict(table.schema.metadata or {})
+        meta[MANIFEST_KEY] = json.dumps(manifest).encode()
+        meta[b"matgate.signature"] = (found.get("signature") or "").encode()
+        return table.replace_schema_metadata(meta)
+
+
+class RemoteDataset:
+    """One dataset of the federation, seen through your node."""
+
+    def __init__(self, client: Client, dataset_id: str) -> None:
+        if dataset_id.count("/") != 1:
+            raise ValueError("a dataset id is 'institution/name'")
+        self.client = client
+        self.id = dataset_id
+
+    def metadata(self) -> dict[str, Any]:
+        """FAIR metadata and the column schema."""
+        return self.client.get(f"/catalog/{self.id}")
+
+    def to_arrow(
+        self,
+        columns: Sequence[str] | None = None,
+        filter: str | None = None,
+        *,
+        purpose: str,
+        order_by: Sequence[str] = (),
+        limit: int | None = None,
+        offset: int = 0,
+        progress: bool | None = None,
+    ) -> pa.Table:
+        """The permitted slice as a ``pyarrow.Table``; the manifest is in the schema metadata."""
+        body = {
+            "purpose": purpose,
+            "columns": list(columns) if columns is not None else None,
+            "filter": filter,
+            "order_by": list(order_by),
+            "limit": limit,
+            "offset": offset,
+            "format": "arrow",
+        }
+        return self.client._stream_arrow(f"/datasets/{self.id}/slice", body, progress)
+
+    def pull(
+        self,
+        columns: Sequence[str] | None = None,
+        filter: str | None = None,
+        *,
+        purpose: str,
+        order_by: Sequence[str] = (),
+        limit: int | None = None,
+        offset: int = 0,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """The permitted slice as a DataFrame; ``df.attrs["matgate"]`` holds the manifest."""
+        table = self.to_arrow(
+            columns,
+            filter,
+            purpose=purpose,
+            order_by=order_by,
+            limit=limit,
+            offset=offset,
+            progress=progress,
+        )
+        return to_pandas(table)
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """A DataFrame of ``table`` with its manifest in ``df.attrs``."""
+    meta = table.schema.metadata or {}
+    df = table.to_pandas(split_blocks=True, self_destruct=False)
+    if MANIFEST_KEY in meta:
+        df.attrs["matgate"] = json.loads(meta[MANIFEST_KEY])
+        df.attrs["matgate_signature"] = meta.get(b"matgate.signature", b"").decode()
+    return df
+
+
+class _HashingReader(io.RawIOBase):
+    """A readable file over response chunks that hashes every byte it hands out.
+
+    ``read(n)`` returns exactly ``n`` bytes until the end, as Arrow's stream reader expects.
+    """
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._buffer = b""
+        self._pos = 0
+        self._digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        """Always."""
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left if ``size`` < 0), short only at the end."""
+        parts = []
+        wanted = size if size >= 0 else float("inf")
+        while wanted > 0:
+            if self._pos >= len(self._buffer):
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._digest.update(chunk)
+                self._buffer, self._pos = chunk, 0
+                continue
+            take = int(min(wanted, len(self._buffer) - self._pos))
+            parts.append(self._buffer[self._pos : self._pos + take])
+            self._pos += take
+            wanted -= take
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readinto(self, target: Any) -> int:
+        """Fill ``target`` as far as the stream goes."""
+        data = self.read(len(memoryview(target)))
+        memoryview(target).cast("B")[: len(data)] = data
+        return len(data)
+
+    def drain(self) -> None:
+        """Hash whatever the Arrow reader did not need (there should be nothing)."""
+        for chunk in self._chunks:
+            self._digest.update(chunk)
+
+    def hexdigest(self) -> str:
+        """SHA-256 of everything received."""
+        return self._digest.hexdigest()
+
+
+def _bar(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    # Shown only when a pull takes longer than a second: small pulls stay quiet.
+    return tqdm(unit=" rows", unit_scale=True, delay=1.0, desc="pull", leave=False)
+
+
+def _error(response: httpx.Response) -> MatgateError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"detail": response.text[:500]}
+    return from_problem(response.status_code, body if isinstance(body, dict) else None)
+
+
+def _json(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        raise _error(response)
+    return response.json()

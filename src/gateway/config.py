@@ -1,0 +1,257 @@
+"""A node's config file (TOML): its institution, stores, datasets, trusted issuers and peers.
+
+Validated on load; an error names the file, the line and the key that is wrong::
+
+    [node]
+    institution = "alpha"
+
+    [stores.lab]
+    kind = "sql"                      # or "files"
+    url = "sqlite:///stores/lab.db"   # relative paths are relative to this file
+
+    [[issuers]]
+    issuer = "https://idp.alpha.example"
+    jwks_url = "https://idp.alpha.example/jwks.json"
+    institution = "alpha"
+
+    [[datasets]]
+    name = "ni-superalloys"
+    title = "..."
+    license = "Apache-2.0"
+    location = { store = "lab", table = "ni_superalloys" }
+    columns = [ { name = "yield_strength_mpa", type = "float", unit = "MPa", pspp = "property" } ]
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from connectors.datasets import Dataset
+
+__all__ = [
+    "ConfigError",
+    "IssuerConfig",
+    "NodeConfig",
+    "NodeInfo",
+    "PeerConfig",
+    "StoreConfig",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A node config file is unreadable or invalid; the message names file, line and key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeInfo(_Model):
+    """Who this node is."""
+
+    institution: str = Field(description="The institution (Casbin domain) this node serves.")
+    title: str = Field(default="", description="Human-readable name of the institution.")
+    public_url: str | None = Field(default=None, description="URL under which others reach it.")
+
+
+class StoreConfig(_Model):
+    """One store the node fronts."""
+
+    kind: Literal["sql", "files", "optimade"] = Field(description="Kind of store.")
+    url: str | None = Field(
+        default=None, description="SQLAlchemy URL (sql) or base URL (optimade)."
+    )
+    path: str | None = Field(default=None, description="Folder of CSV/Parquet files (files).")
+
+    @model_validator(mode="after")
+    def _target(self) -> StoreConfig:
+        if self.kind == "files" and not self.path:
+            raise ValueError("a 'files' store needs 'path'")
+        if self.kind in ("sql", "optimade") and not self.url:
+            raise ValueError(f"a '{self.kind}' store needs 'url'")
+        return self
+
+    @property
+    def target(self) -> str:
+        """URL or path, whichever the kind uses."""
+        return self.path if self.kind == "files" else self.url  # type: ignore[return-value]
+
+
+class IssuerConfig(_Model):
+    """A token issuer this node trusts (an institution's IdP, or a peer node)."""
+
+    issuer: str = Field(description="Exact `iss` value.")
+    institution: str | None = Field(
+        default=None, description="Institution of its users; None: taken from `institution_claim`."
+    )
+    audience: str | None = Field(default=None, description="Expected `aud`; default: node's URL.")
+    jwks_url: str | None = Field(default=None, description="Where to fetch its JWKS.")
+    jwks: dict[str, Any] | None = Field(default=None, description="Inline JWKS.")
+    algorithms: tuple[str, ...] = Field(default=("EdDSA", "RS256", "ES256"), description="Allowed.")
+    roles_claim: str = Field(default="roles", description="Claim that lists the user's roles.")
+    institution_claim: str = Field(default="institution", description="Claim naming it.")
+
+    @model_validator(mode="after")
+    def _keys(self) -> IssuerConfig:
+        if (self.jwks_url is None) == (self.jwks is None):
+            raise ValueError("give exactly one of 'jwks_url' or 'jwks'")
+        if "none" in {a.lower() for a in self.algorithms}:
+            raise ValueError("algorithm 'none' is never accepted")
+        return self
+
+
+class PeerConfig(_Model):
+    """Another node of the federation."""
+
+    institution: str = Field(description="The peer's institution id.")
+    url: str = Field(description="The peer's base URL.")
+    jwks_url: str | None = Field(default=None, description="The peer node's JWKS URL.")
+    jwks: dict[str, Any] | None = Field(default=None, description="The peer node's inline JWKS.")
+    allow_private_network: bool = Field(
+        default=False, description="Allow a loopback or private address (demos and tests)."
+    )
+
+
+class NodeConfig(_Model):
+    """A node's whole configuration."""
+
+    node: NodeInfo
+    stores: dict[str, StoreConfig] = Field(default_factory=dict)
+    issuers: tuple[IssuerConfig, ...] = ()
+    datasets: tuple[Dataset, ...] = ()
+    peers: tuple[PeerConfig, ...] = ()
+    policy: dict[str, Any] = Field(default_factory=dict, description="Policy seed (see policies).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_datasets(cls, data: Any) -> Any:
+        # Datasets in a node's file belong to the node: fill in the institution.
+        if isinstance(data, dict):
+            inst = (data.get("node") or {}).get("institution")
+            datasets = data.get("datasets") or []
+            if inst and isinstance(datasets, list):
+                data = {
+                    **data,
+                    "datasets": [
+                        {"institution": inst, **d} if isinstance(d, dict) else d for d in datasets
+                    ],
+                }
+        return data
+
+    @model_validator(mode="after")
+    def _references(self) -> NodeConfig:
+        for i, ds in enumerate(self.datasets):
+            if ds.institution != self.node.institution:
+                raise ValueError(f"datasets[{i}]: institution must be {self.node.institution!r}")
+            if ds.location.store not in self.stores:
+                raise ValueError(f"datasets[{i}].location.store: no store {ds.location.store!r}")
+        ids = [d.id for d in self.datasets]
+        if len(ids) != len(set(ids)):
+            raise ValueError("dataset names must be unique")
+        return self
+
+
+def load_config(path: Path) -> NodeConfig:
+    """Read and validate a node config file; relative store paths resolve against its folder."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    raw = _resolve_paths(raw, path.parent)
+    try:
+        return NodeConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = _locate(text, loc)
+            where = f"{path}:{line}" if line else str(path)
+            key = _dotted(loc) or "(top level)"
+            problems.append(f"{where}: {key}: {err['msg']}")
+        raise ConfigError("\n".join(problems)) from exc
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    stores = raw.get("stores")
+    if not isinstance(stores, dict):
+        return raw
+    resolved = {}
+    for name, store in stores.items():
+        if isinstance(store, dict):
+            store = dict(store)
+            if isinstance(store.get("path"), str) and not Path(store["path"]).is_absolute():
+                store["path"] = str((base / store["path"]).resolve())
+            url = store.get("url")
+            if (
+                isinstance(url, str)
+                and url.startswith("sqlite:///")
+                and not url.startswith("sqlite:////")
+            ):
+                rel = url.removeprefix("sqlite:///")
+                if rel and not rel.startswith(":memory:"):
+                    store["url"] = f"sqlite:///{(base / rel).resolve()}"
+        resolved[name] = store
+    return {**raw, "stores": resolved}
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not str(part).startswith("function-"):
+            out += ("." if out else "") + str(part)
+    return out
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"]+)\s*\]\]?")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"]+)\s*=")
+
+
+def _locate(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Best effort: the line of the deepest table header or key that ``loc`` names."""
+    keys = [str(p) for p in loc if not str(p).startswith("function-")]
+    counters: dict[str, int] = {}
+    table: list[str] = []
+    best: tuple[int, int] | None = None  # (depth matched, line)
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            parts = header.group(2).replace('"', "").split(".")
+            if header.group(1) == "[[":
+                name = ".".join(parts)
+                counters[name] = counters.get(name, -1) + 1
+                for deeper in [k for k in counters if k.startswith(name + ".")]:
+                    del counters[deeper]
+                table = [*parts[:-1], parts[-1], str(counters[name])]
+            else:
+                table = parts
+            path = table
+        else:
+            key = _KEY.match(line)
+            if not key:
+                continue
+            path = [*table, key.group(1).replace('"', "")]
+        depth = _prefix(path, keys)
+        if depth and (best is None or depth > best[0]):
+            best = (depth, number)
+    return best[1] if best else None
+
+
+def _prefix(path: list[str], keys: list[str]) -> int:
+    n = 0
+    for a, b in zip(path, keys, strict=False):
+        if a != b:
+            break
+        n += 1
+    return n

@@ -1,0 +1,57 @@
+"""The node database: engine creation and the gateway's own tables (catalog, provenance).
+
+Other rooms keep their tables on metadata of their own (``policies.store.metadata``,
+``audit.store.metadata``); Alembic migrates them all (see ``gateway/migrations``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+__all__ = ["catalog_table", "create_engine", "metadata", "provenance_table"]
+
+metadata = sa.MetaData()
+
+catalog_table = sa.Table(
+    "catalog_datasets",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("institution", sa.String(64), nullable=False, index=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("registered_by", sa.String(300), nullable=False),
+    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+provenance_table = sa.Table(
+    "provenance_manifests",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("dataset_id", sa.String(200), nullable=False, index=True),
+    sa.Column("principal", sa.String(300), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("complete", sa.Boolean, nullable=False, default=False),
+    sa.Column("manifest", sa.JSON, nullable=False),
+    sa.Column("signature", sa.Text, nullable=True),
+)
+
+
+def create_engine(url: str, **kwargs: Any) -> sa.Engine:
+    """An engine for the node database; SQLite gets WAL and a busy timeout for concurrency."""
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+    engine = sa.create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+    return engine

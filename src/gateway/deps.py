@@ -1,0 +1,41 @@
+"""Dependencies injected into routes, as ``Annotated`` aliases that read like sentences."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gateway.errors import Unauthorized
+from gateway.node import Node
+from gateway.security import authenticate
+from policies.principals import Principal
+
+__all__ = ["CurrentPrincipal", "NodeDep"]
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT from an issuer this node trusts.")
+
+
+def get_node(request: Request) -> Node:
+    """The node this app serves."""
+    node: Node = request.app.state.node
+    return node
+
+
+NodeDep = Annotated[Node, Depends(get_node)]
+
+
+def current_principal(
+    request: Request,
+    node: NodeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The principal of the request's bearer token; 401 without a valid one."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("a bearer token is required")
+    source = request.client.host if request.client else "unknown"
+    return authenticate(node, credentials.credentials, source=source)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,36 @@
+"""Alembic migrations of the node database (catalog, provenance, policies, audit, lineage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+__all__ = ["alembic_config", "migrate", "target_metadata"]
+
+HERE = Path(__file__).resolve().parent
+
+
+def target_metadata() -> list[sa.MetaData]:
+    """The metadata of every room that keeps tables in the node database."""
+    from audit.store import metadata as audit_metadata
+    from gateway.db import metadata as gateway_metadata
+    from policies.store import metadata as policies_metadata
+
+    return [gateway_metadata, policies_metadata, audit_metadata]
+
+
+def alembic_config(engine: sa.Engine | None = None) -> Config:
+    """An Alembic config pointing at these migrations (and at ``engine``, if given)."""
+    config = Config()
+    config.set_main_option("script_location", str(HERE))
+    if engine is not None:
+        config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the node database to the newest schema."""
+    command.upgrade(alembic_config(engine), "head")

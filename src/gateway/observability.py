@@ -1,0 +1,124 @@
+"""Request ids, structured logs and Prometheus metrics, as one small ASGI middleware."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["Metrics", "ObservabilityMiddleware", "configure_logging", "request_id_var"]
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+log = logging.getLogger("matgate.http")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": request_id_var.get(),
+        }
+        out.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure_logging(level: str, as_json: bool) -> None:
+    """Log to stderr, as JSON lines if ``as_json``."""
+    handler = logging.StreamHandler()
+    if as_json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("matgate")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+class Metrics:
+    """The node's Prometheus metrics, on a registry of its own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "matgate_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "matgate_http_request_seconds",
+            "Time to the response's first byte",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "matgate_decisions", "Access decisions", ["action", "result"], registry=self.registry
+        )
+        self.rows = Counter(
+            "matgate_slice_rows", "Rows delivered in slices", registry=self.registry
+        )
+
+
+class ObservabilityMiddleware:
+    """Gives each request an id (``X-Request-Id``), logs it and counts it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                route = _route(scope)
+                self.metrics.latency.labels(scope["method"], route).observe(
+                    time.perf_counter() - start
+                )
+                self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "fields": {
+                        "status": status,
+                        "ms": round((time.perf_counter() - start) * 1000, 2),
+                    }
+                },
+            )
+            request_id_var.reset(token)
+
+
+def _route(scope: Scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", "unmatched")

@@ -1,0 +1,11 @@
+"""The HTTP routes, one module per resource; each route parses, calls one service, returns."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gateway.routes import catalog, health, provenance, slices
+
+__all__ = ["routers"]
+
+routers: tuple[APIRouter, ...] = (health.router, catalog.router, slices.router, provenance.router)

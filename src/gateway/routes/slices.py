@@ -1,0 +1,67 @@
+"""Pulling slices: the permitted rows and columns of a dataset, streamed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from gateway import service
+from gateway.deps import CurrentPrincipal, NodeDep
+from gateway.formats import Format
+from gateway.schemas import SliceBody
+
+router = APIRouter(tags=["slices"])
+
+_STREAM = {
+    200: {
+        "description": "The slice, in the requested format; the manifest is at the Link header.",
+        "content": {f.media_type: {} for f in Format},
+    }
+}
+
+
+@router.post(
+    "/datasets/{institution}/{name}/slice", response_class=StreamingResponse, responses=_STREAM
+)
+def post_slice(
+    institution: str, name: str, body: SliceBody, node: NodeDep, principal: CurrentPrincipal
+) -> StreamingResponse:
+    """Stream the permitted slice of a dataset for a declared purpose."""
+    return service.stream_slice(node, principal, f"{institution}/{name}", body)
+
+
+@router.get(
+    "/datasets/{institution}/{name}/slice", response_class=StreamingResponse, responses=_STREAM
+)
+def get_slice(
+    institution: str,
+    name: str,
+    node: NodeDep,
+    principal: CurrentPrincipal,
+    purpose: Annotated[str, Query(min_length=1, max_length=64)],
+    columns: Annotated[str | None, Query(max_length=20_000, description="Comma-separated")] = None,
+    filter: Annotated[str | None, Query(max_length=20_000)] = None,
+    order_by: Annotated[str | None, Query(max_length=2_000, description="Comma-separated")] = None,
+    limit: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    format: Annotated[Format, Query()] = Format.CSV,
+) -> StreamingResponse:
+    """The same as the POST form, with query parameters (CSV by default, for browsers and curl)."""
+    body = SliceBody(
+        purpose=purpose,
+        columns=_split(columns),
+        filter=filter,
+        order_by=_split(order_by) or [],
+        limit=limit,
+        offset=offset,
+        format=format,
+    )
+    return service.stream_slice(node, principal, f"{institution}/{name}", body)
+
+
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]

@@ -1,0 +1,86 @@
+"""Request and response bodies of the HTTP API (what OpenAPI publishes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from connectors.datasets import Dataset
+from gateway.formats import Format
+
+__all__ = ["CatalogPage", "NodeInfo", "Problem", "Provenance", "SliceBody"]
+
+_ORDER = r"^[+-]?[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+class SliceBody(BaseModel):
+    """What to pull from a dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: str = Field(
+        description="Declared use, e.g. research, ml-training.", min_length=1, max_length=64
+    )
+    columns: list[str] | None = Field(
+        default=None,
+        description="Columns to return; omitted: every column you may have.",
+        max_length=1000,
+    )
+    filter: str | None = Field(
+        default=None, description="OPTIMADE filter syntax.", max_length=20_000
+    )
+    order_by: list[str] = Field(
+        default_factory=list, description="Columns to sort by; '-' before a name: descending."
+    )
+    limit: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)
+    format: Format = Field(default=Format.ARROW, description="Response format.")
+
+    @field_validator("order_by")
+    @classmethod
+    def _order(cls, value: list[str]) -> list[str]:
+        import re
+
+        for term in value:
+            if not re.match(_ORDER, term):
+                raise ValueError(f"bad order term {term!r}: a column name, optionally after + or -")
+        return value
+
+
+class CatalogPage(BaseModel):
+    """Datasets a principal may discover, matching a search."""
+
+    count: int
+    datasets: list[Dataset]
+    meta: dict[str, Any] = Field(
+        default_factory=dict, description="Warnings and federation status."
+    )
+
+
+class Provenance(BaseModel):
+    """A slice's manifest and the node's signature over it (compact JWS)."""
+
+    manifest: dict[str, Any]
+    signature: str | None
+
+
+class NodeInfo(BaseModel):
+    """Who this node is."""
+
+    institution: str
+    title: str
+    url: str
+    issuer: str
+    jwks_uri: str
+    version: str

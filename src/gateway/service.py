@@ -1,0 +1,155 @@
+"""The service functions routes call: one per use case, no HTTP in them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.metadata import version
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi.responses import StreamingResponse
+
+from audit.events import DatasetRegistered
+from connectors.datasets import Dataset, PSPPRole
+from gateway import dcat
+from gateway.access import dataset_for, record, visible_datasets
+from gateway.catalog import search
+from gateway.errors import Forbidden, NotFound, ServiceUnavailable
+from gateway.node import Node
+from gateway.schemas import NodeInfo, Provenance, SliceBody
+from gateway.slices import SliceRequest, open_slice
+from policies.decisions import Action
+from policies.principals import Principal
+
+__all__ = [
+    "catalog_dcat",
+    "dataset_dcat",
+    "get_dataset",
+    "node_info",
+    "provenance",
+    "readiness",
+    "register_dataset",
+    "search_catalog",
+    "stream_slice",
+]
+
+
+def readiness(node: Node) -> dict[str, Any]:
+    """Ready when the node database answers and the audit log can be read."""
+    try:
+        with node.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        size = node.audit.size()
+    except Exception as exc:
+        raise ServiceUnavailable(f"not ready: {type(exc).__name__}") from exc
+    return {"status": "ready", "audit_size": size, "datasets": len(node.catalog.all())}
+
+
+def node_info(node: Node) -> NodeInfo:
+    """Who this node is."""
+    return NodeInfo(
+        institution=node.institution,
+        title=node.title,
+        url=node.public_url,
+        issuer=node.issuer.issuer,
+        jwks_uri=f"{node.public_url}/.well-known/jwks.json",
+        version=version("matgate"),
+    )
+
+
+def search_catalog(
+    node: Node,
+    principal: Principal,
+    *,
+    q: str | None = None,
+    pspp: Sequence[PSPPRole] = (),
+    column: str | None = None,
+    unit: str | None = None,
+    license: str | None = None,
+    institution: str | None = None,
+) -> list[Dataset]:
+    """Datasets ``principal`` may discover that match the criteria."""
+    return search(
+        visible_datasets(node, principal),
+        q=q,
+        pspp=pspp,
+        column=column,
+        unit=unit,
+        license=license,
+        institution=institution,
+    )
+
+
+def get_dataset(node: Node, principal: Principal, dataset_id: str) -> Dataset:
+    """One dataset's metadata (404 if absent or not discoverable)."""
+    return dataset_for(node, principal, dataset_id)
+
+
+def catalog_dcat(node: Node, principal: Principal) -> dict[str, Any]:
+    """The discoverable catalog as DCAT JSON-LD."""
+    return dcat.catalog_jsonld(visible_datasets(node, principal), node.public_url, node.title)
+
+
+def dataset_dcat(node: Node, principal: Principal, dataset_id: str) -> dict[str, Any]:
+    """One dataset as DCAT JSON-LD."""
+    return dcat.dataset_jsonld(dataset_for(node, principal, dataset_id), node.public_url)
+
+
+def register_dataset(node: Node, principal: Principal, dataset: Dataset) -> Dataset:
+    """Register a dataset in this node's domain (stewards: the ``manage`` action)."""
+    if dataset.institution != node.institution:
+        raise Forbidden(f"this node registers datasets of {node.institution!r} only")
+    decision = node.governance.check_domain(principal, node.institution, Action.MANAGE)
+    if not decision.allowed:
+        raise Forbidden("; ".join(decision.reasons) or "not a steward of this domain")
+    node.governance.validate_dataset(dataset)
+    registered = node.catalog.register(dataset, by=principal.id)
+    record(
+        node,
+        DatasetRegistered(
+            node=node.institution,
+            principal=principal.id,
+            institution=principal.institution,
+            dataset=dataset.id,
+            action=Action.MANAGE.value,
+            decision="allow",
+            version=dataset.version,
+            licence=dataset.license,
+            columns=dataset.column_names,
+            embargo_until=dataset.embargo_until.isoformat() if dataset.embargo_until else "",
+        ),
+    )
+    return registered
+
+
+def stream_slice(
+    node: Node, principal: Principal, dataset_id: str, body: SliceBody
+) -> StreamingResponse:
+    """Open a slice (decided and recorded) and stream it."""
+    opened = open_slice(
+        node,
+        principal,
+        dataset_id,
+        SliceRequest(
+            purpose=body.purpose,
+            columns=tuple(body.columns) if body.columns is not None else None,
+            filter=body.filter,
+            order_by=tuple(body.order_by),
+            limit=body.limit,
+            offset=body.offset,
+            format=body.format,
+        ),
+    )
+    name = dataset_id.replace("/", "_") + opened.format.suffix
+    headers = {**opened.headers, "Content-Disposition": f'attachment; filename="{name}"'}
+    return StreamingResponse(opened.chunks, media_type=opened.format.media_type, headers=headers)
+
+
+def provenance(node: Node, principal: Principal, request_id: str) -> Provenance:
+    """A manifest, to the principal who received the slice or an auditor of the domain."""
+    found = node.provenance.get(request_id)
+    if found["manifest"]["principal"]["id"] != principal.id:
+        decision = node.governance.check_domain(principal, node.institution, Action.AUDIT)
+        if not decision.allowed:
+            raise NotFound(f"no manifest {request_id!r}")
+    return Provenance(**found)

@@ -1,0 +1,59 @@
+"""Process settings: environment variables with the ``MATGATE_`` prefix (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """How this process runs a node; what the node serves is in its config file."""
+
+    model_config = SettingsConfigDict(env_prefix="MATGATE_", env_file=".env", extra="ignore")
+
+    config: Path | None = Field(
+        default=None, description="Path of the node's TOML config file (institution, stores, ...)."
+    )
+    data_dir: Path = Field(
+        default=Path(".matgate"), description="Folder for the node's key and embedded database."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the node database; default SQLite in data_dir/node.db.",
+    )
+    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    public_url: str | None = Field(
+        default=None, description="URL under which peers and clients reach this node."
+    )
+    key_file: Path | None = Field(
+        default=None, description="PEM file of the node's Ed25519 signing key (made if missing)."
+    )
+    token_ttl_seconds: int = Field(
+        default=3600, gt=0, description="Lifetime of tokens minted by the development issuer."
+    )
+    batch_rows: int = Field(
+        default=65536, gt=0, le=4_000_000, description="Rows per Arrow record batch streamed out."
+    )
+    max_rows: int | None = Field(
+        default=None, gt=0, description="Upper bound on rows one slice may return (None: no bound)."
+    )
+    log_level: str = Field(default="INFO", description="Logging level.")
+    log_json: bool = Field(default=True, description="Log as JSON lines (one per event).")
+    audit_checkpoint_seconds: float = Field(
+        default=60.0, gt=0, description="How often the audit log's tree head is signed."
+    )
+
+    def resolved_database_url(self) -> str:
+        """The node database URL, defaulting to SQLite inside ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'node.db').resolve()}"
+
+    def resolved_key_file(self) -> Path:
+        """The signing key's path, defaulting to ``data_dir/node_key.pem``."""
+        return self.key_file or self.data_dir / "node_key.pem"

@@ -1,0 +1,297 @@
+"""Slices: the permitted part of a dataset, streamed from the store with its manifest.
+
+``open_slice`` does everything that can fail before the first byte is sent: it finds the
+dataset, parses and checks the filter, asks for the decision (recorded before any release),
+builds the one neutral Query in which the decision's columns, masks and row filter are pushed
+down, and reads the first batch. The returned ``Slice`` then streams; when the stream ends, or
+breaks, the manifest is completed with what was actually sent and the completion is recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from audit.events import SliceDelivered
+from connectors.datasets import Dataset
+from connectors.errors import ConnectorError, FilterError
+from connectors.filterparser import check, parse, unparse
+from connectors.filters import Filter, all_of, fields
+from connectors.query import Query
+from gateway.access import dataset_for, ensure, record
+from gateway.errors import BadRequest, Forbidden, ServiceUnavailable
+from gateway.formats import Format, encode
+from policies.decisions import Action, Decision
+from policies.principals import Principal
+
+if TYPE_CHECKING:
+    from gateway.node import Node
+
+__all__ = ["MANIFEST_KEY", "Slice", "SliceRequest", "open_slice"]
+
+MANIFEST_KEY = b"matgate.manifest"
+log = logging.getLogger("matgate.slices")
+
+
+@dataclass(frozen=True)
+class SliceRequest:
+    """What a client asks of a dataset."""
+
+    purpose: str
+    columns: tuple[str, ...] | None = None
+    filter: str | None = None
+    order_by: tuple[str, ...] = ()
+    limit: int | None = None
+    offset: int = 0
+    format: Format = Format.ARROW
+
+
+@dataclass
+class Slice:
+    """A slice ready to stream: its manifest so far and the chunks of its body."""
+
+    request_id: str
+    manifest: dict[str, Any]
+    format: Format
+    chunks: Iterator[bytes] = field(repr=False)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers naming the manifest."""
+        return {
+            "Matgate-Request-Id": self.request_id,
+            "Link": f'</provenance/{self.request_id}>; rel="provenance"',
+        }
+
+
+def open_slice(node: Node, principal: Principal, dataset_id: str, req: SliceRequest) -> Slice:
+    """Decide, record, and open the stream of a slice (see the module docstring)."""
+    request_id = uuid.uuid4().hex
+    dataset = dataset_for(node, principal, dataset_id, request_id=request_id)
+    user_filter = _parse_filter(req.filter, dataset)
+    _check_columns(dataset, req)
+    decision = ensure(
+        node, principal, dataset, Action.READ, req.purpose, req.columns, request_id=request_id
+    )
+    _check_reach(decision, user_filter, req)
+    query = Query(
+        table=dataset.location.table,
+        columns=decision.columns,
+        filter=all_of(user_filter, decision.row_filter),
+        masks=decision.masks,
+        order_by=tuple(_order(o) for o in req.order_by),
+        limit=_limit(node, req.limit),
+        offset=req.offset,
+    )
+    manifest = _manifest(node, principal, dataset, req, decision, request_id)
+    node.provenance.begin(manifest)
+    batches = _first_batch_early(node, dataset, query)
+    schema = batches.schema.with_metadata({MANIFEST_KEY: json.dumps(manifest).encode()})
+    chunks = _deliver(node, principal, manifest, req.format, schema, batches)
+    return Slice(request_id=request_id, manifest=manifest, format=req.format, chunks=chunks)
+
+
+def _parse_filter(text: str | None, dataset: Dataset) -> Filter | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        tree = parse(text)
+        check(tree, {c.name: c.type for c in dataset.columns})
+    except FilterError as exc:
+        raise BadRequest(str(exc), position=exc.position, filter=text) from exc
+    return tree
+
+
+def _check_columns(dataset: Dataset, req: SliceRequest) -> None:
+    known = set(dataset.column_names)
+    asked = list(req.columns or ()) + [_order(o)[0] for o in req.order_by]
+    unknown = [c for c in asked if c not in known]
+    if unknown:
+        raise BadRequest(f"unknown column(s) {', '.join(map(repr, unknown))} in {dataset.id}")
+
+
+def _check_reach(decision: Decision, user_filter: Filter | None, req: SliceRequest) -> None:
+    # Filtering or ordering on a column one may not see would leak it row by row.
+    visible = set(decision.columns) - set(decision.masks)
+    used = set(fields(user_filter)) if user_filter is not None else set()
+    used |= {_order(o)[0] for o in req.order_by}
+    hidden = sorted(used - visible)
+    if hidden:
+        raise Forbidden(
+            f"the filter or order uses column(s) withheld or masked by policy: {', '.join(hidden)}"
+        )
+
+
+def _order(term: str) -> tuple[str, bool]:
+    term = term.strip()
+    return (term[1:], True) if term.startswith("-") else (term.lstrip("+"), False)
+
+
+def _limit(node: Node, limit: int | None) -> int | None:
+    cap = node.settings.max_rows
+    if cap is None:
+        return limit
+    return cap if limit is None else min(limit, cap)
+
+
+def _manifest(
+    node: Node,
+    principal: Principal,
+    dataset: Dataset,
+    req: SliceRequest,
+    decision: Decision,
+    request_id: str,
+) -> dict[str, Any]:
+    return {
+        "id": request_id,
+        "node": node.institution,
+        "node_url": node.public_url,
+        "dataset": {"id": dataset.id, "version": dataset.version, "title": dataset.title},
+        "query": {
+            "columns": list(decision.columns),
+            "filter": req.filter,
+            "order_by": list(req.order_by),
+            "limit": req.limit,
+            "offset": req.offset,
+            "row_filter": unparse(decision.row_filter) if decision.row_filter is not None else None,
+        },
+        "purpose": req.purpose,
+        "principal": {
+            "id": principal.id,
+            "subject": principal.subject,
+            "institution": principal.institution,
+            "actor": principal.actor,
+        },
+        "licence": dataset.license,
+        "citation": dataset.citation,
+        "obligations": [o.to_dict() for o in decision.obligations],
+        "decision": {
+            "policy_version": decision.policy_version,
+            "withheld": list(decision.withheld),
+            "masked": {k: m.kind.value for k, m in decision.masks.items()},
+            "reasons": list(decision.reasons),
+        },
+        "format": req.format.value,
+        "created": dt.datetime.now(dt.UTC).isoformat(),
+        "upstream": [],
+        "row_count": None,
+        "content_sha256": None,
+        "complete": False,
+    }
+
+
+class _Batches:
+    """The store's batches with the first one read already, so store errors come before any byte."""
+
+    def __init__(
+        self, first: pa.RecordBatch | None, schema: pa.Schema, rest: Iterator[pa.RecordBatch]
+    ):
+        self.schema = schema
+        self._first = first
+        self._rest = rest
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            self.rows += first.num_rows
+            yield first
+        for batch in self._rest:
+            self.rows += batch.num_rows
+            yield batch
+
+
+def _first_batch_early(node: Node, dataset: Dataset, query: Query) -> _Batches:
+    connector = node.stores.get(dataset.location.store)
+    try:
+        stream = iter(connector.batches(query, batch_rows=node.settings.batch_rows))
+        first = next(stream, None)
+        schema = first.schema if first is not None else connector.output_schema(query)
+    except ConnectorError as exc:
+        raise ServiceUnavailable(f"store {dataset.location.store!r} failed: {exc}") from exc
+    return _Batches(first, schema, _guard(stream))
+
+
+def _guard(stream: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from stream
+    except ConnectorError as exc:
+        raise ServiceUnavailable(f"store failed mid-stream: {exc}") from exc
+
+
+def _deliver(
+    node: Node,
+    principal: Principal,
+    manifest: dict[str, Any],
+    fmt: Format,
+    schema: pa.Schema,
+    batches: _Batches,
+) -> Iterator[bytes]:
+    digest = hashlib.sha256()
+    sent = 0
+    error = ""
+    try:
+        for chunk in encode(fmt, schema, batches):
+            digest.update(chunk)
+            sent += len(chunk)
+            yield chunk
+    except GeneratorExit:
+        error = "client went away"
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        log.exception("slice %s broke", manifest["id"])
+        raise
+    finally:
+        final = {
+            **manifest,
+            "row_count": batches.rows,
+            "bytes": sent,
+            "content_sha256": digest.hexdigest(),
+            "complete": not error,
+            "completed": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        try:
+            node.provenance.complete(final)
+            record(node, _completion(node, principal, manifest, final, fmt, error))
+        except Exception:
+            # The decision was recorded before release; a lost completion is logged loudly.
+            log.exception("could not record the completion of slice %s", manifest["id"])
+
+
+def _completion(
+    node: Node,
+    principal: Principal,
+    manifest: dict[str, Any],
+    final: dict[str, Any],
+    fmt: Format,
+    error: str,
+) -> SliceDelivered:
+    return SliceDelivered(
+        request_id=manifest["id"],
+        node=node.institution,
+        principal=principal.id,
+        institution=principal.institution,
+        dataset=manifest["dataset"]["id"],
+        action=Action.READ.value,
+        purpose=manifest["purpose"],
+        decision="allow",
+        manifest_id=manifest["id"],
+        policy_version=manifest["decision"]["policy_version"],
+        rows=final["row_count"],
+        bytes=final["bytes"],
+        sha256=final["content_sha256"],
+        columns=tuple(manifest["query"]["columns"]),
+        filter=manifest["query"]["filter"],
+        format=fmt.value,
+        complete=not error,
+        error=error,
+    )
