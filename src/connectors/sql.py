@@ -160,5 +160,7 @@ class SQLConnector(Connector):
             return read_adbc_sqlite(self._pool, stmt, schema, batch_rows, constant)
         if self.backend in ("mysql", "mariadb"):
             uri = self.url.set(drivername="mysql").render_as_string(hide_password=False)
-            return read_connectorx(uri, stmt, batch_rows, self._mysql_backslashes())
+            escapes = self._mysql_backslashes()  # connects once, which also sets is_mariadb
+            mariadb = bool(getattr(self.engine.dialect, "is_mariadb", False))
+            return read_connectorx(uri, stmt, batch_rows, escapes, mariadb)
         return read_sqlalchemy(self.engine, stmt, schema, batch_rows)

@@ -56,8 +56,10 @@ def _codepoint_pg(node: _CodepointText, compiler: SQLCompiler, **kw: Any) -> str
 
 
 def _codepoint_mysql(node: _CodepointText, compiler: SQLCompiler, **kw: Any) -> str:
-    # CONVERT first, so that a latin1 column takes the utf8mb4 collation instead of failing.
-    return f"(CONVERT({compiler.process(node.element, **kw)} USING utf8mb4) COLLATE utf8mb4_bin)"
+    # CONVERT first, so that a latin1 column takes the utf8mb4 collation instead of failing;
+    # a NO PAD binary collation, since PAD SPACE ones make 'a' equal 'a '.
+    nopad = "utf8mb4_nopad_bin" if compiler.dialect.is_mariadb else "utf8mb4_0900_bin"
+    return f"(CONVERT({compiler.process(node.element, **kw)} USING utf8mb4) COLLATE {nopad})"
 
 
 for _name in _MYSQL:

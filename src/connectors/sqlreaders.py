@@ -164,21 +164,22 @@ def read_adbc_sqlite(
         pool.release(conn, healthy=finished)
 
 
-def render_mysql(stmt: sa.Select[Any], backslash_escapes: bool = True) -> str:
+def render_mysql(stmt: sa.Select[Any], backslash_escapes: bool = True, mariadb: bool = True) -> str:
     """The statement as MySQL text with every value rendered by the dialect's literal rules."""
     # qmark: with the driver's "format" style the compiler would double every '%' in literals.
     dialect = mysql.dialect(paramstyle="qmark")
     dialect._backslash_escapes = backslash_escapes
+    dialect.is_mariadb = mariadb
     return str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 def read_connectorx(
-    uri: str, stmt: sa.Select[Any], batch_rows: int, backslash_escapes: bool
+    uri: str, stmt: sa.Select[Any], batch_rows: int, backslash_escapes: bool, mariadb: bool
 ) -> Iterator[pa.RecordBatch]:
     """Batches of ``stmt`` from MySQL/MariaDB through connectorx's Arrow stream."""
     import connectorx as cx
 
-    sql = render_mysql(stmt, backslash_escapes)
+    sql = render_mysql(stmt, backslash_escapes, mariadb)
     try:
         reader = cx.read_sql(uri, sql, return_type="arrow_stream", batch_size=batch_rows)
         yield from reader
