@@ -104,7 +104,11 @@ class CasbinStore:
             if add:
                 conn.execute(
                     sa.insert(table),
-                    [{"ptype": p, **{f"v{i}": v for i, v in enumerate(r)}} for p, r in add],
+                    # Every row names every column: executemany takes the keys of the first.
+                    [
+                        {"ptype": p, **{f"v{i}": r[i] if i < len(r) else None for i in range(10)}}
+                        for p, r in add
+                    ],
                 )
             conn.execute(sa.insert(policy_changes), [{**change, "version": version}])
         return version
