@@ -70,9 +70,20 @@ class MerkleTree:
             count = len(levels[level]) // _HASH
 
     def extend(self, leaves: Iterable[bytes]) -> None:
-        """Add leaf hashes in order."""
-        for leaf in leaves:
-            self.append(leaf)
+        """Add leaf hashes in order, completing interior nodes level by level."""
+        levels = self._levels
+        levels[0] += b"".join(leaves)
+        level = 0
+        while (pairs := len(levels[level]) // (2 * _HASH)) > 0:
+            if level + 1 == len(levels):
+                levels.append(bytearray())
+            row, up = levels[level], levels[level + 1]
+            parents = [
+                node_hash(row[at : at + _HASH], row[at + _HASH : at + 2 * _HASH])
+                for at in range(len(up) * 2, pairs * 2 * _HASH, 2 * _HASH)
+            ]
+            up += b"".join(parents)
+            level += 1
 
     def leaf(self, index: int) -> bytes:
         """The leaf hash at ``index``."""

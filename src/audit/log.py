@@ -1,0 +1,371 @@
+"""The node's append-only, verifiable event log: one ``append`` for every event.
+
+Entries are committed before ``append`` returns (group commit: threads appending at the same
+time share one transaction, which is what makes durable appends fast). The Merkle tree of all
+entries is kept in memory, rebuilt from the stored leaf hashes at start, and grows only after a
+commit succeeds, so proofs never cover an entry that is not durable. Any failure to write raises
+``AuditUnavailable``: the caller must fail closed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from audit.checkpoints import Checkpoint, sign_checkpoint
+from audit.entries import GENESIS, AuditEntry, encode_entry
+from audit.errors import AuditUnavailable, ProofError
+from audit.events import Event
+from audit.keys import Signer
+from audit.merkle import MerkleTree, leaf_hash
+from audit.search import EventFilter, EventPage, format_time, page_query, write_export
+from audit.store import checkpoints, entries
+
+__all__ = ["AuditLog", "ConsistencyProof", "InclusionProof"]
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """Leaf ``index`` is in the tree of ``size`` leaves with ``root`` (all hashes hex)."""
+
+    index: int
+    size: int
+    leaf_hash: str
+    root: str
+    path: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for ``GET /audit/proof/inclusion``."""
+        return {
+            "index": self.index,
+            "size": self.size,
+            "leaf_hash": self.leaf_hash,
+            "root": self.root,
+            "path": self.path,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProof:
+    """The tree of ``first`` leaves is a prefix of the tree of ``second`` leaves."""
+
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    path: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for ``GET /audit/proof/consistency``."""
+        return {
+            "from": self.first,
+            "to": self.second,
+            "from_root": self.first_root,
+            "to_root": self.second_root,
+            "path": self.path,
+        }
+
+
+@dataclass
+class _Pending:
+    """Events waiting for a commit, and what became of them."""
+
+    rows: list[dict[str, Any]]
+    first: int = -1
+    error: BaseException | None = None
+    done: bool = False
+    hashes: list[bytes] = field(default_factory=list)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AuditLog:
+    """The event log of one node on SQLite or PostgreSQL tables from ``audit.store``."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        signer: Signer,
+        *,
+        node: str,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._signer = signer
+        self.node = node
+        self._clock = clock or _utcnow
+        self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._tree = self._load_tree()
+
+    @property
+    def signer(self) -> Signer:
+        """The node key that signs checkpoints."""
+        return self._signer
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWK Set that verifies this log's checkpoints."""
+        return self._signer.jwks()
+
+    def _load_tree(self) -> MerkleTree:
+        try:
+            with self._engine.connect() as conn:
+                result = conn.execute(sa.select(entries.c.leaf_hash).order_by(entries.c.idx))
+                return MerkleTree(bytes(h) for (h,) in result)
+        except SQLAlchemyError as exc:
+            raise AuditUnavailable(f"audit store unreadable: {exc.__class__.__name__}") from exc
+
+    # -- appending -------------------------------------------------------------------------
+
+    def _row(self, event: Event, now: str) -> dict[str, Any]:
+        if not event.time or not event.node:
+            event = replace(event, time=event.time or now, node=event.node or self.node)
+        return {
+            "time": event.time,
+            "name": event.name,
+            "request_id": event.request_id,
+            "principal": event.principal,
+            "institution": event.institution,
+            "dataset": event.dataset,
+            "action": event.action,
+            "purpose": event.purpose,
+            "decision": event.decision,
+            "manifest_id": getattr(event, "manifest_id", None) or None,
+            "event_json": event.canonical(),
+        }
+
+    def append(self, event: Event) -> int:
+        """Record one event; returns its index once it is committed."""
+        return self.append_many([event])[0]
+
+    def append_many(self, events: Sequence[Event]) -> list[int]:
+        """Record events in order in one transaction; returns their indexes."""
+        if not events:
+            return []
+        now = format_time(self._clock())
+        try:
+            item = _Pending([self._row(e, now) for e in events])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"event is not canonical-JSON serialisable: {exc}") from exc
+        with self._queue_lock:
+            self._queue.append(item)
+        with self._write_lock:
+            # whoever holds the lock commits everything queued so far: followers find their
+            # events already done, so concurrent appenders share one commit
+            if not item.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        if item.error is not None:
+            raise AuditUnavailable(
+                f"audit log could not be written: {item.error.__class__.__name__}"
+            ) from item.error
+        return list(range(item.first, item.first + len(item.rows)))
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        for attempt in (1, 2):
+            rows, hashes = self._number(batch)
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(entries.insert(), rows)
+            except IntegrityError as exc:
+                # another process appended to the same log: catch up and renumber once
+                if attempt == 2 or not self._reload():
+                    self._fail(batch, exc)
+                    return
+                continue
+            except SQLAlchemyError as exc:
+                self._fail(batch, exc)
+                return
+            self._tree.extend(hashes)
+            for item in batch:
+                item.done = True
+            return
+
+    def _number(self, batch: list[_Pending]) -> tuple[list[dict[str, Any]], list[bytes]]:
+        seq = self._tree.size
+        prev = self._tree.leaf(seq - 1).hex() if seq else GENESIS
+        rows: list[dict[str, Any]] = []
+        hashes: list[bytes] = []
+        for item in batch:
+            item.first = seq
+            for row in item.rows:
+                body = encode_entry(row["event_json"], seq, prev)
+                digest = leaf_hash(body)
+                rows.append({**row, "idx": seq, "body": body, "leaf_hash": digest})
+                hashes.append(digest)
+                prev = digest.hex()
+                seq += 1
+        for row in rows:
+            del row["event_json"]
+        return rows, hashes
+
+    def _reload(self) -> bool:
+        try:
+            self._tree = self._load_tree()
+        except AuditUnavailable:
+            return False
+        return True
+
+    @staticmethod
+    def _fail(batch: list[_Pending], exc: BaseException) -> None:
+        for item in batch:
+            item.error = exc
+            item.done = True
+
+    # -- tree heads and proofs -----------------------------------------------------------
+
+    def size(self) -> int:
+        """Number of durable entries."""
+        return self._tree.size
+
+    def root(self, size: int | None = None) -> bytes:
+        """The tree head at ``size`` (default: now)."""
+        return self._tree.root(size)
+
+    def checkpoint(self) -> Checkpoint:
+        """Sign and store the current tree head (the latest one if nothing was added since)."""
+        with self._write_lock:
+            size = self._tree.size
+            latest = self.latest_checkpoint()
+            if latest is not None and latest.size == size:
+                return latest
+            cp = sign_checkpoint(
+                self._signer,
+                size=size,
+                root=self._tree.root(size),
+                time=format_time(self._clock()),
+                node=self.node,
+            )
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(checkpoints.insert(), [cp.to_dict()])
+            except SQLAlchemyError as exc:
+                raise AuditUnavailable(f"checkpoint not stored: {exc.__class__.__name__}") from exc
+            return cp
+
+    def checkpoint_if_due(self, every_seconds: float) -> Checkpoint | None:
+        """A new checkpoint if entries were added and the last one is older than the interval."""
+        latest = self.latest_checkpoint()
+        if self._tree.size == (latest.size if latest else 0):
+            return None
+        if latest is not None:
+            then = datetime.strptime(latest.time, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            if (self._clock() - then).total_seconds() < every_seconds:
+                return None
+        return self.checkpoint()
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint of the largest size, if any."""
+        c = checkpoints.c
+        query = sa.select(checkpoints).order_by(c.size.desc(), c.id.desc()).limit(1)
+        found = self._read(lambda conn: conn.execute(query).mappings().first())
+        return Checkpoint.from_dict(found) if found else None
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every stored checkpoint, oldest first."""
+        query = sa.select(checkpoints).order_by(checkpoints.c.id)
+        rows = self._read(lambda conn: conn.execute(query).mappings().all())
+        return [Checkpoint.from_dict(r) for r in rows]
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> InclusionProof:
+        """Proof that entry ``index`` is in the tree of ``size`` entries."""
+        size = self._tree.size if size is None else size
+        path = self._tree.inclusion_proof(index, size)
+        return InclusionProof(
+            index,
+            size,
+            self._tree.leaf(index).hex(),
+            self._tree.root(size).hex(),
+            [p.hex() for p in path],
+        )
+
+    def consistency_proof(self, first: int, second: int | None = None) -> ConsistencyProof:
+        """Proof that the log at ``first`` entries is a prefix of the log at ``second``."""
+        second = self._tree.size if second is None else second
+        if first < 0:
+            raise ProofError("sizes must not be negative")
+        path = self._tree.consistency_proof(first, second)
+        return ConsistencyProof(
+            first,
+            second,
+            self._tree.root(first).hex(),
+            self._tree.root(second).hex(),
+            [p.hex() for p in path],
+        )
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _read(self, fn: Callable[[sa.Connection], Any]) -> Any:
+        try:
+            with self._engine.connect() as conn:
+                return fn(conn)
+        except SQLAlchemyError as exc:
+            raise AuditUnavailable(f"audit store unreadable: {exc.__class__.__name__}") from exc
+
+    def entry(self, index: int) -> AuditEntry:
+        """The entry at ``index``."""
+        c = entries.c
+        query = sa.select(c.idx, c.body, c.leaf_hash).where(c.idx == index)
+        row = self._read(lambda conn: conn.execute(query).first())
+        if row is None:
+            raise ProofError(f"no entry {index}")
+        return AuditEntry.from_body(row[0], bytes(row[1]), bytes(row[2]))
+
+    def has_manifest(self, manifest_id: str) -> bool:
+        """Whether a delivered slice with this manifest id is in the log."""
+        c = entries.c
+        query = sa.select(c.idx).where(c.manifest_id == manifest_id, c.name == "slice").limit(1)
+        return self._read(lambda conn: conn.execute(query).first()) is not None
+
+    def events(
+        self, filters: EventFilter | None = None, *, cursor: str | None = None, limit: int = 100
+    ) -> EventPage:
+        """One page of entries matching ``filters``, after ``cursor`` (keyset pagination)."""
+        if not 1 <= limit <= 10_000:
+            raise ValueError("limit must be between 1 and 10000")
+        try:
+            after = int(cursor) if cursor else -1
+        except ValueError:
+            raise ValueError(f"bad cursor {cursor!r}") from None
+        query = page_query(filters or EventFilter(), after, limit)
+        rows = self._read(lambda conn: conn.execute(query).all())
+        found = [AuditEntry.from_body(i, bytes(b), bytes(h)) for i, b, h in rows[:limit]]
+        more = len(rows) > limit
+        return EventPage(found, str(found[-1].index) if more and found else None)
+
+    def iter_events(self, filters: EventFilter | None = None) -> Iterator[AuditEntry]:
+        """Every matching entry, page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.events(filters, cursor=cursor, limit=1000)
+            yield from page.entries
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def export(self, fp: IO[str], fmt: str = "jsonl", filters: EventFilter | None = None) -> int:
+        """Write the matching entries to ``fp`` as ``jsonl`` or ``csv``; returns the count."""
+        return write_export(fp, self.iter_events(filters), fmt)
+
+    def bodies(self, batch: int = 10_000) -> Iterable[bytes]:
+        """Every stored entry's exact bytes in index order (for verification and bundles)."""
+        c = entries.c
+        after = -1
+        while True:
+            query = sa.select(c.idx, c.body).where(c.idx > after).order_by(c.idx).limit(batch)
+            rows = self._read(lambda conn, q=query: conn.execute(q).all())
+            for _, body in rows:
+                yield bytes(body)
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]

@@ -1,0 +1,53 @@
+"""Sample events for the audit tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from audit.events import DecisionMade, SliceDelivered
+
+
+class SteppingClock:
+    """A clock that advances one second per reading, so times are distinct and ordered."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def decision(i: int, *, allow: bool = True, principal: str = "ana@uni-a") -> DecisionMade:
+    """A decision event numbered ``i``."""
+    return DecisionMade(
+        request_id=f"req-{i}",
+        principal=principal,
+        institution=principal.split("@")[1],
+        dataset="inst-a/alloys" if i % 2 else "inst-b/films",
+        action="read",
+        purpose="research" if i % 3 else "ml-training",
+        decision="allow" if allow else "deny",
+        policy_version=7,
+        reasons=(f"rule {i}",),
+        columns=("composition", "hardness"),
+    )
+
+
+def delivered(i: int, manifest_id: str, *, principal: str = "ana@uni-a") -> SliceDelivered:
+    """A completed slice event."""
+    return SliceDelivered(
+        request_id=f"req-{i}",
+        principal=principal,
+        institution=principal.split("@")[1],
+        dataset="inst-a/alloys",
+        action="read",
+        purpose="ml-training",
+        decision="allow",
+        manifest_id=manifest_id,
+        policy_version=7,
+        rows=120,
+        bytes=4096,
+        sha256="ab" * 32,
+        columns=("composition", "hardness"),
+    )
