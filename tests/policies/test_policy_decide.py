@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from policy_world import ALICE, BOB, CAROL, DAN, DATASETS, MALLORY, RIVAL
+from policy_world import ALICE, BOB, CAROL, CONFIG, DAN, DATASETS, MALLORY, RIVAL
 
 from connectors.filterparser import unparse
 from policies import Action, Governance, ObligationKind, PolicyConfig, Principal
