@@ -198,6 +198,11 @@ def _chain_problems(hashes: list[bytes], seqs: array[int], prevs: list[bytes]) -
             return None
         return any(prevs[pos] == hexes[q] for q in before)
 
+    def _successor_altered(pos: int) -> bool:
+        # a changed "prev" in the successor breaks both of its links: blame it, not this entry
+        following = at_seq.get(seqs[pos] + 1, [])
+        return bool(following) and all(referenced(q) is False for q in following)
+
     problems: list[Problem] = []
     inserted: set[int] = set()
     for seq, positions in at_seq.items():
@@ -240,7 +245,7 @@ def _chain_problems(hashes: list[bytes], seqs: array[int], prevs: list[bytes]) -
                 )
             )
         highest = max(highest, seq)
-        if referenced(p) is False:
+        if referenced(p) is False and not _successor_altered(p):
             back = linked_back(p)
             problems.append(
                 Problem(
