@@ -168,6 +168,8 @@ class Governance:
         if policy.version or policy.lines or policy.assignments:
             return None
         statements: list[Statement] = [*self.config.assignments, *self.config.lines]
+        if not statements:
+            return None
         for st in statements:
             self._validate(st)
         try:
