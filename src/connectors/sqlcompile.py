@@ -158,8 +158,20 @@ def _typed_null_default(node: _TypedNull, compiler: SQLCompiler, **kw: Any) -> s
 
 
 def _typed_null_mysql(node: _TypedNull, compiler: SQLCompiler, **kw: Any) -> str:
-    # MySQL's CAST accepts few target types; the connector gives the column its type in Arrow.
-    return "NULL"
+    # MySQL's CAST takes only a few target types (and a bare NULL has none, which some
+    # drivers cannot read); the connector gives the column its exact type in Arrow.
+    kind = node.type
+    if isinstance(kind, sa.Integer | sa.Boolean):
+        target = "SIGNED"
+    elif isinstance(kind, sa.Float | sa.Numeric):
+        target = "DOUBLE"
+    elif isinstance(kind, sa.DateTime):
+        target = "DATETIME"
+    elif isinstance(kind, sa.Date):
+        target = "DATE"
+    else:
+        target = "CHAR"
+    return f"CAST(NULL AS {target})"
 
 
 for _name in _MYSQL:
