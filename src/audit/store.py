@@ -136,7 +136,8 @@ def _guard_statements(dialect: str) -> list[str]:
 def install_append_only_guard(connection: sa.Connection) -> None:
     """Install the triggers refusing UPDATE/DELETE of audit rows (for migrations too)."""
     for statement in _guard_statements(connection.dialect.name):
-        connection.exec_driver_sql(statement)
+        # through text() so the "%" of RAISE reaches the server intact on pyformat drivers
+        connection.execute(sa.text(statement))
 
 
 def _after_create(target: Any, connection: sa.Connection, **kw: Any) -> None:
