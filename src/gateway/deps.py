@@ -35,7 +35,9 @@ def current_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("a bearer token is required")
     source = request.client.host if request.client else "unknown"
-    return authenticate(node, credentials.credentials, source=source)
+    principal = authenticate(node, credentials.credentials, source=source)
+    node.governance.sync()  # another replica may have changed the policy: decide on the newest
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

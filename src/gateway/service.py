@@ -102,7 +102,7 @@ def register_dataset(node: Node, principal: Principal, dataset: Dataset) -> Data
     decision = node.governance.check_domain(principal, node.institution, Action.MANAGE)
     if not decision.allowed:
         raise Forbidden("; ".join(decision.reasons) or "not a steward of this domain")
-    node.governance.validate_dataset(dataset)
+    node.governance.register(dataset)  # refuses an unknown licence before anything is written
     registered = node.catalog.register(dataset, by=principal.id)
     record(
         node,

@@ -214,7 +214,7 @@ def _first_batch_early(node: Node, dataset: Dataset, query: Query) -> _Batches:
     try:
         stream = iter(connector.batches(query, batch_rows=node.settings.batch_rows))
         first = next(stream, None)
-        schema = first.schema if first is not None else connector.output_schema(query)
+        schema = first.schema if first is not None else connector.schema(query)
     except ConnectorError as exc:
         raise ServiceUnavailable(f"store {dataset.location.store!r} failed: {exc}") from exc
     return _Batches(first, schema, _guard(stream))

@@ -138,13 +138,33 @@ def prepare(root: Path, port: int, *, now: dt.datetime | None = None) -> dict[st
 
 
 def _load_sqlite(path: Path, tables: dict[str, Any]) -> None:
+    """Create typed tables with SQLAlchemy, then bulk-load the rows through ADBC."""
     import adbc_driver_sqlite.dbapi as sqlite
+    import pyarrow as pa
+    import sqlalchemy as sa
+
+    def sql_type(t: pa.DataType) -> Any:
+        if pa.types.is_floating(t):
+            return sa.Float()
+        if pa.types.is_integer(t):
+            return sa.BigInteger()
+        if pa.types.is_boolean(t):
+            return sa.Boolean()
+        if pa.types.is_timestamp(t):
+            return sa.DateTime(timezone=True)
+        return sa.Text()
 
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
+    engine = sa.create_engine(f"sqlite:///{tmp}")
+    md = sa.MetaData()
+    for name, table in tables.items():
+        sa.Table(name, md, *(sa.Column(f.name, sql_type(f.type)) for f in table.schema))
+    md.create_all(engine)
+    engine.dispose()
     with sqlite.connect(str(tmp)) as conn, conn.cursor() as cur:
         for name, table in tables.items():
-            cur.adbc_ingest(name, table, mode="create")
+            cur.adbc_ingest(name, table, mode="append")
         conn.commit()
     tmp.rename(path)
 

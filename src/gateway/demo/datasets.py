@@ -167,7 +167,8 @@ def ni_superalloys(store: str, table: str = "ni_superalloys") -> dict[str, Any]:
             "2,800 records of nickel-based superalloys: composition (27 elements, wt%), up to five "
             "heat-treatment steps, pressure and powder processing, the strengthening precipitate "
             "phase, test temperature, yield and tensile strength, elongation and stress rupture. "
-            "Empty cells were not measured. The operator, sponsor and release_at columns are "
+            "Empty cells were not measured; four composition cells marked '*' in the source are "
+            "read as plain numbers. The operator, sponsor and release_at columns are "
             "synthetic, added by the demo to exercise governance."
         ),
         "creators": ["B. D. Conduit", "N. G. Jones", "H. J. Stone", "G. J. Conduit"],
@@ -317,13 +318,14 @@ def read_ni_superalloys(path: Path, now: dt.datetime) -> pa.Table:
         ],
         type=pa.timestamp("us", tz="UTC"),
     )
-    floats = {
-        f.name: pc.cast(table[f.name], pa.float64())
-        for f in table.schema
-        if pa.types.is_integer(f.type)
-    }
-    for name, col in floats.items():
-        table = table.set_column(table.schema.get_field_index(name), name, col)
+    for f in table.schema:
+        col = table[f.name]
+        if pa.types.is_string(f.type) and f.name.endswith("_wt_pct"):
+            # A few source cells carry a footnote mark ("2*"): the number is kept, the mark not.
+            col = pc.replace_substring(col, "*", "")
+        if f.name.endswith(("_wt_pct", "_c", "_h", "_mpa", "_pct")):
+            index = table.schema.get_field_index(f.name)
+            table = table.set_column(index, f.name, pc.cast(col, pa.float64()))
     return (
         table.append_column("operator", operator)
         .append_column("sponsor", sponsor)
