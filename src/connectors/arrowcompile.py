@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import operator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,7 +46,7 @@ _MATCH = {
 }
 
 
-def _scalar(field: str, value: Value, schema: pa.Schema | None) -> object:
+def _scalar(field: str, value: Value, schema: pa.Schema | None) -> Any:
     # Dates and timestamps arrive as ISO text (the filter language has no time literal).
     if schema is None or not isinstance(value, str) or schema.get_field_index(field) < 0:
         return value
@@ -76,4 +77,5 @@ def compile_arrow(node: Filter, schema: pa.Schema | None = None) -> pc.Expressio
     if isinstance(node, Match):
         return _MATCH[node.op](column, node.value)
     assert isinstance(node, Compare)
-    return _COMPARE[node.op](column, _scalar(node.field, node.value, schema))  # type: ignore[no-any-return]
+    result: pc.Expression = _COMPARE[node.op](column, _scalar(node.field, node.value, schema))
+    return result

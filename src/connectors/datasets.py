@@ -68,7 +68,9 @@ class Column(BaseModel):
     @classmethod
     def _name(cls, value: str) -> str:
         if not _COLUMN.match(value):
-            raise ValueError(f"column name {value!r} must be an identifier ([A-Za-z_][A-Za-z0-9_]*)")
+            raise ValueError(
+                f"column name {value!r} must be an identifier ([A-Za-z_][A-Za-z0-9_]*)"
+            )
         return value
 
 

@@ -10,6 +10,7 @@ points at them.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import difflib
 import functools
@@ -43,7 +44,8 @@ __all__ = ["MAX_FILTER_LENGTH", "check", "parse", "unparse"]
 MAX_FILTER_LENGTH = 10_000
 GRAMMAR = Path(__file__).parent / "grammar" / "optimade-v1.2.0.lark"
 _WIDENING = """
-%override IDENTIFIER: ( "_" | LCASE_LETTER | UCASE_LETTER ) ( "_" | LCASE_LETTER | UCASE_LETTER | DIGIT )*
+%override IDENTIFIER: _IDSTART ( _IDSTART | DIGIT )*
+_IDSTART: "_" | LCASE_LETTER | UCASE_LETTER
 %import common.UCASE_LETTER
 """
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -146,7 +148,7 @@ class _ToFilter(Transformer[Token, Any]):
     def value_op_rhs(self, op: Token, value: Any) -> tuple[str, CompareOp, Any]:
         return ("compare", CompareOp(str(op)), value)
 
-    def known_op_rhs(self, children: list[Token]) -> tuple[str, bool]:
+    def known_op_rhs(self, children: list[Token]) -> tuple[str, builtins.bool]:
         return ("known", children[-1].type == "KNOWN")
 
     def fuzzy_string_op_rhs(self, children: list[Any]) -> tuple[str, MatchOp, Any]:
@@ -174,10 +176,9 @@ class _ToFilter(Transformer[Token, Any]):
             raise _refuse(f"comparing two columns ({prop.name}, {value.name})", value.position)
         if kind == "match":
             if not isinstance(value.value, str):
-                raise FilterTypeError(
-                    f"{rhs[1]} at {value.position} needs a string, not {unparse_value(value.value)}",
-                    value.position,
-                )
+                shown = unparse_value(value.value)
+                at = value.position
+                raise FilterTypeError(f"{rhs[1]} at {at} needs a string, not {shown}", at)
             return Match(prop.name, rhs[1], value.value)
         return Compare(prop.name, rhs[1], value.value)
 
@@ -190,7 +191,7 @@ class _ToFilter(Transformer[Token, Any]):
     def expression_phrase(self, children: list[Any]) -> Filter:
         if isinstance(children[0], Token):  # the optional NOT
             return Not(children[1])
-        return children[0]  # type: ignore[no-any-return]
+        return children[0]
 
     def expression_clause(self, children: list[Filter]) -> Filter:
         return children[0] if len(children) == 1 else And(tuple(children))
@@ -202,7 +203,7 @@ class _ToFilter(Transformer[Token, Any]):
 def _syntax_error(text: str, exc: UnexpectedInput) -> FilterSyntaxError:
     if isinstance(exc, UnexpectedCharacters):
         # The lexer's "allowed" set names grammar terminals nobody can act on: leave it out.
-        at, expected = exc.pos_in_stream, set()
+        at, expected = exc.pos_in_stream or 0, set()
         found = f"character {text[at]!r}"
     elif isinstance(exc, UnexpectedToken):
         at = exc.token.start_pos if exc.token.type != "$END" else len(text)
@@ -232,7 +233,10 @@ def parse(text: str) -> Filter:
         at = second.meta.start_pos if isinstance(second, Tree) else None
         raise FilterSyntaxError(f"expected AND or OR before the expression at {at}", at)
     try:
-        return _ToFilter(text).transform(expressions[0])  # type: ignore[no-any-return]
+        root = expressions[0]
+        assert isinstance(root, Tree)
+        tree_out: Filter = _ToFilter(text).transform(root)
+        return tree_out
     except VisitError as exc:
         if isinstance(exc.orig_exc, FilterSyntaxError | FilterTypeError):
             raise exc.orig_exc from None

@@ -70,7 +70,7 @@ class SQLConnector(Connector):
     def __init__(self, url: str, base_dir: Path | None = None) -> None:
         parsed = sa.make_url(url)
         self.backend = parsed.get_backend_name()
-        if self.backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if self.backend == "sqlite" and parsed.database and parsed.database != ":memory:":
             path = Path(parsed.database)
             if not path.is_absolute() and base_dir is not None:
                 parsed = parsed.set(database=str(base_dir / path))

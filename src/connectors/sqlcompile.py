@@ -58,7 +58,8 @@ def _codepoint_pg(node: _CodepointText, compiler: SQLCompiler, **kw: Any) -> str
 def _codepoint_mysql(node: _CodepointText, compiler: SQLCompiler, **kw: Any) -> str:
     # CONVERT first, so that a latin1 column takes the utf8mb4 collation instead of failing;
     # a NO PAD binary collation, since PAD SPACE ones make 'a' equal 'a '.
-    nopad = "utf8mb4_nopad_bin" if compiler.dialect.is_mariadb else "utf8mb4_0900_bin"
+    mariadb = getattr(compiler.dialect, "is_mariadb", False)
+    nopad = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
     return f"(CONVERT({compiler.process(node.element, **kw)} USING utf8mb4) COLLATE {nopad})"
 
 
@@ -73,13 +74,14 @@ class _StringMatch(ColumnElement[bool]):
     type = sa.Boolean()
     _traverse_internals = [
         ("element", InternalTraversal.dp_clauseelement),
-        ("op", InternalTraversal.dp_string),
+        ("match_op", InternalTraversal.dp_string),
         ("value", InternalTraversal.dp_clauseelement),
     ]
 
     def __init__(self, element: ColumnElement[Any], op: MatchOp, value: str) -> None:
         self.element = element
-        self.op = str(op)
+        # Not "op": ColumnElement.op() builds custom operators and must stay callable.
+        self.match_op = str(op)
         self.value = sa.literal(value, sa.String())
 
 
@@ -87,9 +89,9 @@ class _StringMatch(ColumnElement[bool]):
 def _match_like(node: _StringMatch, compiler: SQLCompiler, **kw: Any) -> str:
     text = _CodepointText(node.element)
     value = node.value.value
-    if node.op == MatchOp.CONTAINS:
+    if node.match_op == MatchOp.CONTAINS:
         expr = text.contains(value, autoescape=True)
-    elif node.op == MatchOp.STARTS:
+    elif node.match_op == MatchOp.STARTS:
         expr = text.startswith(value, autoescape=True)
     else:
         expr = text.endswith(value, autoescape=True)
@@ -101,9 +103,9 @@ def _match_like(node: _StringMatch, compiler: SQLCompiler, **kw: Any) -> str:
 def _match_sqlite(node: _StringMatch, compiler: SQLCompiler, **kw: Any) -> str:
     # SQLite's LIKE ignores ASCII case; instr/substr compare exactly and propagate NULL.
     col, value = node.element, node.value
-    if node.op == MatchOp.CONTAINS:
+    if node.match_op == MatchOp.CONTAINS:
         expr = sa.func.instr(col, value) > 0
-    elif node.op == MatchOp.STARTS:
+    elif node.match_op == MatchOp.STARTS:
         expr = sa.func.substr(col, 1, sa.func.length(value)) == value
     else:
         start = sa.func.length(col) - sa.func.length(value) + 1
@@ -222,7 +224,7 @@ def compile_filter(node: Filter, table: sa.Table) -> sa.ColumnElement[bool]:
     if isinstance(node, Match):
         return _StringMatch(column, node.op, node.value)
     left = _CodepointText(column) if _is_text(column) else column
-    return _COMPARE[node.op](left, _bound(column, node.value))  # type: ignore[no-any-return]
+    return _COMPARE[node.op](left, _bound(column, node.value))
 
 
 def _projection(query: Query, table: sa.Table) -> list[sa.ColumnElement[Any]]:
@@ -260,7 +262,9 @@ def compile_count(query: Query, table: sa.Table) -> sa.Select[Any]:
     where = compile_filter(query.filter, table) if query.filter is not None else sa.true()
     if query.limit is None and not query.offset:
         return sa.select(sa.func.count()).select_from(table).where(where)
-    inner = sa.select(sa.literal_column("1").label("one")).select_from(table).where(where)
+    inner: sa.Select[Any] = (
+        sa.select(sa.literal_column("1").label("one")).select_from(table).where(where)
+    )
     if query.limit is not None:
         inner = inner.limit(query.limit)
     if query.offset:

@@ -101,6 +101,7 @@ def _sqlite_select(stmt: sa.Select[Any], schema: pa.Schema, flagged: set[str]) -
     columns: list[sa.ColumnElement[Any]] = []
     for label, field in zip(stmt.selected_columns, schema, strict=True):
         inner = label.element if isinstance(label, sa.Label) else label
+        value: sa.ColumnElement[Any]
         if pa.types.is_integer(field.type) or pa.types.is_boolean(field.type):
             value = sa.cast(inner, sa.Integer())
         elif pa.types.is_floating(field.type):
