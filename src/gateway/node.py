@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from audit.manifests import sign_manifest
 
+from audit.keys import Signer
 from audit.log import AuditLog
 from gateway.catalog import Catalog
 from gateway.config import NodeConfig
@@ -61,7 +62,7 @@ class Node:
         )
         self.governance.seed(self.catalog.all())
         self.audit = AuditLog(
-            self.engine, self.key.private, kid=self.key.kid, node=self.institution
+            self.engine, Signer(self.key.private, self.key.kid), node=self.institution, clock=clock
         )
         self.provenance = ProvenanceStore(
             self.engine,
@@ -70,6 +71,7 @@ class Node:
 
     def close(self) -> None:
         """Release stores, HTTP clients and database connections."""
+        self.governance.close()
         self.stores.close()
         self.auth.close()
         self.engine.dispose()
