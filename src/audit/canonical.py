@@ -16,7 +16,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
-__all__ = ["canonical_json", "jsonable"]
+__all__ = ["canonical_json", "encode_plain", "jsonable"]
 
 _MAX_EXACT = 2**53
 
@@ -69,3 +69,8 @@ def _key(key: Any) -> str:
 def canonical_json(obj: Any) -> bytes:
     """The canonical UTF-8 bytes of ``obj``; raises ``ValueError`` on NaN or Infinity."""
     return _encode(jsonable(obj)).encode("utf-8")
+
+
+def encode_plain(obj: Any) -> bytes:
+    """Canonical bytes of a value already made of plain JSON types (``jsonable`` output)."""
+    return _encode(obj).encode("utf-8")

@@ -50,7 +50,9 @@ class Event:
         """Plain JSON form, with the event's ``name``."""
         out: dict[str, Any] = {"name": self.name}
         for key in _field_names(type(self)):
-            out[key] = jsonable(getattr(self, key))
+            value = getattr(self, key)
+            # most fields are plain strings: skip the generic conversion for them
+            out[key] = value if type(value) is str else jsonable(value)
         return out
 
     def canonical(self) -> bytes:

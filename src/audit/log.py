@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from audit.canonical import encode_plain
 from audit.checkpoints import Checkpoint, sign_checkpoint
 from audit.entries import GENESIS, AuditEntry, encode_entry
 from audit.errors import AuditUnavailable, ProofError
@@ -87,6 +88,28 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_COLUMNS = tuple(c.name for c in entries.columns)
+
+
+def _insert_entries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert entry rows; on PostgreSQL with psycopg through COPY, many times faster than
+    row-by-row inserts, in the same transaction."""
+    raw = conn.connection.driver_connection
+    if (
+        conn.dialect.name == "postgresql"
+        and hasattr(raw, "cursor")
+        and conn.dialect.driver == "psycopg"
+    ):
+        with (
+            raw.cursor() as cur,
+            cur.copy(f"COPY {entries.name} ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(tuple(row[c] for c in _COLUMNS))
+        return
+    conn.execute(entries.insert(), rows)
+
+
 class AuditLog:
     """The event log of one node on SQLite or PostgreSQL tables from ``audit.store``."""
 
@@ -127,10 +150,12 @@ class AuditLog:
     # -- appending -------------------------------------------------------------------------
 
     def _row(self, event: Event, now: str) -> dict[str, Any]:
-        if not event.time or not event.node:
-            event = replace(event, time=event.time or now, node=event.node or self.node)
+        data = event.to_dict()
+        # stamp the dict rather than dataclasses.replace the event: this is the hot path
+        data["time"] = data["time"] or now
+        data["node"] = data["node"] or self.node
         return {
-            "time": event.time,
+            "time": data["time"],
             "name": event.name,
             "request_id": event.request_id,
             "principal": event.principal,
@@ -140,7 +165,7 @@ class AuditLog:
             "purpose": event.purpose,
             "decision": event.decision,
             "manifest_id": getattr(event, "manifest_id", None) or None,
-            "event_json": event.canonical(),
+            "event_json": encode_plain(data),
         }
 
     def append(self, event: Event) -> int:
@@ -176,7 +201,7 @@ class AuditLog:
             rows, hashes = self._number(batch)
             try:
                 with self._engine.begin() as conn:
-                    conn.execute(entries.insert(), rows)
+                    _insert_entries(conn, rows)
             except IntegrityError as exc:
                 # another process appended to the same log: catch up and renumber once
                 if attempt == 2 or not self._reload():

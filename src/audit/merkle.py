@@ -79,7 +79,7 @@ class MerkleTree:
                 levels.append(bytearray())
             row, up = levels[level], levels[level + 1]
             parents = [
-                node_hash(row[at : at + _HASH], row[at + _HASH : at + 2 * _HASH])
+                _sha256(b"\x01" + row[at : at + 2 * _HASH]).digest()
                 for at in range(len(up) * 2, pairs * 2 * _HASH, 2 * _HASH)
             ]
             up += b"".join(parents)

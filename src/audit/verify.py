@@ -22,6 +22,8 @@ from audit.merkle import MerkleTree
 
 __all__ = ["Problem", "Report", "verify"]
 
+_HEAD = b'{"event":'
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -75,37 +77,66 @@ def verify(
 ) -> Report:
     """Verify entry bytes (in stored order) against checkpoints signed by keys of a JWKS."""
     keys = public_keys(public_keys_)
-    sha256 = hashlib.sha256
-    hashes: list[bytes] = []
-    seqs = array("q")
-    prevs: list[bytes] = []
-    malformed: list[int] = []
-    for position, body in enumerate(entries):
-        hashes.append(sha256(b"\x00" + body).digest())
-        try:
-            seq, prev, _ = split_entry(body)
-        except ValueError:
-            malformed.append(position)
-            seq, prev = -1, GENESIS
-        seqs.append(seq)
-        prevs.append(prev.encode("ascii"))
+    hashes, seqs, prevs, malformed = _scan(entries)
     n = len(hashes)
     tree = MerkleTree(hashes)
     problems = [
         Problem("malformed", p, f"entry at position {p} is not an audit entry") for p in malformed
     ]
-    chain_ok = (
-        not malformed
-        and seqs == array("q", range(n))
-        and (b"".join(prevs) == GENESIS.encode() + b"".join(hashes[:-1]).hex().encode())
-    )
-    if not chain_ok:
+    chain_ok = seqs is None
+    if seqs is not None and prevs is not None:
         problems += _chain_problems(hashes, seqs, prevs)
     checked = [_parse(c) for c in checkpoints]
-    problems += _checkpoint_problems(checked, keys, tree, n, chain_ok=not problems)
+    problems += _checkpoint_problems(checked, keys, tree, n, chain_ok=chain_ok)
     valid = [c for c in checked if c.kid in keys and c.verify(keys[c.kid])]
     covered = max((c.size for c in valid if c.size <= n), default=0)
     return Report(n, tree.root().hex(), len(checked), covered, problems)
+
+
+def _scan(
+    entries: Iterable[bytes],
+) -> tuple[list[bytes], array[int] | None, list[bytes] | None, list[int]]:
+    """Leaf hashes of all entries, and (only when the chain is not intact) each entry's seq and
+    prev. The intact case is one hash and one ``endswith`` per entry: an entry is in place when
+    it ends with the chain suffix its position predicts."""
+    sha256 = hashlib.sha256
+    hashes: list[bytes] = []
+    append = hashes.append
+    prev = GENESIS.encode()
+    iterator = iter(entries)
+    for position, body in enumerate(iterator):
+        digest = sha256(b"\x00" + body).digest()
+        append(digest)
+        if not (
+            body.endswith(b'","seq":%d}' % position)
+            and body.endswith(prev, 0, -9 - len(str(position)))
+            and body.endswith(b',"prev":"', 0, -73 - len(str(position)))
+            and body.startswith(_HEAD)
+        ):
+            break
+        prev = digest.hex().encode()
+    else:
+        return hashes, None, None, []
+    # a link is broken: keep every entry's seq and prev from here on for the diagnosis
+    m = len(hashes) - 1
+    seqs = array("q", range(m))
+    prevs = [GENESIS.encode()] + [h.hex().encode() for h in hashes[: m - 1]] if m else []
+    malformed: list[int] = []
+
+    def record(position: int, body: bytes) -> None:
+        try:
+            seq, prev_hex, _ = split_entry(body)
+        except ValueError:
+            malformed.append(position)
+            seq, prev_hex = -1, GENESIS
+        seqs.append(seq)
+        prevs.append(prev_hex.encode("ascii"))
+
+    record(m, body)
+    for position, body in enumerate(iterator, start=m + 1):
+        append(sha256(b"\x00" + body).digest())
+        record(position, body)
+    return hashes, seqs, prevs, malformed
 
 
 def _parse(cp: Checkpoint | Mapping[str, Any]) -> Checkpoint:
