@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (the path fix below must run before the package imports)
 """Audit benchmark: durable append throughput (SQLite, PostgreSQL), verification of 1,000,000
 events, and inclusion/consistency proofs at 1,000,000 events.
 
@@ -141,7 +142,7 @@ def bench_verify_and_proofs(n: int) -> None:
     print(f"tree rebuild from {n:,} leaves                {time.perf_counter() - start:8.2f} s")
     del rebuilt
     timings = []
-    for index in range(0, n, n // 200):
+    for index in range(0, n, n // 1000):
         t = time.perf_counter()
         tree.inclusion_proof(index, n)
         timings.append(time.perf_counter() - t)
@@ -151,7 +152,7 @@ def bench_verify_and_proofs(n: int) -> None:
         f"max {worst:.3f} ms  (target < 5 ms)"
     )
     timings = []
-    for first in range(1, n, n // 200):
+    for first in range(1, n, n // 1000):
         t = time.perf_counter()
         tree.consistency_proof(first, n)
         timings.append(time.perf_counter() - t)
