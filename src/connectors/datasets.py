@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["Column", "ColumnType", "Dataset", "PSPPRole", "Sensitivity", "Store"]
 
@@ -54,7 +54,7 @@ class Column(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(description="Column name as the store has it.")
+    name: str = Field(description="Column name as the store has it.", pattern=_COLUMN.pattern)
     type: ColumnType = Field(description="Logical type.")
     unit: str | None = Field(default=None, description="Unit of measure (SI or customary), if any.")
     pspp: PSPPRole = Field(description="PSPP role of the column.")
@@ -63,15 +63,6 @@ class Column(BaseModel):
     synthetic: bool = Field(
         default=False, description="True when the column was added for demonstration, not measured."
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _COLUMN.match(value):
-            raise ValueError(
-                f"column name {value!r} must be an identifier ([A-Za-z_][A-Za-z0-9_]*)"
-            )
-        return value
 
 
 class Store(BaseModel):
@@ -88,8 +79,12 @@ class Dataset(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    institution: str = Field(description="Owning institution (the node's domain).")
-    name: str = Field(description="Dataset name, unique within the institution.")
+    institution: str = Field(
+        description="Owning institution (the node's domain).", pattern=_NAME.pattern
+    )
+    name: str = Field(
+        description="Dataset name, unique within the institution.", pattern=_NAME.pattern
+    )
     title: str
     description: str = ""
     creators: tuple[str, ...] = ()
@@ -109,7 +104,7 @@ class Dataset(BaseModel):
         default=None, description="Timestamp column: a row is embargoed until its value."
     )
     location: Store
-    columns: tuple[Column, ...]
+    columns: tuple[Column, ...] = Field(min_length=1, max_length=10_000)
 
     @property
     def id(self) -> str:
@@ -127,13 +122,6 @@ class Dataset(BaseModel):
     def column_names(self) -> tuple[str, ...]:
         """Column names in schema order."""
         return tuple(c.name for c in self.columns)
-
-    @field_validator("institution", "name")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"{value!r} must be lower-case letters, digits, '.', '_' or '-'")
-        return value
 
     @model_validator(mode="after")
     def _check_columns(self) -> Dataset:

@@ -21,12 +21,24 @@ from gateway.errors import BadRequest, MatgateError, ServiceUnavailable, Unproce
 from gateway.node import Node
 from gateway.observability import Metrics, ObservabilityMiddleware, configure_logging
 from gateway.routes import routers
+from gateway.schemas import Problem
 from gateway.settings import Settings
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("matgate.app")
 PROBLEM = "application/problem+json"
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "model": Problem, "content": {PROBLEM: {}}}
+    for status, text in [
+        (400, "Bad request"),
+        (401, "Missing or invalid credentials"),
+        (403, "Forbidden by policy"),
+        (404, "Not found"),
+        (422, "Unprocessable"),
+        (503, "A store or the audit log is unavailable"),
+    ]
+}
 
 
 def create_app(
@@ -65,7 +77,7 @@ def create_app(
     app.state.metrics = Metrics()
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=PROBLEM_RESPONSES)
     _handlers(app)
     return app
 

@@ -50,7 +50,10 @@ def test_dcat(api, auth):
     doc = api.get(f"/catalog/{NI}/dcat", headers=auth["ml-user"]).json()
     assert doc["@type"] == "dcat:Dataset"
     assert doc["dct:license"] == "https://spdx.org/licenses/Apache-2.0"
-    assert any(d["dcat:mediaType"].startswith("application/vnd.apache.arrow") for d in doc["dcat:distribution"])
+    assert any(
+        d["dcat:mediaType"].startswith("application/vnd.apache.arrow")
+        for d in doc["dcat:distribution"]
+    )
     catalog = api.get("/catalog.jsonld", headers=auth["ml-user"]).json()
     assert catalog["@type"] == "dcat:Catalog"
     assert len(catalog["dcat:dataset"]) == 4

@@ -28,7 +28,9 @@ def test_catalog_search(client):
 
 def test_pull_returns_dataframe_with_verified_manifest(client, data_dir):
     df = client.dataset(NI).pull(
-        columns=COLS, filter="test_temperature_c > 600 AND yield_strength_mpa IS KNOWN", purpose="research"
+        columns=COLS,
+        filter="test_temperature_c > 600 AND yield_strength_mpa IS KNOWN",
+        purpose="research",
     )
     source = pd.read_csv(data_dir / "ni_superalloys.csv")
     expected = source[(source.test_temperature_c > 600) & source.yield_strength_mpa.notna()]
@@ -43,7 +45,7 @@ def test_pull_returns_dataframe_with_verified_manifest(client, data_dir):
 
 
 def test_to_arrow(client):
-    table = client.dataset(NI).to_arrow(["alloy"], "alloy STARTS \"Inconel\"", purpose="research")
+    table = client.dataset(NI).to_arrow(["alloy"], 'alloy STARTS "Inconel"', purpose="research")
     assert isinstance(table, pa.Table)
     assert table.num_rows > 0
     assert all(a.startswith("Inconel") for a in table.column("alloy").to_pylist())

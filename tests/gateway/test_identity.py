@@ -21,8 +21,14 @@ def test_missing_token_is_401_problem(api):
 def _forge(app, **changes):
     node = app.state.node
     now = int(time.time())
-    claims = {"iss": node.public_url, "aud": node.public_url, "sub": "eve", "exp": now + 600,
-              "institution": "aurora", "roles": ["member"]}
+    claims = {
+        "iss": node.public_url,
+        "aud": node.public_url,
+        "sub": "eve",
+        "exp": now + 600,
+        "institution": "aurora",
+        "roles": ["member"],
+    }
     claims.update(changes)
     return claims
 
@@ -67,5 +73,7 @@ def test_jwks_is_public_and_verifies_node_tokens(api, tokens):
     assert keys[0]["kty"] == "OKP" and "d" not in keys[0]
     from joserfc.jwk import KeySet
 
-    decoded = jwt.decode(tokens["ml-user"], KeySet.import_key_set({"keys": keys}), algorithms=["Ed25519"])
+    decoded = jwt.decode(
+        tokens["ml-user"], KeySet.import_key_set({"keys": keys}), algorithms=["Ed25519"]
+    )
     assert decoded.claims["sub"] == "mia"

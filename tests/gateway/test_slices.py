@@ -79,7 +79,9 @@ def test_get_form_defaults_to_csv(api, auth, reference):
 
 def test_order_limit_offset(api, auth, reference):
     body = _body(order_by=["-yield_strength_mpa", "alloy"], limit=5, offset=2)
-    table = pa.ipc.open_stream(api.post(SLICE, json=body, headers=auth["ml-user"]).content).read_all()
+    table = pa.ipc.open_stream(
+        api.post(SLICE, json=body, headers=auth["ml-user"]).content
+    ).read_all()
     got = table.column("yield_strength_mpa").to_pylist()
     expected = sorted(reference.yield_strength_mpa, reverse=True)[2:7]
     assert got == expected
@@ -87,7 +89,9 @@ def test_order_limit_offset(api, auth, reference):
 
 def test_empty_result_keeps_the_schema(api, auth):
     body = _body(filter="yield_strength_mpa > 1e9")
-    table = pa.ipc.open_stream(api.post(SLICE, json=body, headers=auth["ml-user"]).content).read_all()
+    table = pa.ipc.open_stream(
+        api.post(SLICE, json=body, headers=auth["ml-user"]).content
+    ).read_all()
     assert table.num_rows == 0
     assert table.column_names == COLS
 
@@ -98,7 +102,7 @@ def test_empty_result_keeps_the_schema(api, auth):
         (_body(filter="yield_strengh > 3"), 400, "yield_strengh"),
         (_body(filter="yield_strength_mpa > > 3"), 400, ""),
         (_body(filter='yield_strength_mpa > "high"'), 400, "yield_strength_mpa"),
-        (_body(filter='alloy CONTAINS 3'), 400, "CONTAINS"),
+        (_body(filter="alloy CONTAINS 3"), 400, "CONTAINS"),
         (_body(columns=["alloy", "nope"]), 400, "nope"),
         (_body(order_by=["nope"]), 400, "nope"),
         (_body(order_by=["x; DROP TABLE"]), 422, "order"),
@@ -123,7 +127,9 @@ def test_filter_syntax_error_points_at_position(api, auth):
 
 
 def test_hostile_filter_strings_are_data_not_sql(api, auth):
-    body = _body(filter="alloy = \"x' OR '1'='1\" OR alloy CONTAINS \"'; DROP TABLE ni_superalloys; --\"")
+    body = _body(
+        filter="alloy = \"x' OR '1'='1\" OR alloy CONTAINS \"'; DROP TABLE ni_superalloys; --\""
+    )
     r = api.post(SLICE, json=body, headers=auth["ml-user"])
     assert r.status_code == 200
     assert pa.ipc.open_stream(r.content).read_all().num_rows == 0
