@@ -146,10 +146,10 @@ def bench_verify_and_proofs(n: int) -> None:
         t = time.perf_counter()
         tree.inclusion_proof(index, n)
         timings.append(time.perf_counter() - t)
-    worst = max(timings) * 1e3
+    p99 = statistics.quantiles(timings, n=100)[98] * 1e3
     print(
         f"inclusion proof at {n:,}: median {statistics.median(timings) * 1e3:.3f} ms, "
-        f"max {worst:.3f} ms  (target < 5 ms)"
+        f"p99 {p99:.3f} ms, max {max(timings) * 1e3:.3f} ms  (target < 5 ms)"
     )
     timings = []
     for first in range(1, n, n // 1000):

@@ -89,6 +89,11 @@ def _utcnow() -> datetime:
 
 
 _COLUMNS = tuple(c.name for c in entries.columns)
+# built from the table definition only, never from input
+_SQLITE_INSERT = (
+    f"INSERT INTO {entries.name} ({', '.join(_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
+)
 
 
 def _insert_entries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
@@ -106,6 +111,11 @@ def _insert_entries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         ):
             for row in rows:
                 copy.write_row(tuple(row[c] for c in _COLUMNS))
+        return
+    if conn.dialect.name == "sqlite":
+        # straight to the driver's executemany: the generic path's per-row processing costs
+        # more than the insert itself
+        conn.exec_driver_sql(_SQLITE_INSERT, [tuple(row[c] for c in _COLUMNS) for row in rows])
         return
     conn.execute(entries.insert(), rows)
 

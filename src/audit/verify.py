@@ -22,8 +22,6 @@ from audit.merkle import MerkleTree
 
 __all__ = ["Problem", "Report", "verify"]
 
-_HEAD = b'{"event":'
-
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -104,15 +102,12 @@ def _scan(
     append = hashes.append
     prev = GENESIS.encode()
     iterator = iter(entries)
+    # the head of an entry is not checked here: a wrong one changes the leaf hash, which the
+    # signed roots catch; this loop only decides whether the chain needs a closer look
     for position, body in enumerate(iterator):
         digest = sha256(b"\x00" + body).digest()
         append(digest)
-        if not (
-            body.endswith(b'","seq":%d}' % position)
-            and body.endswith(prev, 0, -9 - len(str(position)))
-            and body.endswith(b',"prev":"', 0, -73 - len(str(position)))
-            and body.startswith(_HEAD)
-        ):
+        if not body.endswith(b',"prev":"%s","seq":%d}' % (prev, position)):
             break
         prev = digest.hex().encode()
     else:
