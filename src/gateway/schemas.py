@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.datasets import Dataset
 from gateway.formats import Format
+from policies.decisions import Action
 
 __all__ = ["CatalogPage", "NodeInfo", "Problem", "Provenance", "SliceBody"]
 
@@ -84,3 +85,34 @@ class NodeInfo(BaseModel):
     issuer: str
     jwks_uri: str
     version: str
+
+
+class PolicyEdit(BaseModel):
+    """Policy lines and role assignments to add and to remove (see ``policies.lines``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    add: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
+    remove: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
+
+
+class PrincipalRef(BaseModel):
+    """Someone whose access a steward wants explained."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field(min_length=1, max_length=128)
+    institution: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    roles: list[str] = Field(default_factory=list, max_length=100)
+
+
+class ExplainBody(BaseModel):
+    """A question for the policy: may this principal do this, and why?"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}/[a-z0-9][a-z0-9_.-]{0,63}$")
+    action: Action
+    purpose: str = Field(min_length=1, max_length=64)
+    columns: list[str] | None = Field(default=None, max_length=1000)
+    principal: PrincipalRef | None = Field(default=None, description="Default: yourself.")

@@ -107,3 +107,18 @@ def tokens(app: FastAPI) -> dict[str, str]:
 def auth(tokens: dict[str, str]) -> dict[str, dict[str, str]]:
     """Authorization headers per persona."""
     return {name: {"Authorization": f"Bearer {tok}"} for name, tok in tokens.items()}
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
+    """A node of its own (for tests that change its state) and its personas' headers."""
+    app = create_app(node_settings(prepare(tmp_path, free_port())))
+    issuer = app.state.node.issuer
+    headers = {
+        p.name: {
+            "Authorization": f"Bearer {issuer.mint(p.subject, roles=p.roles, institution=p.institution)}"
+        }
+        for p in PERSONAS
+    }
+    with TestClient(app) as client:
+        yield client, headers

@@ -61,6 +61,15 @@ def aurora_policy() -> dict[str, Any]:
         "roles": ["member", "steward", "auditor", "partner"],
         "mask_salt": "demo-salt-not-secret",
         "assignments": [{"institution": BOREALIS, "role": "partner", "domain": inst}],
+        "agreements": [
+            {
+                "id": "aurora-steels-terms",
+                "title": "Aurora steel data terms",
+                "terms": "Research use only; cite Matbench; do not redistribute the rows.",
+                "dataset": f"{inst}/steels-yield",
+                "acceptance_days": 365,
+            }
+        ],
         "lines": [
             {"role": "member", "domain": inst, "action": "discover"},
             {"role": "member", "domain": inst, "action": "read"},
@@ -87,7 +96,10 @@ def aurora_policy() -> dict[str, Any]:
                 "withhold": ["sensitivity:confidential"],
             },
             {"role": "partner", "domain": inst, "dataset": "expt-gap", "action": "read"},
-            {"role": "partner", "domain": inst, "dataset": "steels-yield", "action": "read"},
+            {
+                "role": "partner", "domain": inst, "dataset": "steels-yield", "action": "read",
+                "agreement": "aurora-steels-terms",
+            },
             {"role": "partner", "domain": inst, "dataset": "magpie-elements", "action": "read"},
         ],
     }

@@ -28,7 +28,35 @@ __all__ = [
 
 DATA = Path(__file__).resolve().parent / "data"
 
-ELEMENTS_WT = ["al", "b", "c", "co", "cr", "cu", "fe", "hf", "la", "mg", "mn", "mo", "n", "nb", "ni", "p", "re", "ru", "si", "ta", "ti", "v", "w", "y", "th", "o", "zr"]
+ELEMENTS_WT = [
+    "al",
+    "b",
+    "c",
+    "co",
+    "cr",
+    "cu",
+    "fe",
+    "hf",
+    "la",
+    "mg",
+    "mn",
+    "mo",
+    "n",
+    "nb",
+    "ni",
+    "p",
+    "re",
+    "ru",
+    "si",
+    "ta",
+    "ti",
+    "v",
+    "w",
+    "y",
+    "th",
+    "o",
+    "zr",
+]
 COOLING = ("ht1", "ht2", "ht3", "ht4", "ht5")
 OPERATORS = ("A. Tanaka", "B. Okafor", "C. Moreau", "D. Novak", "E. Lindqvist", "F. Haddad")
 SPONSORS = ("Aero Turbines Ltd", "Public grant 24-117", "Internal", "Power Gen Corp")

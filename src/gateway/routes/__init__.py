@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.routes import catalog, health, provenance, slices
+from gateway.routes import catalog, health, policies, provenance, slices
 
 __all__ = ["routers"]
 
-routers: tuple[APIRouter, ...] = (health.router, catalog.router, slices.router, provenance.router)
+routers: tuple[APIRouter, ...] = (
+    health.router,
+    catalog.router,
+    slices.router,
+    provenance.router,
+    policies.router,
+)
