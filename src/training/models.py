@@ -1,0 +1,229 @@
+"""Forward models: a PSPP training set -> a fitted pipeline with K-fold cross-validation metrics.
+
+``train_forward`` runs the folds (KFold, shuffled) one after another so that a time bound can be
+checked between them, keeps the out-of-fold predictions for parity plots, then fits the final
+pipeline on all rows. Convergence warnings of the estimators are recorded on the model instead of
+being raised: a gateway job must finish with a report, not die on a warning filter.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import KFold
+from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
+
+from training.datasets import InputSpec, TrainingSet, coerce_inputs
+from training.errors import TrainingError, TrainingLimitError
+from training.pipelines import ESTIMATORS, build_pipeline
+
+__all__ = ["ForwardModel", "Progress", "regression_metrics", "train_forward"]
+
+Progress = Callable[[str, float], None]
+"""Called with a stage name and the fraction done (0..1) as training advances."""
+
+GP_MAX_ROWS = 2000  # the Gaussian process is cubic in rows; beyond this it is a stuck job
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE and R2 of predictions."""
+    err = np.asarray(y_pred, float) - np.asarray(y_true, float)
+    ss_tot = float(((y_true - np.mean(y_true)) ** 2).sum())
+    r2 = 1.0 - float((err**2).sum()) / ss_tot if ss_tot > 0 else float("nan")
+    return {
+        "mae": float(np.abs(err).mean()),
+        "rmse": float(np.sqrt((err**2).mean())),
+        "r2": r2,
+    }
+
+
+@dataclass
+class ForwardModel:
+    """A fitted forward model with its inputs (roles, units), target and cross-validation."""
+
+    pipeline: Pipeline
+    estimator: str
+    inputs: tuple[InputSpec, ...]
+    target: InputSpec
+    metrics: dict[str, float]
+    fold_metrics: list[dict[str, float]]
+    oof_predictions: np.ndarray
+    y_true: np.ndarray
+    cv: int | None
+    random_state: int | None
+    params: dict[str, Any] = field(default_factory=dict)
+    n_rows: int = 0
+    fit_seconds: float = 0.0
+    manifests: tuple[dict[str, Any], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def input_names(self) -> list[str]:
+        """Raw input columns a frame must have for ``predict``."""
+        return [s.name for s in self.inputs]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the features the estimator sees."""
+        return [str(n) for n in self.pipeline.named_steps["features"].get_feature_names_out()]
+
+    @property
+    def has_uncertainty(self) -> bool:
+        """Whether ``predict(..., return_std=True)`` gives a real spread (forest, GP)."""
+        return self.estimator in ("random_forest", "gaussian_process")
+
+    def predict(
+        self, df: pd.DataFrame, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predicted target for the rows of ``df``; with ``return_std`` also its spread.
+
+        The spread is the standard deviation over the forest's trees or the Gaussian process's
+        posterior standard deviation; other estimators give NaN (no uncertainty).
+        """
+        X = coerce_inputs(df, self.inputs)
+        if not return_std:
+            return np.asarray(self.pipeline.predict(X), dtype=float)
+        model = self.pipeline.named_steps["model"]
+        if self.estimator == "gaussian_process":
+            Xt = self.pipeline[:-1].transform(X)
+            mean, std = model.predict(Xt, return_std=True)
+            return np.asarray(mean, float), np.asarray(std, float)
+        mean = np.asarray(self.pipeline.predict(X), dtype=float)
+        if self.estimator == "random_forest":
+            Xt = self.pipeline[:-1].transform(X)
+            per_tree = np.stack([tree.predict(Xt) for tree in model.estimators_])
+            return mean, per_tree.std(axis=0)
+        return mean, np.full(len(mean), np.nan)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready description: estimator, inputs, target, metrics, rows."""
+        return {
+            "estimator": self.estimator,
+            "params": _jsonable(self.params),
+            "inputs": [s.to_dict() for s in self.inputs],
+            "target": self.target.to_dict(),
+            "metrics": dict(self.metrics),
+            "fold_metrics": [dict(m) for m in self.fold_metrics],
+            "cv": {"folds": self.cv, "shuffle": True, "random_state": self.random_state},
+            "rows": self.n_rows,
+            "features": len(self.feature_names),
+            "fit_seconds": round(self.fit_seconds, 3),
+            "warnings": list(self.warnings),
+        }
+
+
+def _jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
+    simple = (str, int, float, bool, type(None))
+    return {k: v if isinstance(v, simple) else repr(v) for k, v in params.items()}
+
+
+class _Clock:
+    """Elapsed time against an optional budget, checked between the units of work."""
+
+    def __init__(self, max_seconds: float | None) -> None:
+        self.start = time.perf_counter()
+        self.max_seconds = max_seconds
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def check(self, stage: str) -> None:
+        if self.max_seconds is not None and self.elapsed() > self.max_seconds:
+            raise TrainingLimitError(
+                f"training stopped after {stage}: {self.elapsed():.1f} s exceeds the limit of "
+                f"{self.max_seconds:g} s",
+                status=408,
+            )
+
+
+def _fit(
+    pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray, caught: list[str], n_jobs: int
+) -> Pipeline:
+    # OpenMP and BLAS pools default to every core; on a shared node that oversubscription is
+    # several times slower than the job's own share, so the pools get the job's n_jobs.
+    with threadpool_limits(limits=max(1, n_jobs)), warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always", ConvergenceWarning)
+        pipeline.fit(X, y)
+    for record in records:
+        if issubclass(record.category, ConvergenceWarning):
+            caught.append(str(record.message).splitlines()[0])
+        else:  # not ours to swallow
+            warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+    return pipeline
+
+
+def train_forward(
+    ts: TrainingSet,
+    estimator: str = "random_forest",
+    cv: int | None = 5,
+    random_state: int | None = 0,
+    max_seconds: float | None = None,
+    *,
+    max_rows: int | None = None,
+    params: Mapping[str, Any] | None = None,
+    n_jobs: int = 1,
+    progress: Progress | None = None,
+) -> ForwardModel:
+    """Cross-validate (``cv`` shuffled folds, None to skip) and fit a forward model on ``ts``."""
+    if estimator not in ESTIMATORS:
+        raise TrainingError(f"unknown estimator {estimator!r}; choose from {list(ESTIMATORS)}")
+    n = len(ts.y)
+    if max_rows is not None and n > max_rows:
+        raise TrainingLimitError(f"{n} rows exceed the training limit of {max_rows} rows")
+    if estimator == "gaussian_process" and n > GP_MAX_ROWS:
+        raise TrainingLimitError(
+            f"a Gaussian process on {n} rows is too slow; at most {GP_MAX_ROWS} rows"
+        )
+    if cv is not None and (cv < 2 or n < 2 * cv):
+        raise TrainingError(f"{cv}-fold cross-validation needs cv >= 2 and >= {2 * cv} rows")
+    clock, caught = _Clock(max_seconds), []
+    report = progress or (lambda stage, done: None)
+    template = build_pipeline(ts.inputs, estimator, params, random_state, n_jobs)
+    y = ts.y.to_numpy(dtype=float)
+    oof = np.full(n, np.nan)
+    folds: list[dict[str, float]] = []
+    steps = (cv or 0) + 1
+    if cv is not None:
+        splitter = KFold(n_splits=cv, shuffle=True, random_state=random_state)
+        for i, (train, test) in enumerate(splitter.split(ts.X)):
+            report(f"fold {i + 1}/{cv}", i / steps)
+            fitted = _fit(clone(template), ts.X.iloc[train], y[train], caught, n_jobs)
+            oof[test] = fitted.predict(ts.X.iloc[test])
+            folds.append(regression_metrics(y[test], oof[test]))
+            clock.check(f"fold {i + 1}/{cv}")
+    report("final fit", (steps - 1) / steps)
+    pipeline = _fit(clone(template), ts.X, y, caught, n_jobs)
+    clock.check("the final fit")
+    report("done", 1.0)
+    metrics = regression_metrics(y, oof) if cv is not None else {}
+    if folds:
+        for key in ("mae", "rmse", "r2"):
+            values = [f[key] for f in folds]
+            metrics[f"{key}_fold_mean"] = float(np.mean(values))
+            metrics[f"{key}_fold_std"] = float(np.std(values))
+    return ForwardModel(
+        pipeline=pipeline,
+        estimator=estimator,
+        inputs=ts.inputs,
+        target=ts.target,
+        metrics=metrics,
+        fold_metrics=folds,
+        oof_predictions=oof,
+        y_true=y,
+        cv=cv,
+        random_state=random_state,
+        params=dict(params or {}),
+        n_rows=n,
+        fit_seconds=clock.elapsed(),
+        manifests=ts.manifests,
+        warnings=tuple(dict.fromkeys(caught)),
+    )
