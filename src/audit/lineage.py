@@ -198,6 +198,14 @@ class Lineage:
             raise AuditUnavailable(f"lineage not stored: {exc.__class__.__name__}") from exc
         return run
 
+    def slice(self, manifest_id: str) -> tuple[dict[str, Any], str] | None:
+        """A recorded slice's manifest and its signed token, or ``None``."""
+        found = self._slices(slices.c.manifest_id == manifest_id)
+        if not found:
+            return None
+        token = str(found[0]["token"])
+        return verify_manifest(token, self._jwks), token
+
     def run(self, run_id: str) -> Run | None:
         """A registered run, or ``None``."""
         found = self._runs(runs.c.run_id == run_id)

@@ -221,7 +221,7 @@ def _pull(args: argparse.Namespace) -> int:
         raise SystemExit(f"matgate: unknown output format {suffix!r}")
     manifest = json.loads(table.schema.metadata[b"matgate.manifest"])
     print(
-        f"{manifest['row_count']} rows -> {out}  (manifest {manifest['id']}, licence {manifest['licence']})"
+        f"{manifest['rows']} rows -> {out}  (manifest {manifest['id']}, licence {manifest['licence']})"
     )
     for ob in manifest.get("obligations", []):
         print(f"  obligation: {ob['kind']}: {ob['detail']}")

@@ -135,14 +135,14 @@ class Client:
             reader.drain()
         found = self.provenance(request_id)
         manifest = found["manifest"]
-        if manifest.get("content_sha256") != reader.hexdigest():
+        if manifest.get("sha256") != reader.hexdigest():
             raise IntegrityError(
                 f"content hash {reader.hexdigest()} does not match the manifest's "
-                f"{manifest.get('content_sha256')}"
+                f"{manifest.get('sha256')}"
             )
-        if manifest.get("row_count") != table.num_rows:
+        if manifest.get("rows") != table.num_rows:
             raise IntegrityError(
-                f"{table.num_rows} rows received, the manifest says {manifest.get('row_count')}"
+                f"{table.num_rows} rows received, the manifest says {manifest.get('rows')}"
             )
         meta = dict(table.schema.metadata or {})
         meta[MANIFEST_KEY] = json.dumps(manifest).encode()

@@ -1,4 +1,4 @@
-"""The node database: engine creation and the gateway's own tables (catalog, provenance).
+"""The node database: engine creation and the gateway's own table (the catalog).
 
 Other rooms keep their tables on metadata of their own (``policies.store.metadata``,
 ``audit.store.metadata``); Alembic migrates them all (see ``gateway/migrations``).
@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-__all__ = ["catalog_table", "create_engine", "metadata", "provenance_table"]
+__all__ = ["catalog_table", "create_engine", "metadata"]
 
 metadata = sa.MetaData()
 
@@ -24,18 +24,6 @@ catalog_table = sa.Table(
     sa.Column("document", sa.JSON, nullable=False),
     sa.Column("registered_by", sa.String(300), nullable=False),
     sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-provenance_table = sa.Table(
-    "provenance_manifests",
-    metadata,
-    sa.Column("request_id", sa.String(64), primary_key=True),
-    sa.Column("dataset_id", sa.String(200), nullable=False, index=True),
-    sa.Column("principal", sa.String(300), nullable=False, index=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("complete", sa.Boolean, nullable=False, default=False),
-    sa.Column("manifest", sa.JSON, nullable=False),
-    sa.Column("signature", sa.Text, nullable=True),
 )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from audit.manifests import sign_manifest
 
 from audit.keys import Signer
+from audit.lineage import Lineage
 from audit.log import AuditLog
 from gateway.catalog import Catalog
 from gateway.config import NodeConfig
@@ -64,8 +65,9 @@ class Node:
         self.audit = AuditLog(
             self.engine, Signer(self.key.private, self.key.kid), node=self.institution, clock=clock
         )
+        self.lineage = Lineage(self.engine, self.audit)
         self.provenance = ProvenanceStore(
-            self.engine,
+            self.lineage,
             sign=lambda manifest: sign_manifest(manifest, self.key.private, self.key.kid),
         )
 

@@ -1,14 +1,15 @@
-"""Manifests of the slices this node released, signed when complete, served at /provenance."""
+"""Manifests of the slices this node released, signed when complete, served at /provenance.
+
+They are kept by the audit room's lineage store (which later links them to training runs); this
+module signs them with the node's key and hands them to whoever may read them.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy as sa
-
-from gateway.db import provenance_table
+from audit.lineage import Lineage
 from gateway.errors import NotFound
 
 __all__ = ["ProvenanceStore"]
@@ -17,48 +18,22 @@ Signer = Callable[[dict[str, Any]], str]
 
 
 class ProvenanceStore:
-    """Manifests by request id: recorded when a slice opens, completed and signed when it ends."""
+    """Signed manifests by id."""
 
-    def __init__(self, engine: sa.Engine, sign: Signer) -> None:
-        self._engine = engine
+    def __init__(self, lineage: Lineage, sign: Signer) -> None:
+        self._lineage = lineage
         self._sign = sign
 
-    def begin(self, manifest: dict[str, Any]) -> None:
-        """Record the manifest of a slice that is about to stream."""
-        with self._engine.begin() as conn:
-            conn.execute(
-                provenance_table.insert().values(
-                    request_id=manifest["id"],
-                    dataset_id=manifest["dataset"]["id"],
-                    principal=manifest["principal"]["id"],
-                    created_at=dt.datetime.now(dt.UTC),
-                    complete=False,
-                    manifest=manifest,
-                    signature=None,
-                )
-            )
-
     def complete(self, manifest: dict[str, Any]) -> str:
-        """Store the final manifest with its signature (a compact JWS); return the signature."""
-        signature = self._sign(manifest)
-        with self._engine.begin() as conn:
-            conn.execute(
-                provenance_table.update()
-                .where(provenance_table.c.request_id == manifest["id"])
-                .values(
-                    complete=bool(manifest.get("complete")), manifest=manifest, signature=signature
-                )
-            )
-        return signature
+        """Sign the final manifest of a slice and keep it; return the signature (compact JWS)."""
+        token = self._sign(manifest)
+        self._lineage.record_slice(token)
+        return token
 
-    def get(self, request_id: str) -> dict[str, Any]:
-        """``{"manifest": ..., "signature": ...}`` for ``request_id``; NotFound if unknown."""
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(provenance_table.c.manifest, provenance_table.c.signature).where(
-                    provenance_table.c.request_id == request_id
-                )
-            ).first()
-        if row is None:
-            raise NotFound(f"no manifest {request_id!r}")
-        return {"manifest": row.manifest, "signature": row.signature}
+    def get(self, manifest_id: str) -> dict[str, Any]:
+        """``{"manifest": ..., "signature": ...}``; NotFound if this node released no such slice."""
+        found = self._lineage.slice(manifest_id)
+        if found is None:
+            raise NotFound(f"no manifest {manifest_id!r}")
+        manifest, token = found
+        return {"manifest": manifest, "signature": token}

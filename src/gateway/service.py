@@ -148,7 +148,7 @@ def stream_slice(
 def provenance(node: Node, principal: Principal, request_id: str) -> Provenance:
     """A manifest, to the principal who received the slice or an auditor of the domain."""
     found = node.provenance.get(request_id)
-    if found["manifest"]["principal"]["id"] != principal.id:
+    if found["manifest"]["principal"] != principal.id:
         decision = node.governance.check_domain(principal, node.institution, Action.AUDIT)
         if not decision.allowed:
             raise NotFound(f"no manifest {request_id!r}")

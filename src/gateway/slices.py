@@ -92,7 +92,6 @@ def open_slice(node: Node, principal: Principal, dataset_id: str, req: SliceRequ
         offset=req.offset,
     )
     manifest = _manifest(node, principal, dataset, req, decision, request_id)
-    node.provenance.begin(manifest)
     batches = _first_batch_early(node, dataset, query)
     schema = batches.schema.with_metadata({MANIFEST_KEY: json.dumps(manifest).encode()})
     chunks = _deliver(node, principal, manifest, req.format, schema, batches)
@@ -154,7 +153,9 @@ def _manifest(
         "id": request_id,
         "node": node.institution,
         "node_url": node.public_url,
-        "dataset": {"id": dataset.id, "version": dataset.version, "title": dataset.title},
+        "dataset": dataset.id,
+        "dataset_version": dataset.version,
+        "dataset_title": dataset.title,
         "query": {
             "columns": list(decision.columns),
             "filter": req.filter,
@@ -164,26 +165,23 @@ def _manifest(
             "row_filter": unparse(decision.row_filter) if decision.row_filter is not None else None,
         },
         "purpose": req.purpose,
-        "principal": {
-            "id": principal.id,
-            "subject": principal.subject,
-            "institution": principal.institution,
-            "actor": principal.actor,
-        },
+        "principal": principal.id,
+        "actor": principal.actor,
         "licence": dataset.license,
         "citation": dataset.citation,
         "obligations": [o.to_dict() for o in decision.obligations],
+        "policy_version": decision.policy_version,
         "decision": {
-            "policy_version": decision.policy_version,
             "withheld": list(decision.withheld),
             "masked": {k: m.kind.value for k, m in decision.masks.items()},
             "reasons": list(decision.reasons),
         },
         "format": req.format.value,
-        "created": dt.datetime.now(dt.UTC).isoformat(),
+        "time": dt.datetime.now(dt.UTC).isoformat(),
         "upstream": [],
-        "row_count": None,
-        "content_sha256": None,
+        "rows": None,
+        "bytes": None,
+        "sha256": None,
         "complete": False,
     }
 
@@ -253,15 +251,16 @@ def _deliver(
     finally:
         final = {
             **manifest,
-            "row_count": batches.rows,
+            "rows": batches.rows,
             "bytes": sent,
-            "content_sha256": digest.hexdigest(),
+            "sha256": digest.hexdigest(),
             "complete": not error,
             "completed": dt.datetime.now(dt.UTC).isoformat(),
         }
         try:
-            node.provenance.complete(final)
+            # The completion goes in the log first: lineage accepts only manifests it holds.
             record(node, _completion(node, principal, manifest, final, fmt, error))
+            node.provenance.complete(final)
         except Exception:
             # The decision was recorded before release; a lost completion is logged loudly.
             log.exception("could not record the completion of slice %s", manifest["id"])
@@ -280,15 +279,15 @@ def _completion(
         node=node.institution,
         principal=principal.id,
         institution=principal.institution,
-        dataset=manifest["dataset"]["id"],
+        dataset=manifest["dataset"],
         action=Action.READ.value,
         purpose=manifest["purpose"],
         decision="allow",
         manifest_id=manifest["id"],
-        policy_version=manifest["decision"]["policy_version"],
-        rows=final["row_count"],
+        policy_version=manifest["policy_version"],
+        rows=final["rows"],
         bytes=final["bytes"],
-        sha256=final["content_sha256"],
+        sha256=final["sha256"],
         columns=tuple(manifest["query"]["columns"]),
         filter=manifest["query"]["filter"],
         format=fmt.value,

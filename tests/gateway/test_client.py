@@ -38,9 +38,9 @@ def test_pull_returns_dataframe_with_verified_manifest(client, data_dir):
     assert list(df.columns) == COLS
     assert len(df) == len(expected)
     manifest = df.attrs["matgate"]
-    assert manifest["row_count"] == len(df)
+    assert manifest["rows"] == len(df)
     assert manifest["complete"] is True
-    assert manifest["dataset"]["id"] == NI
+    assert manifest["dataset"] == NI
     assert df.attrs["matgate_signature"].count(".") == 2  # a compact JWS
 
 

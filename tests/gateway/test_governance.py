@@ -88,7 +88,9 @@ def test_embargoed_rows_are_invisible_to_partners(api, auth):
     assert member.num_rows == 2800
     # About one record in ten is under embargo in the demo data.
     assert 2300 < partner.num_rows < 2700
-    assert set(partner.column("record_id").to_pylist()) < set(member.column("record_id").to_pylist())
+    assert set(partner.column("record_id").to_pylist()) < set(
+        member.column("record_id").to_pylist()
+    )
 
 
 def test_catalog_hides_nothing_here_but_explain_says_why(api, auth):
@@ -127,8 +129,14 @@ def test_agreement_acceptance_opens_access(fresh):
 def test_steward_edits_policy_and_version_moves(fresh):
     api, auth = fresh
     before = api.get("/policies/aurora", headers=auth["steward"]).json()
-    line = {"role": "partner", "domain": "aurora", "dataset": "ni-superalloys", "action": "read",
-            "purpose": "ml-training", "withhold": ["sensitivity:personal", "sensitivity:confidential"]}
+    line = {
+        "role": "partner",
+        "domain": "aurora",
+        "dataset": "ni-superalloys",
+        "action": "read",
+        "purpose": "ml-training",
+        "withhold": ["sensitivity:personal", "sensitivity:confidential"],
+    }
     preview = api.post("/policies/aurora/dry-run", json={"add": [line]}, headers=auth["steward"])
     assert preview.status_code == 200, preview.text
     assert preview.json()["impacts"], "adding a read line changes someone's access"
@@ -150,9 +158,21 @@ def test_steward_edits_policy_and_version_moves(fresh):
         ("steward", {"role": "member", "domain": "borealis", "action": "read"}, 403),
         ("steward", {"role": "member", "domain": "aurora", "action": "fly"}, 422),
         ("steward", {"role": "nobody", "domain": "aurora", "action": "read"}, 422),
-        ("steward", {"role": "member", "domain": "aurora", "action": "read", "purpose": "astrology"}, 422),
-        ("steward", {"role": "member", "domain": "aurora", "action": "read", "dataset": "ni*"}, 422),
-        ("steward", {"role": "member", "domain": "aurora", "action": "read", "dataset": "nope"}, 422),
+        (
+            "steward",
+            {"role": "member", "domain": "aurora", "action": "read", "purpose": "astrology"},
+            422,
+        ),
+        (
+            "steward",
+            {"role": "member", "domain": "aurora", "action": "read", "dataset": "ni*"},
+            422,
+        ),
+        (
+            "steward",
+            {"role": "member", "domain": "aurora", "action": "read", "dataset": "nope"},
+            422,
+        ),
         ("steward", {"role": "mem::ber", "domain": "aurora", "action": "read"}, 422),
     ],
 )

@@ -97,7 +97,10 @@ def aurora_policy() -> dict[str, Any]:
             },
             {"role": "partner", "domain": inst, "dataset": "expt-gap", "action": "read"},
             {
-                "role": "partner", "domain": inst, "dataset": "steels-yield", "action": "read",
+                "role": "partner",
+                "domain": inst,
+                "dataset": "steels-yield",
+                "action": "read",
                 "agreement": "aurora-steels-terms",
             },
             {"role": "partner", "domain": inst, "dataset": "magpie-elements", "action": "read"},
