@@ -222,7 +222,7 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 def open_store(kind: str, target: str, base_dir: Path | None = None) -> Connector:
-    """A connector for a configured store: ``sql`` (SQLAlchemy URL) or ``files`` (a folder)."""
+    """A connector for a store: ``sql`` (SQLAlchemy URL), ``files`` (folder), ``optimade`` (URL)."""
     if kind == "sql":
         from connectors.sql import SQLConnector
 
@@ -234,4 +234,8 @@ def open_store(kind: str, target: str, base_dir: Path | None = None) -> Connecto
         if not root.is_absolute() and base_dir is not None:
             root = base_dir / root
         return FilesConnector(root)
-    raise ConnectorError(f"unknown store kind {kind!r}; expected 'sql' or 'files'")
+    if kind == "optimade":
+        from connectors.optimade import OptimadeConnector
+
+        return OptimadeConnector(target)
+    raise ConnectorError(f"unknown store kind {kind!r}; expected 'sql', 'files' or 'optimade'")
