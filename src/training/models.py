@@ -65,6 +65,7 @@ class ForwardModel:
     fit_seconds: float = 0.0
     manifests: tuple[dict[str, Any], ...] = ()
     warnings: tuple[str, ...] = ()
+    excluded: dict[str, str] = field(default_factory=dict)
 
     @property
     def input_names(self) -> list[str]:
@@ -118,6 +119,7 @@ class ForwardModel:
             "features": len(self.feature_names),
             "fit_seconds": round(self.fit_seconds, 3),
             "warnings": list(self.warnings),
+            "excluded": dict(self.excluded),
         }
 
 
@@ -226,4 +228,5 @@ def train_forward(
         fit_seconds=clock.elapsed(),
         manifests=ts.manifests,
         warnings=tuple(dict.fromkeys(caught)),
+        excluded=dict(ts.dropped),
     )
