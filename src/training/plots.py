@@ -68,7 +68,8 @@ def screening_plot(result: pd.DataFrame, path: str | Path, top: int = 20) -> Pat
     ax = figure.add_subplot()
     std = shown[STD].to_numpy(float) if STD in shown else None
     std = None if std is None or np.isnan(std).all() else np.nan_to_num(std)
-    ax.barh(np.arange(len(shown)), shown[MEAN], xerr=std, color="tab:blue", alpha=0.8)
+    # points, not bars: the candidates differ by a little near a large value, bars from 0 hide it
+    ax.errorbar(shown[MEAN], np.arange(len(shown)), xerr=std, fmt="o", capsize=3)
     # label each bar with what differs between the shown candidates, not the shared settings
     scored = (MEAN, STD, EI, "rank")
     varied = [c for c in shown.columns if c not in scored and shown[c].nunique(dropna=False) > 1]

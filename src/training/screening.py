@@ -143,6 +143,7 @@ def screen(
     fixed: Mapping[str, Any] | None = None,
     base: Mapping[str, Any] | pd.Series | None = None,
     balance: str | None = None,
+    derive: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
     constraints: Constraints | None = None,
     maximize: bool = True,
     top: int | None = 20,
@@ -155,9 +156,11 @@ def screen(
     """Candidates ranked by predicted target (``"mean"``) or expected improvement (``"ei"``).
 
     ``balance`` names a weight-percent input set to 100 minus the other weight percents (the
-    base element of an alloy). Constraints may name inputs or the ``pred_mean``/``pred_std``
-    columns. The result holds the candidate columns, ``pred_mean``, ``pred_std``, for "ei"
-    ``expected_improvement``, and ``rank`` (1 is best); ``attrs`` describes the screen.
+    base element of an alloy); ``derive`` recomputes inputs that depend on others (a total
+    heat-treatment time, say) once candidates are built. Constraints may name inputs or the
+    ``pred_mean``/``pred_std`` columns. The result holds the candidate columns, ``pred_mean``,
+    ``pred_std``, for "ei" ``expected_improvement``, and ``rank`` (1 is best); ``attrs``
+    describes the screen.
     """
     if acquisition not in ("mean", "ei"):
         raise ScreeningError(f"acquisition must be 'mean' or 'ei', not {acquisition!r}")
@@ -181,6 +184,8 @@ def screen(
                 imputed.append(name)
     if balance is not None:
         _balance(model, frame, balance)
+    if derive is not None:
+        frame = derive(frame)
     mean, std = model.predict(frame, return_std=True)
     frame[MEAN], frame[STD] = mean, std
     best = best_so_far
