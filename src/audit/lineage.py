@@ -97,7 +97,8 @@ class Lineage:
         self._jwks = dict(jwks) if jwks is not None else log.jwks()
         self.node = log.node
 
-    def _verified(self, token: str) -> dict[str, Any]:
+    def verified(self, token: str) -> dict[str, Any]:
+        """The manifest in ``token`` if it is genuine and this node's; LineageError otherwise."""
         try:
             manifest = verify_manifest(token, self._jwks)
             ident = manifest_id(manifest)
@@ -112,7 +113,7 @@ class Lineage:
 
     def record_slice(self, token: str) -> str:
         """Remember a signed manifest this node issued; returns its id."""
-        manifest = self._verified(token)
+        manifest = self.verified(token)
         row = _slice_row(manifest, token)
         try:
             with self._engine.begin() as conn:
@@ -149,7 +150,7 @@ class Lineage:
         """Record a training run that consumed the given signed manifests and produced a model."""
         if not manifests:
             raise LineageError("a run must name the manifests it consumed")
-        verified = [(self._verified(t), t) for t in manifests]
+        verified = [(self.verified(t), t) for t in manifests]
         ids = tuple(dict.fromkeys(manifest_id(m) for m, _ in verified))
         for ident in ids:
             if not self._log.has_manifest(ident):

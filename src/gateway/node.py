@@ -9,6 +9,7 @@ from audit.manifests import sign_manifest
 
 from audit.keys import Signer
 from audit.lineage import Lineage
+from audit.ratelimit import FailureLimiter
 from audit.log import AuditLog
 from gateway.catalog import Catalog
 from gateway.config import NodeConfig
@@ -65,6 +66,7 @@ class Node:
         self.audit = AuditLog(
             self.engine, Signer(self.key.private, self.key.kid), node=self.institution, clock=clock
         )
+        self.auth_failures = FailureLimiter(clock=clock)
         self.lineage = Lineage(self.engine, self.audit)
         self.provenance = ProvenanceStore(
             self.lineage,

@@ -116,3 +116,20 @@ class ExplainBody(BaseModel):
     purpose: str = Field(min_length=1, max_length=64)
     columns: list[str] | None = Field(default=None, max_length=1000)
     principal: PrincipalRef | None = Field(default=None, description="Default: yourself.")
+
+
+class RunBody(BaseModel):
+    """A training run: the signed manifests it consumed and the model it produced."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    manifests: list[str] = Field(
+        min_length=1, max_length=1000, description="Signed manifests (JWS)."
+    )
+    model_name: str = Field(min_length=1, max_length=200)
+    model_version: str = Field(default="1", min_length=1, max_length=100)
+    model_hash: str = Field(
+        default="", max_length=200, description="e.g. sha256 of the saved model"
+    )
+    metrics: dict[str, float] = Field(default_factory=dict)
+    purpose: str = Field(default="", max_length=64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.routes import catalog, health, policies, provenance, slices
+from gateway.routes import audit, catalog, health, policies, provenance, slices
 
 __all__ = ["routers"]
 
@@ -14,4 +14,5 @@ routers: tuple[APIRouter, ...] = (
     slices.router,
     provenance.router,
     policies.router,
+    audit.router,
 )

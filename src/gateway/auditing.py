@@ -1,0 +1,129 @@
+"""Auditors' use cases: the log's tree heads and proofs, its events, exports, and lineage."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+from audit.bundle import verify_log, write_bundle
+from audit.provenance import to_openlineage, to_prov_json
+from audit.search import EventFilter
+from gateway.errors import BadRequest, Forbidden
+from gateway.node import Node
+from gateway.schemas import RunBody
+from policies.decisions import Action
+from policies.principals import Principal
+
+__all__ = [
+    "checkpoint",
+    "consistency",
+    "events",
+    "export",
+    "inclusion",
+    "lineage",
+    "register_run",
+    "verify",
+]
+
+
+def _ensure_auditor(node: Node, principal: Principal) -> None:
+    decision = node.governance.check_domain(principal, node.institution, Action.AUDIT)
+    if not decision.allowed:
+        raise Forbidden("; ".join(decision.reasons) or f"not an auditor of {node.institution}")
+
+
+def checkpoint(node: Node) -> dict[str, Any]:
+    """The signed tree head of the log now (signed on demand if the log grew)."""
+    return node.audit.checkpoint().to_dict()
+
+
+def inclusion(node: Node, index: int, size: int | None) -> dict[str, Any]:
+    """Proof that entry ``index`` is in the tree of ``size`` entries."""
+    return node.audit.inclusion_proof(index, size).to_dict()
+
+
+def consistency(node: Node, first: int, second: int | None) -> dict[str, Any]:
+    """Proof that the log of ``first`` entries is a prefix of the log of ``second``."""
+    return node.audit.consistency_proof(first, second).to_dict()
+
+
+def events(
+    node: Node, principal: Principal, filters: EventFilter, cursor: str | None, limit: int
+) -> dict[str, Any]:
+    """A page of this domain's events (auditors)."""
+    _ensure_auditor(node, principal)
+    try:
+        return node.audit.events(filters, cursor=cursor, limit=limit).to_dict()
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+def export(node: Node, principal: Principal, filters: EventFilter, fmt: str) -> Iterator[bytes]:
+    """The matching events as JSON lines or CSV, spooled to disk so memory stays flat."""
+    _ensure_auditor(node, principal)
+    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+t", encoding="utf-8")  # noqa: SIM115
+    node.audit.export(spool, fmt, filters)
+    spool.seek(0)
+    return _chunks(spool)
+
+
+def bundle(node: Node, principal: Principal) -> Iterator[bytes]:
+    """The whole log with its checkpoints and keys, for offline verification."""
+    _ensure_auditor(node, principal)
+    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+b")  # noqa: SIM115
+    write_bundle(node.audit, spool)
+    spool.seek(0)
+    return _chunks(spool)
+
+
+def _chunks(spool: Any) -> Iterator[bytes]:
+    with spool:
+        while chunk := spool.read(1 << 20):
+            yield chunk.encode() if isinstance(chunk, str) else chunk
+
+
+def verify(node: Node, principal: Principal) -> dict[str, Any]:
+    """Verify the live log against its checkpoints (auditors)."""
+    _ensure_auditor(node, principal)
+    return verify_log(node.audit).to_dict()
+
+
+def register_run(node: Node, principal: Principal, body: RunBody) -> dict[str, Any]:
+    """Record a training run over slices the caller received, and the model it produced."""
+    for token in body.manifests:
+        manifest = node.lineage.verified(token)
+        if manifest.get("principal") != principal.id:
+            raise Forbidden(f"manifest {manifest.get('id')} was released to someone else")
+    run = node.lineage.register_run(
+        principal=principal.id,
+        model_name=body.model_name,
+        model_version=body.model_version,
+        manifests=body.manifests,
+        model_hash=body.model_hash,
+        metrics=body.metrics,
+        purpose=body.purpose,
+    )
+    return run.to_dict()
+
+
+def lineage(
+    node: Node,
+    principal: Principal,
+    *,
+    dataset: str | None,
+    principal_id: str | None,
+    model: str | None,
+    fmt: str,
+) -> Any:
+    """The lineage graph around one anchor, as nodes/edges, PROV-JSON or OpenLineage events."""
+    if sum(x is not None for x in (dataset, principal_id, model)) != 1:
+        raise BadRequest("give exactly one of dataset, principal or model")
+    if principal_id != principal.id:
+        _ensure_auditor(node, principal)  # one's own lineage is one's own; the rest is audit
+    graph = node.lineage.graph(dataset=dataset, principal=principal_id, model=model)
+    if fmt == "prov":
+        return to_prov_json(graph)
+    if fmt == "openlineage":
+        return to_openlineage(graph)
+    return graph
