@@ -34,5 +34,3 @@ def alembic_config(engine: sa.Engine | None = None) -> Config:
 def migrate(engine: sa.Engine) -> None:
     """Bring the node database to the newest schema."""
     command.upgrade(alembic_config(engine), "head")
-    for md in target_metadata():  # TEMP until the first revision is generated
-        md.create_all(engine)
