@@ -1,4 +1,4 @@
-"""Real data for the training tests: the shipped steels and nickel-superalloy tables with schemas."""
+"""Training-test data: the shipped steels and nickel-superalloy tables, with schemas."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import pytest
 
 from connectors.datasets import Column, ColumnType, PSPPRole
 
-_ELEMENTS = (
-    "al b c co cr cu fe hf la mg mn mo n nb ni p re ru si ta ti v w y th o zr".split()
-)
+_ELEMENT_TEXT = "al b c co cr cu fe hf la mg mn mo n nb ni p re ru si ta ti v w y th o zr"
+_ELEMENTS = tuple(_ELEMENT_TEXT.split())
 
 
 def ni_superalloy_columns() -> tuple[Column, ...]:
@@ -23,7 +22,9 @@ def ni_superalloy_columns() -> tuple[Column, ...]:
         Column(name="alloy", type=s, pspp=PSPPRole.IDENTIFIER),
         Column(name="doi", type=s, pspp=PSPPRole.IDENTIFIER),
     ]
-    cols += [Column(name=f"{e}_wt_pct", type=f, unit="wt%", pspp=PSPPRole.STRUCTURE) for e in _ELEMENTS]
+    cols += [
+        Column(name=f"{e}_wt_pct", type=f, unit="wt%", pspp=PSPPRole.STRUCTURE) for e in _ELEMENTS
+    ]
     for step in range(1, 6):
         cols += [
             Column(name=f"ht{step}_temperature_c", type=f, unit="degC", pspp=PSPPRole.PROCESSING),
