@@ -7,8 +7,6 @@ Client commands read the node's URL and token from ``--url``/``--token`` or from
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -76,48 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     token.set_defaults(handler=_token)
 
-    catalog = sub.add_parser("catalog", help="search the catalog", description="Search datasets.")
-    catalog.add_argument("q", nargs="?", default=None, help="words to find")
-    catalog.add_argument("--pspp", action="append", default=[], help="PSPP role a column has")
-    catalog.add_argument("--column", default=None, help="part of a column name")
-    catalog.add_argument("--unit", default=None, help="a column's unit")
-    catalog.add_argument("--license", default=None, help="SPDX licence id")
-    catalog.add_argument("--institution", default=None, help="owning institution")
-    catalog.add_argument("--json", action="store_true", help="print JSON")
-    _client_args(catalog)
-    catalog.set_defaults(handler=_catalog)
+    from gateway.cli_client import add_client_commands
 
-    pull = sub.add_parser(
-        "pull", help="pull a slice to a file", description="Pull a permitted slice into a file."
-    )
-    pull.add_argument("dataset", help="institution/name")
-    pull.add_argument(
-        "-o", "--output", type=Path, required=True, help=".parquet, .csv, .arrow, .json"
-    )
-    pull.add_argument("--purpose", required=True, help="declared purpose, e.g. research")
-    pull.add_argument("--columns", default=None, help="comma-separated columns")
-    pull.add_argument("--filter", default=None, help="OPTIMADE filter")
-    pull.add_argument("--order-by", default=None, help="comma-separated; '-' for descending")
-    pull.add_argument("--limit", type=int, default=None)
-    pull.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _client_args(pull)
-    pull.set_defaults(handler=_pull)
+    add_client_commands(sub)
     return parser
-
-
-def _client_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=os.environ.get("MATGATE_URL"), help="node URL ($MATGATE_URL)")
-    p.add_argument(
-        "--token", default=os.environ.get("MATGATE_TOKEN"), help="bearer ($MATGATE_TOKEN)"
-    )
-
-
-def _client(args: argparse.Namespace, **kw: Any) -> Any:
-    from gateway.client import Client
-
-    if not args.url:
-        raise SystemExit("matgate: give --url or set MATGATE_URL")
-    return Client(args.url, token=args.token, **kw)
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -167,64 +127,6 @@ def _token(args: argparse.Namespace) -> int:
     print(
         issuer.mint(args.subject, roles=roles, institution=args.institution, ttl_seconds=args.ttl)
     )
-    return 0
-
-
-def _catalog(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        found = client.catalog(
-            args.q,
-            pspp=args.pspp,
-            column=args.column,
-            unit=args.unit,
-            license=args.license,
-            institution=args.institution,
-        )
-    if args.json:
-        print(json.dumps(found, indent=2))
-        return 0
-    for ds in found:
-        cols = len(ds["columns"])
-        print(
-            f"{ds['institution']}/{ds['name']:<24} {ds['license']:<14} {cols:>3} columns  {ds['title']}"
-        )
-    if not found:
-        print("no datasets match", file=sys.stderr)
-    return 0
-
-
-def _pull(args: argparse.Namespace) -> int:
-    import pyarrow.csv as pacsv
-    import pyarrow.feather as feather
-    import pyarrow.parquet as pq
-
-    split = lambda t: [x.strip() for x in t.split(",") if x.strip()] if t else None  # noqa: E731
-    with _client(args, progress=not args.no_progress) as client:
-        table = client.dataset(args.dataset).to_arrow(
-            split(args.columns),
-            args.filter,
-            purpose=args.purpose,
-            order_by=split(args.order_by) or (),
-            limit=args.limit,
-        )
-    out: Path = args.output
-    suffix = out.suffix.lower()
-    if suffix == ".parquet":
-        pq.write_table(table, out)
-    elif suffix == ".csv":
-        pacsv.write_csv(table, out)
-    elif suffix in (".arrow", ".feather", ".arrows"):
-        feather.write_feather(table, out)
-    elif suffix in (".json", ".jsonl"):
-        table.to_pandas().to_json(out, orient="records", lines=suffix == ".jsonl")
-    else:
-        raise SystemExit(f"matgate: unknown output format {suffix!r}")
-    manifest = json.loads(table.schema.metadata[b"matgate.manifest"])
-    print(
-        f"{manifest['rows']} rows -> {out}  (manifest {manifest['id']}, licence {manifest['licence']})"
-    )
-    for ob in manifest.get("obligations", []):
-        print(f"  obligation: {ob['kind']}: {ob['detail']}")
     return 0
 
 
