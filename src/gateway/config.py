@@ -222,20 +222,19 @@ def _locate(text: str, loc: tuple[Any, ...]) -> int | None:
     """Best effort: the line of the deepest table header or key that ``loc`` names."""
     keys = [str(p) for p in loc if not str(p).startswith("function-")]
     counters: dict[str, int] = {}
+    arrays: dict[str, list[str]] = {}  # array-of-tables name -> path of its latest element
     table: list[str] = []
     best: tuple[int, int] | None = None  # (depth matched, line)
     for number, line in enumerate(text.splitlines(), start=1):
         header = _HEADER.match(line)
         if header:
             parts = header.group(2).replace('"', "").split(".")
+            table = _concrete(parts, arrays)
             if header.group(1) == "[[":
-                name = ".".join(parts)
+                name = ".".join(table)
                 counters[name] = counters.get(name, -1) + 1
-                for deeper in [k for k in counters if k.startswith(name + ".")]:
-                    del counters[deeper]
-                table = [*parts[:-1], parts[-1], str(counters[name])]
-            else:
-                table = parts
+                table = [*table, str(counters[name])]
+                arrays[".".join(parts)] = table
             path = table
         else:
             key = _KEY.match(line)
@@ -246,6 +245,15 @@ def _locate(text: str, loc: tuple[Any, ...]) -> int | None:
         if depth and (best is None or depth > best[0]):
             best = (depth, number)
     return best[1] if best else None
+
+
+def _concrete(parts: list[str], arrays: dict[str, list[str]]) -> list[str]:
+    """``datasets.columns`` -> ``datasets.2.columns`` inside the third ``[[datasets]]``."""
+    for k in range(len(parts) - 1, 0, -1):
+        parent = arrays.get(".".join(parts[:k]))
+        if parent is not None:
+            return [*parent, *parts[k:]]
+    return list(parts)
 
 
 def _prefix(path: list[str], keys: list[str]) -> int:

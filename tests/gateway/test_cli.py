@@ -23,8 +23,20 @@ def as_user(monkeypatch, live, tokens):
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["serve"], ["demo"], ["token"], ["catalog"], ["pull"], ["policy", "list"], ["policy", "add"],
-     ["policy", "explain"], ["audit", "events"], ["audit", "export"], ["audit", "verify"]],
+    [
+        [],
+        ["serve"],
+        ["demo"],
+        ["token"],
+        ["catalog"],
+        ["pull"],
+        ["policy", "list"],
+        ["policy", "add"],
+        ["policy", "explain"],
+        ["audit", "events"],
+        ["audit", "export"],
+        ["audit", "verify"],
+    ],
 )
 def test_every_command_explains_itself(command, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -38,8 +50,21 @@ def test_catalog_and_pull(as_user, tmp_path, capsys):
     assert main(["catalog", "yield strength", "--pspp", "property"]) == 0
     assert NI in capsys.readouterr().out
     out = tmp_path / "slice.parquet"
-    code = main(["pull", NI, "-o", str(out), "--purpose", "research", "--columns",
-                 "alloy,yield_strength_mpa", "--filter", "yield_strength_mpa > 1000", "--no-progress"])
+    code = main(
+        [
+            "pull",
+            NI,
+            "-o",
+            str(out),
+            "--purpose",
+            "research",
+            "--columns",
+            "alloy,yield_strength_mpa",
+            "--filter",
+            "yield_strength_mpa > 1000",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     table = pq.read_table(out)
     assert table.num_rows > 0 and min(table.column("yield_strength_mpa").to_pylist()) > 1000
@@ -56,8 +81,18 @@ def test_pull_refused_is_a_clear_message(as_user, tmp_path, capsys):
 
 def test_token_minted_by_the_node_key(app, demo_plan, capsys, live):
     settings = app.state.node.settings
-    code = main(["token", "zoe", "--config", str(settings.config), "--data-dir", str(settings.data_dir),
-                 "--roles", "member"])
+    code = main(
+        [
+            "token",
+            "zoe",
+            "--config",
+            str(settings.config),
+            "--data-dir",
+            str(settings.data_dir),
+            "--roles",
+            "member",
+        ]
+    )
     assert code == 0
     token = capsys.readouterr().out.strip()
     principal = app.state.node.auth.authenticate(token)
