@@ -468,13 +468,14 @@ class OptimadeConnector(Connector):
         for text, sort in segments:
             if left is not None and left <= 0:
                 return
-            params = {
+            start = {
                 "response_fields": ",".join(read or ["id"]),
                 "page_limit": str(self._size(left)),
             }
-            params |= {k: v for k, v in (("filter", text), ("sort", sort)) if v}
+            start |= {k: v for k, v in (("filter", text), ("sort", sort)) if v}
             if skip:
-                params["page_offset"] = str(skip)
+                start["page_offset"] = str(skip)
+            params: dict[str, str] | None = start
             url: str | None = f"{self.base_url}/{entry}"
             first = True
             while url is not None and (left is None or left > 0):
