@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from audit.canonical import encode_plain
 from audit.checkpoints import Checkpoint, sign_checkpoint
@@ -105,12 +105,15 @@ def _insert_entries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         and hasattr(raw, "cursor")
         and conn.dialect.driver == "psycopg"
     ):
-        with (
-            raw.cursor() as cur,
-            cur.copy(f"COPY {entries.name} ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(tuple(row[c] for c in _COLUMNS))
+        statement = f"COPY {entries.name} ({', '.join(_COLUMNS)}) FROM STDIN"
+        try:
+            with raw.cursor() as cur, cur.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(tuple(row[c] for c in _COLUMNS))
+        except Exception as exc:  # the driver's own errors: give them SQLAlchemy's shape
+            if getattr(exc, "sqlstate", None) == "23505":  # another replica took these indexes
+                raise IntegrityError(statement, None, exc) from exc
+            raise OperationalError(statement, None, exc) from exc
         return
     if conn.dialect.name == "sqlite":
         # straight to the driver's executemany: the generic path's per-row processing costs

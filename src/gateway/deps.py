@@ -36,7 +36,8 @@ def current_principal(
         raise Unauthorized("a bearer token is required")
     source = request.client.host if request.client else "unknown"
     principal = authenticate(node, credentials.credentials, source=source)
-    node.governance.sync()  # another replica may have changed the policy: decide on the newest
+    if node.watcher is None:
+        node.governance.sync()  # another replica may have changed the policy: decide on the newest
     return principal
 
 

@@ -22,6 +22,7 @@ from gateway.settings import Settings
 from gateway.stores import Stores
 from policies import Governance
 from policies.config import PolicyConfig
+from policies.watcher import RedisWatcher
 
 __all__ = ["Node"]
 
@@ -59,8 +60,13 @@ class Node:
         self.stores = Stores(config.stores)
         self.catalog = Catalog(self.engine, self.stores)
         self.catalog.sync(config.datasets, by=f"config@{self.institution}")
+        self.watcher = (
+            RedisWatcher(settings.policy_sync_url, channel=f"matgate:policy:{self.institution}")
+            if settings.policy_sync_url
+            else None
+        )
         self.governance = Governance(
-            self.engine, PolicyConfig.model_validate(config.policy), clock=clock
+            self.engine, PolicyConfig.model_validate(config.policy), clock=clock, watcher=self.watcher
         )
         self.governance.seed(self.catalog.all())
         self.audit = AuditLog(

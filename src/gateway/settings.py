@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", description="Logging level.")
     log_json: bool = Field(default=True, description="Log as JSON lines (one per event).")
+    policy_sync_url: str | None = Field(
+        default=None,
+        description="Redis URL that carries policy changes between replicas sharing a database; "
+        "without it each request checks the stored policy version.",
+    )
     audit_checkpoint_seconds: float = Field(
         default=60.0, gt=0, description="How often the audit log's tree head is signed."
     )

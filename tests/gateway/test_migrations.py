@@ -27,8 +27,10 @@ def test_sqlite_schema_matches_models(tmp_path):
 @pytest.mark.postgres
 def test_postgres_schema_and_append_only_guard(pg_url):
     # A schema of its own: other tests of the session create tables in this database too.
-    with sa.create_engine(pg_url).begin() as conn:
+    admin = sa.create_engine(pg_url)
+    with admin.begin() as conn:
         conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS migrations_test"))
+    admin.dispose()
     engine = sa.create_engine(pg_url, connect_args={"options": "-csearch_path=migrations_test"})
     migrate(engine)
     _no_drift(engine)

@@ -1,0 +1,66 @@
+"""Two replicas of one node on one PostgreSQL database see each other's policy changes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from gateway_support import free_port, node_settings
+
+from gateway.app import create_app
+from gateway.demo import PERSONAS, prepare
+
+NI = "aurora/ni-superalloys"
+LINE = {
+    "role": "partner",
+    "domain": "aurora",
+    "dataset": "ni-superalloys",
+    "action": "read",
+    "purpose": "education",
+    "withhold": ["sensitivity:personal", "sensitivity:confidential"],
+}
+
+
+def _headers(app, name):
+    issuer = app.state.node.issuer
+    p = next(p for p in PERSONAS if p.name == name)
+    return {
+        "Authorization": f"Bearer {issuer.mint(p.subject, roles=p.roles, institution=p.institution)}"
+    }
+
+
+def _pull(client, headers):
+    body = {"purpose": "education", "columns": ["alloy"], "limit": 1}
+    return client.post(f"/datasets/{NI}/slice", json=body, headers=headers).status_code
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sync", ["version-check", "redis"])
+def test_policy_change_reaches_the_other_replica(tmp_path, pg_url, redis_url, sync):
+    import sqlalchemy as sa
+
+    schema = f"replicas_{sync.replace('-', '_')}"
+    admin = sa.create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
+    admin.dispose()
+    url = (
+        pg_url.replace("postgresql+psycopg://", "postgresql+psycopg://")
+        + f"?options=-csearch_path%3D{schema}"
+    )
+    plan = prepare(tmp_path, free_port())
+    extra = {"policy_sync_url": redis_url} if sync == "redis" else {}
+    apps = [
+        create_app(node_settings(plan, data_dir=plan["home"] / "node", database_url=url, **extra))
+        for _ in range(2)
+    ]
+    with TestClient(apps[0]) as one, TestClient(apps[1]) as two:
+        partner = _headers(apps[0], "partner")
+        assert _pull(one, partner) == 403 and _pull(two, partner) == 403
+        r = one.post("/policies/aurora", json={"add": [LINE]}, headers=_headers(apps[0], "steward"))
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 5  # pub/sub delivery is asynchronous; bounded wait
+        while _pull(two, partner) != 200:
+            assert time.monotonic() < deadline, "the other replica never saw the change"
+            time.sleep(0.05)
