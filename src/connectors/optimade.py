@@ -8,7 +8,7 @@ filtered or sorted on, and ``unknown`` ones are not served. ``id`` and ``type`` 
 
 The filter is compiled by ``compile_optimade`` and pushed down with ``filter``, the projection
 with ``response_fields``, the order with ``sort``, offset with ``page_offset``; pages are followed
-through ``links.next`` (on the provider's own origin only), one Arrow batch per page, and no page
+through ``links.next`` (on the provider's own host only), one Arrow batch per page, and no page
 is fetched beyond the query's limit.
 
 Semantics, and where a provider may differ:
@@ -322,10 +322,15 @@ class OptimadeConnector(Connector):
         if timeout <= 0:
             raise ConnectorError(f"timeout must be positive, got {timeout}")
         self.base_url = _api_root(base_url)
+        try:
+            self._host = httpx.URL(self.base_url).host
+        except httpx.InvalidURL as exc:
+            raise ConnectorError(f"{base_url!r} is not a URL: {exc}") from None
+        if not self.base_url.startswith(("http://", "https://")) or not self._host:
+            raise ConnectorError(f"an OPTIMADE provider needs an http(s) URL, not {base_url!r}")
         self.entry = entry
         self.page_limit = page_limit
         self.timeout = timeout
-        self._origin = httpx.URL(self.base_url).copy_with(path="/", query=None)
         self._owns_client = client is None
         self._client = client or httpx.Client(
             timeout=timeout,
@@ -352,6 +357,9 @@ class OptimadeConnector(Connector):
             ) from None
         except httpx.HTTPError as exc:
             raise StoreError(f"cannot reach OPTIMADE provider {self.base_url}: {exc}") from None
+        if response.url.host != self._host:
+            # Pages, redirects included, come from the provider's host only (http->https is fine).
+            raise StoreError(f"OPTIMADE provider {self.base_url} redirected to {response.url}")
         try:
             body = response.json()
         except ValueError:
@@ -514,8 +522,11 @@ class OptimadeConnector(Connector):
         target = _link(links.get("next")) if isinstance(links, Mapping) else None
         if target is None:
             return None
-        url = httpx.URL(target)
-        if url.copy_with(path="/", query=None) != self._origin:
+        try:
+            url = httpx.URL(target)
+        except httpx.InvalidURL:
+            raise StoreError(f"OPTIMADE provider {self.base_url} sent a bad next link") from None
+        if url.host != self._host:
             raise StoreError(f"OPTIMADE provider {self.base_url} sent a next link to {target}")
         if left is not None and "page_limit" in url.params:
             # The last page asks for only the rows still wanted.

@@ -21,7 +21,7 @@ from test_properties import FILTERS, reference
 
 from connectors.base import open_store
 from connectors.datasets import ColumnType
-from connectors.errors import FilterError, QueryError, StoreError, TableError
+from connectors.errors import ConnectorError, FilterError, QueryError, StoreError, TableError
 from connectors.filterparser import parse
 from connectors.filters import And, Compare, CompareOp, Filter, Known, Match, MatchOp, Not, Or
 from connectors.optimade import OptimadeConnector, compile_optimade, licence_id, provider_info
@@ -91,6 +91,30 @@ def test_refuses_what_optimade_cannot_say(node: Filter) -> None:
     """Upper-case or dotted names and non-finite numbers cannot be written in OPTIMADE."""
     with pytest.raises(FilterError):
         compile_optimade(node)
+
+
+@pytest.mark.parametrize(
+    ("given_url", "api"),
+    [
+        ("http://h.example", "http://h.example/v1"),
+        ("https://h.example/optimade/", "https://h.example/optimade/v1"),
+        ("https://h.example/optimade/v1.2", "https://h.example/optimade/v1.2"),
+    ],
+)
+def test_base_url_gets_its_major_version(given_url: str, api: str) -> None:
+    """An unversioned base URL is read at /v1; a versioned one is kept."""
+    with OptimadeConnector(given_url) as connector:
+        assert connector.base_url == api
+
+
+@pytest.mark.parametrize(
+    ("given_url", "options"),
+    [("ftp://h.example", {}), ("not a url", {}), ("http://h.example", {"page_limit": 0})],
+)
+def test_bad_settings_are_refused(given_url: str, options: dict[str, int]) -> None:
+    """Only http(s) providers, with a positive page size."""
+    with pytest.raises(ConnectorError):
+        OptimadeConnector(given_url, **options)
 
 
 def test_empty_groups_are_always_and_never() -> None:
