@@ -101,11 +101,21 @@ def coerce_inputs(frame: pd.DataFrame, inputs: Sequence[InputSpec]) -> pd.DataFr
 
 
 def _manifests(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
-    found = attrs.get("manifests", attrs.get("manifest"))
+    # the client puts a slice's manifest under "matgate"; lists come from combined slices
+    found = attrs.get("matgate", attrs.get("manifests", attrs.get("manifest")))
     if isinstance(found, Mapping):
         return (dict(found),)
     if isinstance(found, list | tuple):
         return tuple(dict(m) for m in found if isinstance(m, Mapping))
+    return ()
+
+
+def _signatures(attrs: Mapping[str, Any]) -> tuple[str, ...]:
+    found = attrs.get("matgate_signatures", attrs.get("matgate_signature"))
+    if isinstance(found, str):
+        return (found,) if found else ()
+    if isinstance(found, list | tuple):
+        return tuple(str(s) for s in found if s)
     return ()
 
 
@@ -125,7 +135,8 @@ class TrainingSet:
     """Raw model inputs ``X`` and target ``y`` with the PSPP role, unit and kind of each column.
 
     ``dropped`` says, per schema column left out, why; ``manifests`` are those of the slices the
-    rows came from (read from the frame's ``attrs``), carried on to the model card.
+    rows came from (read from the frame's ``attrs``), carried on to the model card, and
+    ``signatures`` their signed forms, which the lineage endpoint takes to register a run.
     """
 
     X: pd.DataFrame
@@ -135,6 +146,7 @@ class TrainingSet:
     dropped: Mapping[str, str] = field(default_factory=dict)
     rows_without_target: int = 0
     manifests: tuple[dict[str, Any], ...] = ()
+    signatures: tuple[str, ...] = ()
 
     @classmethod
     def from_frame(
@@ -170,7 +182,9 @@ class TrainingSet:
             raise TrainingSetError(f"target {target!r} has no numeric values in the slice")
         X = coerce_inputs(df.loc[labelled], specs).reset_index(drop=True)
         y = y[labelled].reset_index(drop=True).rename(target)
-        return cls(X, y, specs, target_spec, dropped, int((~labelled).sum()), found)
+        unlabelled = int((~labelled).sum())
+        signed = _signatures(df.attrs)
+        return cls(X, y, specs, target_spec, dropped, unlabelled, found, signed)
 
     @staticmethod
     def _target(df: pd.DataFrame, schema: Mapping[str, Column], target: str) -> InputSpec:

@@ -7,6 +7,7 @@ job's bounds (rows, seconds), reports progress, and returns everything the linea
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class TrainingRun:
     model: ForwardModel
     card: ModelCard
     training_set: dict[str, Any]
+    signatures: tuple[str, ...] = ()
 
     def lineage(self) -> dict[str, Any]:
         """The run's node in the lineage graph: slices (manifests) -> run -> model."""
@@ -43,6 +45,22 @@ class TrainingRun:
             "datasets": list(self.card.datasets),
             "slices": [m.get("request_id") or m.get("id") for m in self.card.manifests],
             "card_hash": self.card.content_hash,
+        }
+
+    def run_body(self, model_hash: str | None = None, version: str = "1") -> dict[str, Any]:
+        """The body for the node's ``POST /lineage/runs``: signed manifests, model, metrics."""
+        metrics = {
+            k: float(v)
+            for k, v in self.card.metrics.items()
+            if k in ("mae", "rmse", "r2") and isinstance(v, int | float) and math.isfinite(v)
+        }
+        return {
+            "manifests": list(self.signatures),
+            "model_name": self.card.name,
+            "model_version": version,
+            "model_hash": model_hash or self.card.artifact_sha256 or self.card.content_hash,
+            "metrics": metrics,
+            "purpose": self.card.purpose,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,4 +110,4 @@ def run_training(
         progress=progress,
     )
     card = ModelCard.from_model(model, purpose=purpose, name=name, description=description)
-    return TrainingRun(uuid.uuid4().hex, model, card, ts.summary())
+    return TrainingRun(uuid.uuid4().hex, model, card, ts.summary(), ts.signatures)

@@ -17,16 +17,18 @@ UPSTREAM = {
     "license": "CC-BY-4.0",
     "obligations": [{"kind": "attribute", "detail": "Partner lab (2024)"}],
 }
+# the shape a node's slice manifest has (gateway.slices), as the client leaves it in df.attrs
 MANIFEST = {
-    "request_id": "req-1",
+    "id": "req-1",
     "dataset": "nims/ni_superalloys",
     "dataset_version": "1",
-    "license": "Apache-2.0",
+    "purpose": "ml-training",
+    "licence": "Apache-2.0",
     "obligations": [
         {"kind": "attribute", "detail": "Conduit et al., Mater. Des. 131, 358 (2017)"},
         {"kind": "no-redistribution", "detail": ""},
     ],
-    "masked": {"ht2_cooling": "redact"},
+    "decision": {"withheld": ["doi"], "masked": {"ht2_cooling": "redact"}, "reasons": []},
     "upstream": [UPSTREAM],
 }
 
@@ -37,7 +39,8 @@ def run(ni_frame: pd.DataFrame) -> TrainingRun:
     labelled = ni_frame.dropna(subset=["yield_strength_mpa"]).sample(300, random_state=2)
     labelled = labelled.drop(columns=["doi"])  # withheld by the policy
     labelled["ht2_cooling"] = "***"
-    labelled.attrs["manifest"] = MANIFEST
+    labelled.attrs["matgate"] = MANIFEST
+    labelled.attrs["matgate_signature"] = "eyJhbGciOiJFZERTQSJ9.signed.manifest"
     return run_training(
         labelled,
         ni_superalloy_columns(),
@@ -81,7 +84,7 @@ def test_card_inherits_licences_and_obligations(run: TrainingRun) -> None:
     assert card.licenses == ["Apache-2.0", "CC-BY-4.0"]
     kinds = [o["kind"] for o in card.obligations]
     assert kinds == ["attribute", "no-redistribution", "attribute"]
-    assert card.manifests[0]["request_id"] == "req-1"
+    assert card.manifests[0]["id"] == "req-1"
     assert card.purpose == "ml-training"
 
 
@@ -117,6 +120,17 @@ def test_lineage_of_the_run(run: TrainingRun) -> None:
     assert len(lineage["run_id"]) == 32 and lineage["run_id"] != lineage["model_id"]
     body = json.loads(json.dumps(run.to_dict()))
     assert body["training_set"]["dropped"]["doi"].startswith("PSPP role 'identifier'")
+
+
+def test_body_for_registering_the_run(run: TrainingRun) -> None:
+    """What the lineage endpoint takes: the signed manifests, model name, hash and metrics."""
+    body = run.run_body(model_hash="sha256:abc")
+    assert body["manifests"] == ["eyJhbGciOiJFZERTQSJ9.signed.manifest"]
+    assert body["model_name"] == "ni-yield" and body["model_hash"] == "sha256:abc"
+    assert body["metrics"]["mae"] == pytest.approx(run.model.metrics["mae"])
+    assert set(body["metrics"]) == {"mae", "rmse", "r2"}
+    assert body["purpose"] == "ml-training"
+    assert json.loads(json.dumps(body)) == body
 
 
 def test_explicit_manifests_override_attrs(run: TrainingRun) -> None:
