@@ -137,9 +137,7 @@ def _holds(node: Filter, ts: frozenset[str]) -> tuple[str, bool]:
     field = _name(node.field)
     if isinstance(node, Known):
         return f"{field} IS {'KNOWN' if node.known else 'UNKNOWN'}", True
-    if isinstance(node, Match):
-        return f"{field} {node.op.value} {_value(node, ts)}", True
-    return f"{field} {node.op.value} {_value(node, ts)}", True
+    return f"{field} {node.op.value} {_value(node, ts)}", True  # Compare or Match
 
 
 def _fails(node: Filter, ts: frozenset[str]) -> tuple[str, bool]:
@@ -340,6 +338,9 @@ class OptimadeConnector(Connector):
         self._info: ProviderInfo | None = None
         self._properties: dict[str, dict[str, EntryProperty]] = {}
         self._lock = threading.Lock()
+
+    def __enter__(self) -> OptimadeConnector:
+        return self
 
     def close(self) -> None:
         """Close the HTTP client if this connector created it."""

@@ -108,13 +108,13 @@ def test_base_url_gets_its_major_version(given_url: str, api: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("given_url", "options"),
-    [("ftp://h.example", {}), ("not a url", {}), ("http://h.example", {"page_limit": 0})],
+    ("given_url", "page_limit"),
+    [("ftp://h.example", 10), ("not a url", 10), ("http://h.example", 0)],
 )
-def test_bad_settings_are_refused(given_url: str, options: dict[str, int]) -> None:
+def test_bad_settings_are_refused(given_url: str, page_limit: int) -> None:
     """Only http(s) providers, with a positive page size."""
     with pytest.raises(ConnectorError):
-        OptimadeConnector(given_url, **options)
+        OptimadeConnector(given_url, page_limit=page_limit)
 
 
 def test_empty_groups_are_always_and_never() -> None:
@@ -473,8 +473,9 @@ def test_open_store_and_dataset_validation(provider: Provider) -> None:
     from connectors.datasets import Column, Dataset, PSPPRole, Store
     from connectors.errors import SchemaMismatchError
 
-    connector = open_store("optimade", provider.url)
-    assert isinstance(connector, OptimadeConnector)
+    opened = open_store("optimade", provider.url)
+    assert isinstance(opened, OptimadeConnector)
+    connector = opened
     columns = (
         Column(name="id", type=ColumnType.STRING, pspp=PSPPRole.IDENTIFIER),
         Column(name=GAP, type=ColumnType.FLOAT, unit="eV", pspp=PSPPRole.PROPERTY),

@@ -28,7 +28,7 @@ from connectors.filterparser import parse  # noqa: E402
 from connectors.optimade import OptimadeConnector, compile_optimade  # noqa: E402
 from connectors.query import Query  # noqa: E402
 
-COLUMNS = ("id", "chemical_formula_reduced", "elements", "nsites", "last_modified")
+COLUMNS: tuple[str, ...] = ("id", "chemical_formula_reduced", "elements", "nsites", "last_modified")
 COLUMNS += (f"_{PREFIX}_band_gap",)
 FILTER = f"NOT _{PREFIX}_band_gap > 1 AND nelements <= 3"
 PAGE = 500
