@@ -8,7 +8,8 @@ list; role grants are indexed by (domain, member). The meaning is that of ``enfo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from connectors.filters import Filter
@@ -19,11 +20,15 @@ from policies.principals import Principal
 __all__ = ["CompiledLine", "CompiledPolicy", "Match"]
 
 _IMPLIES_DISCOVER = (Action.READ.value, Action.TRAIN.value)
+_DISCOVER = Action.DISCOVER.value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class CompiledLine:
-    """A policy line with its parts pre-digested for matching and for column and row rules."""
+    """A policy line with its parts pre-digested for matching and for column and row rules.
+
+    Compared and hashed by identity: each rule is compiled once and reused across versions.
+    """
 
     line: PolicyLine
     rule: Rule
@@ -51,6 +56,8 @@ class CompiledLine:
 class _Bucket:
     exact: dict[str, list[CompiledLine]] = field(default_factory=dict)
     globs: list[tuple[str, CompiledLine]] = field(default_factory=list)
+    # Dataset name -> every line that matches it, resolved on first use within this version.
+    resolved: dict[str, tuple[CompiledLine, ...]] = field(default_factory=dict)
 
     def add(self, pattern: str, line: CompiledLine) -> None:
         if "*" in pattern:
@@ -58,11 +65,15 @@ class _Bucket:
         else:
             self.exact.setdefault(pattern, []).append(line)
 
-    def find(self, name: str) -> Iterable[CompiledLine]:
-        yield from self.exact.get(name, ())
-        for prefix, line in self.globs:
-            if name.startswith(prefix):
-                yield line
+    def find(self, name: str) -> tuple[CompiledLine, ...]:
+        hit = self.resolved.get(name)
+        if hit is None:
+            found = list(self.exact.get(name, ()))
+            found += [line for prefix, line in self.globs if name.startswith(prefix)]
+            if len(self.resolved) > 10_000:
+                self.resolved.clear()
+            hit = self.resolved[name] = tuple(found)
+        return hit
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +85,12 @@ class Match:
     restricts: tuple[CompiledLine, ...]
 
 
-def _compile_line(line: PolicyLine, parse: object) -> CompiledLine:
+def _compile_line(line: PolicyLine, parse: Callable[[str], Filter]) -> CompiledLine:
     kinds: dict[str, set[str]] = {"name": set(), "sensitivity": set(), "pspp": set()}
     for sel in line.keep or line.withhold:
         kind, _, value = sel.partition(":")
         kinds[kind].add(value)
-    rows = parse(line.rows) if line.rows and callable(parse) else None
+    rows = parse(line.rows) if line.rows else None
     return CompiledLine(
         line=line,
         rule=line.to_rule(),
@@ -97,14 +108,28 @@ def _compile_line(line: PolicyLine, parse: object) -> CompiledLine:
 class CompiledPolicy:
     """The rules of one policy version, indexed for matching."""
 
-    def __init__(self, version: int, p_rules: Iterable[Rule], g_rules: Iterable[Rule]) -> None:
+    def __init__(
+        self,
+        version: int,
+        p_rules: Iterable[Rule],
+        g_rules: Iterable[Rule],
+        previous: CompiledPolicy | None = None,
+    ) -> None:
         self.version = version
-        self.lines = tuple(PolicyLine.from_rule(r) for r in p_rules)
+        # A new version mostly repeats the previous one: reuse its validated, parsed lines.
+        known = previous._compiled if previous is not None else {}
+        parse = _row_parser()
+        self._compiled: dict[Rule, CompiledLine] = {}
+        for rule in p_rules:
+            key = tuple(rule)
+            if key not in self._compiled:
+                hit = known.get(key)
+                self._compiled[key] = hit or _compile_line(PolicyLine.from_rule(key), parse)
+        self.lines = tuple(c.line for c in self._compiled.values())
         self.assignments = tuple(RoleAssignment.from_rule(r) for r in g_rules)
-        parse = _row_parser() if any(line.rows for line in self.lines) else None
         self._index: dict[tuple[str, str], dict[str, _Bucket]] = {}
-        for line in self.lines:
-            compiled = _compile_line(line, parse)
+        for compiled in self._compiled.values():
+            line = compiled.line
             self._bucket(line.domain, line.action.value, line.subject).add(line.dataset, compiled)
             if compiled.allow and line.action.value in _IMPLIES_DISCOVER:
                 self._bucket(line.domain, Action.DISCOVER.value, line.subject).add(
@@ -143,7 +168,7 @@ class CompiledPolicy:
         allows: list[CompiledLine] = []
         denies: list[CompiledLine] = []
         restricts: list[CompiledLine] = []
-        any_purpose = action == Action.DISCOVER.value
+        any_purpose = action == _DISCOVER
         for subject in self.subjects(principal, domain):
             bucket = by_subject.get(subject)
             if bucket is None:
@@ -167,7 +192,7 @@ class CompiledPolicy:
         return bool(m.allows) and not m.denies
 
 
-def _row_parser() -> object:
+def _row_parser() -> Callable[[str], Filter]:
     from connectors.filterparser import parse
 
-    return parse
+    return functools.lru_cache(maxsize=4096)(parse)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from connectors.datasets import Dataset
@@ -25,8 +25,42 @@ from policies.principals import Principal
 __all__ = ["Context", "evaluate"]
 
 _CLEAR = "clear"
-_OPENNESS = {"drop": 0, "null": 1, "redact": 2, "hash": 3, _CLEAR: 4}
 _ROW_EMBARGO_GRAIN = dt.timedelta(seconds=1)
+
+
+_KINDS = ("drop", "null", "redact", "hash", _CLEAR)
+_DROP, _OPEN = 0, 4
+
+
+class _View:
+    """What evaluation needs of one dataset, computed once: names, licence, column vectors."""
+
+    __slots__ = ("columns", "dataset", "licence", "names", "obligations", "vectors")
+
+    def __init__(self, dataset: Dataset, licences: LicenceRegistry) -> None:
+        self.dataset = dataset
+        self.names = dataset.column_names
+        self.columns = [(c.name, c.sensitivity.value, c.pspp.value) for c in dataset.columns]
+        self.licence = licences.get(dataset.license)
+        citation = dataset.citation or dataset.persistent_id or dataset.title
+        self.obligations = self.licence.obligations(citation)
+        self.vectors: dict[tuple[CompiledLine, bool], tuple[int, ...]] = {}
+
+    def vector(self, line: CompiledLine, restrict: bool) -> tuple[int, ...]:
+        """Openness of each column under one line (a restrictive line leaves the rest open)."""
+        key = (line, restrict)
+        vec = self.vectors.get(key)
+        if vec is None:
+            shut = _KINDS.index(line.line.mask)
+            if restrict:
+                vec = tuple(
+                    shut if line.has_columns_rule and line.withholds(*c) else _OPEN
+                    for c in self.columns
+                )
+            else:
+                vec = tuple(shut if line.withholds(*c) else _OPEN for c in self.columns)
+            self.vectors[key] = vec
+        return vec
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +71,16 @@ class Context:
     licences: LicenceRegistry
     agreements: AgreementBook
     mask_salt: str
+    views: dict[int, _View] = field(default_factory=dict)
+
+    def view(self, dataset: Dataset) -> _View:
+        """The evaluation view of ``dataset`` (kept while the dataset object lives)."""
+        hit = self.views.get(id(dataset))
+        if hit is None or hit.dataset is not dataset:
+            if len(self.views) > 50_000:
+                self.views.clear()
+            hit = self.views[id(dataset)] = _View(dataset, self.licences)
+        return hit
 
 
 def _deny(
@@ -59,22 +103,16 @@ def _deny(
 
 
 def _treatments(
-    dataset: Dataset, allows: Sequence[CompiledLine], restricts: Sequence[CompiledLine]
-) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for col in dataset.columns:
-        best = "drop"
-        for line in allows:
-            kind = line.line.mask if line.withholds(col.name, col.sensitivity, col.pspp) else _CLEAR
-            if _OPENNESS[kind] > _OPENNESS[best]:
-                best = kind
-        for line in restricts:
-            if line.has_columns_rule and line.withholds(col.name, col.sensitivity, col.pspp):
-                kind = line.line.mask
-                if _OPENNESS[kind] < _OPENNESS[best]:
-                    best = kind
-        out[col.name] = best
-    return out
+    view: _View, allows: Sequence[CompiledLine], restricts: Sequence[CompiledLine]
+) -> Sequence[int]:
+    vectors = [view.vector(line, False) for line in allows]
+    best: Sequence[int] = vectors[0]
+    if len(vectors) > 1:
+        best = [max(v) for v in zip(*vectors, strict=True)]
+    for line in restricts:
+        if line.has_columns_rule:
+            best = [min(a, b) for a, b in zip(best, view.vector(line, True), strict=True)]
+    return best
 
 
 def _rows(
@@ -155,12 +193,11 @@ def evaluate(
             matched=tuple(line.rule for line in allows),
         )
         return decision, _next(boundaries, now)
-    licence = ctx.licences.get(dataset.license)
+    view = ctx.view(dataset)
+    licence = view.licence
     if (why := licence.refuses(purpose)) is not None:
         return _deny(action, purpose, dataset, version, [why], allows), None
-    obligations = list(
-        licence.obligations(dataset.citation or dataset.persistent_id or dataset.title)
-    )
+    obligations = list(view.obligations)
     if licence.requires_agreement is not None:
         boundaries += ctx.agreements.boundaries(licence.requires_agreement, principal)
         why = ctx.agreements.check(licence.requires_agreement, principal, now)
@@ -181,28 +218,29 @@ def evaluate(
             reason = f"{dataset.id} is under embargo until {until.isoformat()}"
             return _deny(action, purpose, dataset, version, [reason]), _next(boundaries, now)
         reasons.append(f"embargo until {until.isoformat()} waived by policy")
-    treat = _treatments(dataset, allows, m.restricts)
-    names = dataset.column_names
+    openness = _treatments(view, allows, m.restricts)
+    treat = dict(zip(view.names, openness, strict=True))
+    names = view.names
     if columns is not None:
         for name in columns:
             if name not in treat:
                 reason = f"{dataset.id} has no column {name!r}"
                 return _deny(action, purpose, dataset, version, [reason], allows), None
-            if treat[name] == "drop":
+            if treat[name] == _DROP:
                 reason = f"column {name!r} is withheld from you by policy"
                 matched = list(allows) + list(m.restricts)
                 return _deny(action, purpose, dataset, version, [reason], matched), None
         wanted = set(columns)
         names = tuple(n for n in names if n in wanted)
-    permitted = tuple(n for n in names if treat[n] != "drop")
-    withheld = tuple(n for n in dataset.column_names if treat[n] == "drop")
+    permitted = tuple(n for n in names if treat[n] != _DROP)
+    withheld = tuple(n for n, o in zip(view.names, openness, strict=True) if o == _DROP)
     if not permitted:
         reason = "every column of the dataset is withheld from you by policy"
         return _deny(action, purpose, dataset, version, [reason], allows), None
     masks = {
-        n: Mask(MaskKind(treat[n]), ctx.mask_salt if treat[n] == "hash" else "")
+        n: Mask(MaskKind(_KINDS[treat[n]]), ctx.mask_salt if treat[n] == 3 else "")
         for n in permitted
-        if treat[n] != _CLEAR
+        if treat[n] != _OPEN
     }
     row_filter, clocked = _rows(dataset, principal, allows, m.restricts, now)
     if clocked:

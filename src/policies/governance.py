@@ -114,10 +114,10 @@ class Governance:
 
     # -- state -------------------------------------------------------------------------------
 
-    def _load(self) -> CompiledPolicy:
+    def _load(self, previous: CompiledPolicy | None = None) -> CompiledPolicy:
         version, p_rules, g_rules = self._store.load()
         self._book.load()
-        return CompiledPolicy(version, p_rules, g_rules)
+        return CompiledPolicy(version, p_rules, g_rules, previous)
 
     def _mark_stale(self) -> None:
         self._stale = True
@@ -125,7 +125,7 @@ class Governance:
     def _reload(self) -> None:
         with self._lock:
             self._stale = False
-            self._policy = self._load()
+            self._policy = self._load(self._policy)
             self._cache = {}
 
     def _fresh(self) -> CompiledPolicy:
@@ -189,28 +189,23 @@ class Governance:
         columns: Sequence[str] | None = None,
     ) -> Decision:
         """Whether ``principal`` may do ``action`` on ``dataset`` for ``purpose``, and how."""
+        if self._stale:
+            self._reload()
+        # The hit path is kept short: repeated decisions are the common case in a busy node.
+        # Datasets are keyed by identity; the entry holds the dataset, so its id stays unique.
+        key = (
+            principal.subject, principal.institution, principal.roles, id(dataset), action,
+            purpose, None if columns is None else tuple(columns),
+        )  # fmt: skip
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is dataset and (hit[2] is None or self._clock() < hit[2]):
+            return hit[1]
         act = Action(action)
         if act in DOMAIN_ACTIONS:
             return self.check_domain(principal, dataset.institution, act)
-        policy = self._fresh()
-        now = self._clock()
-        key = (
-            principal.subject,
-            principal.institution,
-            principal.roles,
-            dataset.id,
-            act,
-            purpose,
-            None if columns is None else tuple(columns),
-        )
-        if self._cache_on:
-            hit = self._cache.get(key)
-            if hit is not None and (hit[0] is dataset or hit[0] == dataset):
-                expires = hit[2]
-                if expires is None or now < expires:
-                    return hit[1]
+        policy = self._policy
         decision, expires = evaluate(
-            self._ctx, policy, principal, dataset, act, purpose, columns, now
+            self._ctx, policy, principal, dataset, act, purpose, columns, self._clock()
         )
         if self._cache_on and policy is self._policy:
             if len(self._cache) >= _CACHE_LIMIT:
@@ -337,7 +332,7 @@ class Governance:
             (p_rules if isinstance(st, PolicyLine) else g_rules).remove(st.to_rule())
         for st in add:
             (p_rules if isinstance(st, PolicyLine) else g_rules).append(st.to_rule())
-        after = CompiledPolicy(before.version + 1, p_rules, g_rules)
+        after = CompiledPolicy(before.version + 1, p_rules, g_rules, before)
         scope = [d for d in (datasets or self._datasets.values()) if d.institution == domain]
         return impacts(self._ctx, before, after, scope, principals, self._clock())
 

@@ -1,0 +1,182 @@
+"""Decisions per second with 10,000 policy lines and 10,000 role grants over 20 institutions.
+
+Prints the plain Casbin Enforcer (and FastEnforcer) measured in the same run on the same rules,
+then matgate's uncached and cached decisions per second and their p99 latency. Run:
+``.venv/bin/python bench/decide.py`` (about a minute on two cores).
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from connectors.datasets import Column, ColumnType, Dataset, PSPPRole, Sensitivity, Store
+from policies import Action, Governance, PolicyConfig, Principal
+from policies.enforcer import reference_enforcer
+
+INSTITUTIONS = [f"inst{i:02d}" for i in range(20)]
+ROLES = [f"role{i:02d}" for i in range(25)]
+PURPOSES = ["research", "ml-training", "education", "publication", "commercial"]
+DATASETS_PER_INSTITUTION = 25
+LINES = 10_000
+GRANTS = 10_000
+USERS_PER_INSTITUTION = 400
+COLUMNS = tuple(
+    Column(
+        name=f"c{i}",
+        type=ColumnType.FLOAT,
+        pspp=PSPPRole.PROPERTY,
+        sensitivity=[Sensitivity.PUBLIC, Sensitivity.PERSONAL, Sensitivity.CONFIDENTIAL][i % 3],
+    )
+    for i in range(12)
+)
+
+
+def build(rng: random.Random) -> tuple[PolicyConfig, list[Dataset], list[Principal]]:
+    """A synthetic federation of the benchmark's size."""
+    datasets = [
+        Dataset(
+            institution=inst,
+            name=f"{['alloy', 'film', 'powder'][d % 3]}-{d:02d}",
+            title="bench",
+            license="CC-BY-4.0",
+            location=Store(store="s", table=f"t{d}"),
+            columns=COLUMNS,
+        )
+        for inst in INSTITUTIONS
+        for d in range(DATASETS_PER_INSTITUTION)
+    ]
+    lines: dict[tuple[object, ...], dict[str, object]] = {}
+    while len(lines) < LINES:
+        dom = rng.choice(INSTITUTIONS)
+        kind = rng.random()
+        who: dict[str, str] = (
+            {"role": rng.choice(ROLES)}
+            if kind < 0.7
+            else {"institution": rng.choice(INSTITUTIONS)}
+            if kind < 0.85
+            else {"user": f"u{rng.randrange(USERS_PER_INSTITUTION)}@{rng.choice(INSTITUTIONS)}"}
+        )
+        pattern = rng.random()
+        dataset = (
+            f"{rng.choice(['alloy', 'film', 'powder'])}-*"
+            if pattern < 0.2
+            else "*"
+            if pattern < 0.25
+            else f"{['alloy', 'film', 'powder'][(n := rng.randrange(25)) % 3]}-{n:02d}"
+        )
+        line: dict[str, object] = {
+            **who,
+            "domain": dom,
+            "dataset": dataset,
+            "action": rng.choice(["read", "read", "train", "discover"]),
+            "purpose": rng.choice([*PURPOSES, "*"]),
+            "effect": "deny" if rng.random() < 0.05 else "allow",
+        }
+        if line["effect"] == "allow" and rng.random() < 0.5:
+            line["withhold"] = ["sensitivity:personal"]
+            line["mask"] = rng.choice(["drop", "hash", "null"])
+        if line["effect"] == "allow" and rng.random() < 0.3:
+            line["rows"] = f"c0 >= {rng.randrange(100)}"
+        key = tuple(sorted((k, str(v)) for k, v in line.items()))
+        lines[key] = line
+    grants: dict[tuple[str, ...], dict[str, str]] = {}
+    while len(grants) < GRANTS:
+        inst = rng.choice(INSTITUTIONS)
+        who = (
+            {"user": f"u{rng.randrange(USERS_PER_INSTITUTION)}@{inst}"}
+            if rng.random() < 0.9
+            else {"institution": inst}
+        )
+        grant = {**who, "role": rng.choice(ROLES), "domain": rng.choice(INSTITUTIONS)}
+        grants[tuple(sorted(grant.items()))] = grant
+    config = PolicyConfig.model_validate(
+        {"roles": ROLES, "lines": list(lines.values()), "assignments": list(grants.values())}
+    )
+    principals = [
+        Principal(f"u{rng.randrange(USERS_PER_INSTITUTION)}", rng.choice(INSTITUTIONS))
+        for _ in range(2_000)
+    ]
+    return config, datasets, principals
+
+
+def rate(calls: list[Callable[[], object]]) -> tuple[float, float]:
+    """Calls per second and p99 latency in microseconds."""
+    samples = []
+    clock = time.perf_counter_ns
+    start = clock()
+    for call in calls:
+        t = clock()
+        call()
+        samples.append(clock() - t)
+    total = (clock() - start) / 1e9
+    p99 = statistics.quantiles(samples, n=100)[98] / 1e3
+    return len(calls) / total, p99
+
+
+def main() -> None:
+    """Run the benchmark and print the table."""
+    rng = random.Random(7)
+    config, datasets, principals = build(rng)
+    requests = [
+        (rng.choice(principals), rng.choice(datasets), Action.READ, rng.choice(PURPOSES))
+        for _ in range(20_000)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = sa.create_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        t = time.perf_counter()
+        seeding = Governance(engine, config)
+        seeding.seed(datasets)
+        print(f"seeded {LINES} lines and {GRANTS} grants in {time.perf_counter() - t:.1f} s")
+        uncached = Governance(engine, config, cache=False)
+        cached = Governance(engine, config)
+        t = time.perf_counter()
+        uncached.sync()
+        uncached._reload()  # a full reload and compile, as after a policy change
+        print(f"reload and compile of a version: {time.perf_counter() - t:.2f} s")
+        p_rules = [line.to_rule() for line in config.lines]
+        g_rules = [a.to_rule() for a in config.assignments]
+
+        results: list[tuple[str, float, float]] = []
+        for kind in ("Enforcer", "FastEnforcer"):
+            if kind == "FastEnforcer" and not hasattr(sys.modules["casbin"], kind):
+                continue
+            ref = reference_enforcer(p_rules, g_rules, kind=kind, domains=INSTITUTIONS)
+            for p in principals:
+                ref.link(p)
+            sample = requests[:500]
+            calls = [
+                (lambda r=r: ref.enforce(r[0], r[1].institution, r[1].name, r[2].value, r[3]))
+                for r in sample
+            ]
+            results.append((f"casbin {kind} (bare allow/deny)", *rate(calls)))
+
+        agree = sum(
+            uncached.decide(*r).allowed
+            == ref.enforce(r[0], r[1].institution, r[1].name, r[2].value, r[3])
+            for r in requests[:500]
+        )
+        calls = [(lambda r=r: uncached.decide(*r)) for r in requests]
+        results.append(("matgate decide, uncached", *rate(calls)))
+        for r in requests[:2_000]:
+            cached.decide(*r)
+        repeated = [(lambda r=r: cached.decide(*r)) for r in requests[:2_000]] * 150
+        results.append(("matgate decide, cached (repeated)", *rate(repeated)))
+        engine.dispose()
+
+    base = results[0][1]
+    print(f"{'':36} {'decisions/s':>12} {'p99 µs':>8} {'vs Enforcer':>12}")
+    for name, per_second, p99 in results:
+        print(f"{name:36} {per_second:12,.0f} {p99:8.1f} {per_second / base:11.1f}x")
+    print(f"fast path and Casbin agree on {agree}/500 sampled allow/deny answers")
+
+
+if __name__ == "__main__":
+    main()
