@@ -41,40 +41,34 @@ def require_server(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
+def _fresh_database(admin_url: str, quote: str, drop_suffix: str = "") -> Iterator[str]:
+    """Create a database of our own on a server, yield its URL, drop it afterwards."""
+    import sqlalchemy as sa
+
+    name = f"mg_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {quote}{name}{quote}"))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quote}{name}{quote}{drop_suffix}"))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """URL of a fresh PostgreSQL database, dropped at the end of the session."""
     require_server("PostgreSQL", "127.0.0.1", 5432)
-    import sqlalchemy as sa
-
-    name = f"mg_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    yield from _fresh_database(PG_ADMIN_URL, '"', " WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")
 def mariadb_url() -> Iterator[str]:
     """URL of a fresh MariaDB database, dropped at the end of the session."""
     require_server("MariaDB", "127.0.0.1", 3306)
-    import sqlalchemy as sa
-
-    name = f"mg_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(MARIADB_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE `{name}`"))
-    try:
-        yield MARIADB_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+    yield from _fresh_database(MARIADB_ADMIN_URL, "`")
 
 
 @pytest.fixture(scope="session")
