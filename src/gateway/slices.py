@@ -35,7 +35,15 @@ from policies.principals import Principal
 if TYPE_CHECKING:
     from gateway.node import Node
 
-__all__ = ["MANIFEST_KEY", "Slice", "SliceRequest", "open_slice"]
+__all__ = [
+    "MANIFEST_KEY",
+    "Permitted",
+    "Slice",
+    "SliceRequest",
+    "manifest_for",
+    "open_slice",
+    "permitted",
+]
 
 MANIFEST_KEY = b"matgate.manifest"
 log = logging.getLogger("matgate.slices")
@@ -72,14 +80,30 @@ class Slice:
         }
 
 
-def open_slice(node: Node, principal: Principal, dataset_id: str, req: SliceRequest) -> Slice:
-    """Decide, record, and open the stream of a slice (see the module docstring)."""
+@dataclass(frozen=True)
+class Permitted:
+    """What a principal may have of a dataset for one request: decided, recorded, compiled."""
+
+    request_id: str
+    dataset: Dataset
+    decision: Decision
+    query: Query
+
+
+def permitted(
+    node: Node,
+    principal: Principal,
+    dataset_id: str,
+    req: SliceRequest,
+    action: Action = Action.READ,
+) -> Permitted:
+    """Find the dataset, check the request, decide (recorded) and build the one pushed-down Query."""
     request_id = uuid.uuid4().hex
     dataset = dataset_for(node, principal, dataset_id, request_id=request_id)
     user_filter = _parse_filter(req.filter, dataset)
     _check_columns(dataset, req)
     decision = ensure(
-        node, principal, dataset, Action.READ, req.purpose, req.columns, request_id=request_id
+        node, principal, dataset, action, req.purpose, req.columns, request_id=request_id
     )
     _check_reach(decision, user_filter, req)
     query = Query(
@@ -91,11 +115,17 @@ def open_slice(node: Node, principal: Principal, dataset_id: str, req: SliceRequ
         limit=_limit(node, req.limit),
         offset=req.offset,
     )
-    manifest = _manifest(node, principal, dataset, req, decision, request_id)
-    batches = _first_batch_early(node, dataset, query)
+    return Permitted(request_id, dataset, decision, query)
+
+
+def open_slice(node: Node, principal: Principal, dataset_id: str, req: SliceRequest) -> Slice:
+    """Decide, record, and open the stream of a slice (see the module docstring)."""
+    p = permitted(node, principal, dataset_id, req)
+    manifest = manifest_for(node, principal, p.dataset, req, p.decision, p.request_id)
+    batches = _first_batch_early(node, p.dataset, p.query)
     schema = batches.schema.with_metadata({MANIFEST_KEY: json.dumps(manifest).encode()})
     chunks = _deliver(node, principal, manifest, req.format, schema, batches)
-    return Slice(request_id=request_id, manifest=manifest, format=req.format, chunks=chunks)
+    return Slice(request_id=p.request_id, manifest=manifest, format=req.format, chunks=chunks)
 
 
 def _parse_filter(text: str | None, dataset: Dataset) -> Filter | None:
@@ -103,7 +133,7 @@ def _parse_filter(text: str | None, dataset: Dataset) -> Filter | None:
         return None
     try:
         tree = parse(text)
-        check(tree, {c.name: c.type for c in dataset.columns})
+        check(tree, {c.name: c.type for c in dataset.columns}, text)
     except FilterError as exc:
         raise BadRequest(str(exc), position=exc.position, filter=text) from exc
     return tree
@@ -141,7 +171,7 @@ def _limit(node: Node, limit: int | None) -> int | None:
     return cap if limit is None else min(limit, cap)
 
 
-def _manifest(
+def manifest_for(
     node: Node,
     principal: Principal,
     dataset: Dataset,
@@ -149,6 +179,7 @@ def _manifest(
     decision: Decision,
     request_id: str,
 ) -> dict[str, Any]:
+    """The manifest of a slice before it streams; rows, bytes and sha256 come at the end."""
     return {
         "id": request_id,
         "node": node.institution,
