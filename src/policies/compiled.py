@@ -139,6 +139,8 @@ class CompiledPolicy:
         for a in self.assignments:
             roles.setdefault((a.domain, a.member), set()).add(f"role:{a.role}")
         self._roles = {k: frozenset(v) for k, v in roles.items()}
+        # Role resolution of this version, per principal and domain, filled on first use.
+        self._subjects: dict[tuple[str, str, frozenset[str], str], frozenset[str]] = {}
 
     def _bucket(self, domain: str, action: str, subject: str) -> _Bucket:
         by_subject = self._index.setdefault((domain, action), {})
@@ -147,8 +149,12 @@ class CompiledPolicy:
             bucket = by_subject[subject] = _Bucket()
         return bucket
 
-    def subjects(self, principal: Principal, domain: str) -> set[str]:
+    def subjects(self, principal: Principal, domain: str) -> frozenset[str]:
         """Everything ``principal`` stands for in ``domain``: itself, institution, roles."""
+        key = (principal.subject, principal.institution, principal.roles, domain)
+        hit = self._subjects.get(key)
+        if hit is not None:
+            return hit
         user = f"user:{principal.id}"
         inst = f"inst:{principal.institution}"
         out = {user, inst}
@@ -156,7 +162,10 @@ class CompiledPolicy:
         out.update(self._roles.get((domain, inst), ()))
         if domain == principal.institution:
             out.update(f"role:{r}" for r in principal.roles)
-        return out
+        if len(self._subjects) > 100_000:
+            self._subjects.clear()
+        hit = self._subjects[key] = frozenset(out)
+        return hit
 
     def match(
         self, principal: Principal, domain: str, dataset: str, action: str, purpose: str
