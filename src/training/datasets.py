@@ -167,8 +167,9 @@ class TrainingSet:
         excluded = set(exclude) | _masked(found)
         formulas = frozenset(formula_columns) if formula_columns is not None else None
         target_spec = cls._target(df, schema, target)
+        dropped: dict[str, str] = {}
         if inputs is not None:
-            chosen, dropped = cls._explicit(df, schema, target, inputs, excluded), {}
+            chosen = cls._explicit(df, schema, target, inputs, excluded)
         else:
             wanted = {PSPPRole(r) for r in roles} - {PSPPRole.IDENTIFIER}
             chosen, dropped = cls._by_role(df, schema, target, wanted, excluded)

@@ -187,7 +187,8 @@ def train_forward(
         )
     if cv is not None and (cv < 2 or n < 2 * cv):
         raise TrainingError(f"{cv}-fold cross-validation needs cv >= 2 and >= {2 * cv} rows")
-    clock, caught = _Clock(max_seconds), []
+    clock = _Clock(max_seconds)
+    caught: list[str] = []
     report = progress or (lambda stage, done: None)
     template = build_pipeline(ts.inputs, estimator, params, random_state, n_jobs)
     y = ts.y.to_numpy(dtype=float)
