@@ -36,6 +36,7 @@ from connectors.datasets import Dataset
 __all__ = [
     "ConfigError",
     "IssuerConfig",
+    "Limits",
     "NodeConfig",
     "NodeInfo",
     "PeerConfig",
@@ -107,15 +108,72 @@ class IssuerConfig(_Model):
 
 
 class PeerConfig(_Model):
-    """Another node of the federation."""
+    """Another node of the federation, trusted to speak for its own institution's users only."""
 
     institution: str = Field(description="The peer's institution id.")
     url: str = Field(description="The peer's base URL.")
+    public_url: str | None = Field(
+        default=None,
+        description="The peer's public URL: `iss` of its assertions, `aud` of ours (default: url).",
+    )
     jwks_url: str | None = Field(default=None, description="The peer node's JWKS URL.")
     jwks: dict[str, Any] | None = Field(default=None, description="The peer node's inline JWKS.")
     allow_private_network: bool = Field(
         default=False, description="Allow a loopback or private address (demos and tests)."
     )
+    connect_timeout: float = Field(default=3.0, gt=0, description="Seconds to connect.")
+    read_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for any byte.")
+    deadline: float = Field(
+        default=30.0, gt=0, description="Overall seconds for a catalog, metadata or query call."
+    )
+    slice_deadline: float = Field(
+        default=900.0, gt=0, description="Overall seconds for relaying one slice."
+    )
+    retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of idempotent calls (GET), with jitter."
+    )
+    max_json_bytes: int = Field(
+        default=16 * 2**20, gt=0, description="Largest JSON answer accepted from the peer."
+    )
+    max_slice_bytes: int = Field(
+        default=64 * 2**30, gt=0, description="Largest slice relayed from the peer."
+    )
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive failures that open the peer's circuit."
+    )
+    breaker_cooldown: float = Field(
+        default=30.0, gt=0, description="Seconds an open circuit waits before one trial call."
+    )
+
+    @model_validator(mode="after")
+    def _keys(self) -> PeerConfig:
+        if (self.jwks_url is None) == (self.jwks is None):
+            raise ValueError("give exactly one of 'jwks_url' or 'jwks'")
+        for name in ("url", "public_url", "jwks_url"):
+            value = getattr(self, name)
+            if value is not None and not value.startswith(("http://", "https://")):
+                raise ValueError(f"{name} must be an http(s) URL")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """The URL calls go to, without a trailing slash."""
+        return self.url.rstrip("/")
+
+    @property
+    def issuer(self) -> str:
+        """The peer's public URL: what its assertions name as `iss`, ours as `aud`."""
+        return (self.public_url or self.url).rstrip("/")
+
+
+class Limits(_Model):
+    """Bounds on the work a node does for one request."""
+
+    train_max_rows: int = Field(default=200_000, gt=0, description="Rows a training job may use.")
+    train_max_seconds: float = Field(
+        default=300.0, gt=0, description="Wall time of a training job."
+    )
+    train_workers: int = Field(default=1, ge=1, le=16, description="Training jobs run at once.")
 
 
 class NodeConfig(_Model):
@@ -127,6 +185,7 @@ class NodeConfig(_Model):
     datasets: tuple[Dataset, ...] = ()
     peers: tuple[PeerConfig, ...] = ()
     policy: dict[str, Any] = Field(default_factory=dict, description="Policy seed (see policies).")
+    limits: Limits = Field(default_factory=Limits)
 
     @model_validator(mode="before")
     @classmethod
@@ -154,6 +213,9 @@ class NodeConfig(_Model):
         ids = [d.id for d in self.datasets]
         if len(ids) != len(set(ids)):
             raise ValueError("dataset names must be unique")
+        peers = [p.institution for p in self.peers]
+        if len(peers) != len(set(peers)) or self.node.institution in peers:
+            raise ValueError("peers: one entry per other institution, never this node's own")
         return self
 
 

@@ -3,7 +3,8 @@
 Each token names its issuer (``iss``); only configured issuers are considered, each with its own
 keys (inline JWKS or fetched from its URL, cached) and pinned algorithms. ``iss``, ``aud``,
 ``exp`` and ``sub`` are required. The node is an issuer too: its development issuer mints tokens
-with the node's own key (``matgate token``).
+with the node's own key (``matgate token``). Peer nodes are issuers of on-behalf-of assertions
+only, held to the rules of ``gateway.assertions`` (own institution, fresh, used once).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from gateway.assertions import MemoryReplayCache, ReplayCache, check_assertion
 from gateway.config import IssuerConfig
 from gateway.errors import Unauthorized
 from gateway.keys import ALGORITHM, NodeKey
@@ -85,9 +87,15 @@ class TokenIssuer:
 class _Keys:
     """One issuer's key set, inline or fetched and cached."""
 
-    def __init__(self, config: IssuerConfig, http: httpx.Client) -> None:
+    def __init__(
+        self,
+        config: IssuerConfig,
+        http: httpx.Client,
+        guard: Callable[[str], None] | None = None,
+    ) -> None:
         self.config = config
         self._http = http
+        self._guard = guard
         self._lock = threading.Lock()
         self._keys: KeySet | None = None
         self._fetched = 0.0
@@ -110,6 +118,8 @@ class _Keys:
     def _fetch(self) -> KeySet:
         assert self.config.jwks_url is not None
         try:
+            if self._guard is not None:
+                self._guard(self.config.jwks_url)  # a peer's JWKS URL passes the SSRF checks
             response = self._http.get(self.config.jwks_url)
             response.raise_for_status()
             return KeySet.import_key_set(response.json())
@@ -124,10 +134,22 @@ def _has_kid(keys: KeySet, kid: str) -> bool:
 class Authenticator:
     """Turns a bearer token into a Principal, or raises Unauthorized."""
 
-    def __init__(self, issuers: Iterable[IssuerConfig], *, default_audience: str) -> None:
+    def __init__(
+        self,
+        issuers: Iterable[IssuerConfig],
+        *,
+        default_audience: str,
+        peers: Mapping[str, str] | None = None,
+        replay: ReplayCache | None = None,
+        guards: Mapping[str, Callable[[str], None]] | None = None,
+    ) -> None:
+        """``peers`` maps a peer node's issuer to its institution; its tokens are assertions."""
         self._http = httpx.Client(timeout=5.0, follow_redirects=False)
-        self._issuers = {i.issuer: _Keys(i, self._http) for i in issuers}
+        guards = guards or {}
+        self._issuers = {i.issuer: _Keys(i, self._http, guards.get(i.issuer)) for i in issuers}
         self._default_audience = default_audience
+        self._peers = dict(peers or {})
+        self._replay: ReplayCache = replay or MemoryReplayCache()
 
     def close(self) -> None:
         """Release the HTTP client used to fetch JWKS."""
@@ -159,6 +181,9 @@ class Authenticator:
             raise Unauthorized(f"invalid token: {exc.description or exc.error}") from exc
         except ValueError as exc:
             raise Unauthorized("invalid token") from exc
+        peer = self._peers.get(config.issuer)
+        if peer is not None:
+            check_assertion(decoded.claims, institution=peer, replay=self._replay)
         return _principal(decoded.claims, config)
 
 

@@ -15,6 +15,7 @@ from gateway.catalog import Catalog
 from gateway.config import NodeConfig
 from gateway.db import create_engine
 from gateway.identity import Authenticator, TokenIssuer
+from gateway.jobs import Jobs
 from gateway.keys import NodeKey
 from gateway.migrations import migrate
 from gateway.provenance import ProvenanceStore
@@ -66,13 +67,17 @@ class Node:
             else None
         )
         self.governance = Governance(
-            self.engine, PolicyConfig.model_validate(config.policy), clock=clock, watcher=self.watcher
+            self.engine,
+            PolicyConfig.model_validate(config.policy),
+            clock=clock,
+            watcher=self.watcher,
         )
         self.governance.seed(self.catalog.all())
         self.audit = AuditLog(
             self.engine, Signer(self.key.private, self.key.kid), node=self.institution, clock=clock
         )
         self.auth_failures = FailureLimiter(clock=clock)
+        self.jobs = Jobs(workers=config.limits.train_workers)
         self.lineage = Lineage(self.engine, self.audit)
         self.provenance = ProvenanceStore(
             self.lineage,
@@ -81,6 +86,7 @@ class Node:
 
     def close(self) -> None:
         """Release stores, HTTP clients and database connections."""
+        self.jobs.close()
         self.governance.close()
         self.stores.close()
         self.auth.close()

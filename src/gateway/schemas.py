@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -133,3 +133,25 @@ class RunBody(BaseModel):
     )
     metrics: dict[str, float] = Field(default_factory=dict)
     purpose: str = Field(default="", max_length=64)
+
+
+class TrainBody(BaseModel):
+    """A compute-to-data job: what to learn from a dataset's permitted slice."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    target: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", description="Property column.")
+    purpose: str = Field(default="ml-training", min_length=1, max_length=64)
+    inputs: list[str] | None = Field(default=None, max_length=1000, description="Default: by role.")
+    roles: list[str] = Field(
+        default_factory=lambda: ["processing", "structure", "condition"], max_length=6
+    )
+    columns: list[str] | None = Field(default=None, max_length=1000)
+    filter: str | None = Field(default=None, max_length=20_000)
+    estimator: Literal["random_forest", "gradient_boosting", "ridge", "gaussian_process"] = (
+        "random_forest"
+    )
+    cv: int | None = Field(default=5, ge=2, le=20)
+    random_state: int | None = 0
+    model_name: str | None = Field(default=None, max_length=200)
+    model_version: str = Field(default="1", min_length=1, max_length=100)

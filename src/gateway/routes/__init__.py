@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.routes import audit, catalog, health, policies, provenance, slices
+from gateway.routes import audit, catalog, health, policies, provenance, slices, training
 
 __all__ = ["routers"]
 
@@ -15,4 +15,5 @@ routers: tuple[APIRouter, ...] = (
     provenance.router,
     policies.router,
     audit.router,
+    training.router,
 )
