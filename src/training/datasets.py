@@ -222,6 +222,8 @@ class TrainingSet:
                 raise TrainingSetError(f"input {name!r} is masked in the slice")
             if name not in df.columns:
                 raise TrainingSetError(f"input {name!r} is not in the slice (withheld by policy?)")
+            if df[name].isna().all():
+                raise TrainingSetError(f"input {name!r} has no values in the slice (masked?)")
         return list(dict.fromkeys(inputs))
 
     @staticmethod

@@ -155,6 +155,8 @@ def test_null_masked_column_absent(ni_frame: pd.DataFrame) -> None:
     assert "cr_wt_pct" not in ts.input_names
     assert "co_wt_pct" not in ts.input_names
     assert "no values" in ts.dropped["cr_wt_pct"]
+    with pytest.raises(TrainingSetError, match="no values in the slice"):
+        TrainingSet.from_frame(sliced, ni_superalloy_columns(), TARGET, inputs=["cr_wt_pct"])
 
 
 def test_free_text_is_not_a_category() -> None:
