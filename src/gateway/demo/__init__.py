@@ -1,9 +1,11 @@
-"""``matgate demo``: nodes on embedded stores, loaded with real datasets, ready to pull from.
+"""``matgate demo``: a federation of three institutions on embedded stores, with real data.
 
 Everything lives under one folder (``--data-dir``): each institution gets a folder with its
-node config (``node.toml``, a real config you can read and edit), its stores (a SQLite database
-and a folder of Parquet/CSV files), its node database and its signing key. ``demo.json`` lists the
-nodes and ready-made personas with their tokens, for scripts and notebooks.
+node config (``node.toml``, a real config you can read and edit), its stores, its node database
+and its signing key. Aurora keeps a SQLite database and a folder of Parquet/CSV files, Borealis a
+folder of CSV files, Cygnus a SQLite database of its own; their nodes listen on PORT, PORT+1 and
+PORT+2 and name each other as peers. ``demo.json`` lists the nodes and ready-made personas with
+their tokens, for scripts and notebooks.
 """
 
 from __future__ import annotations
@@ -19,14 +21,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 import tomli_w
 
-from gateway.demo import datasets as catalog
-from gateway.demo.datasets import DATA
+from gateway.demo import borealis, cygnus
+from gateway.demo.aurora import AURORA, BOREALIS, aurora_policy
+from gateway.demo.aurora import datasets as aurora_datasets
+from gateway.demo.aurora import stores as aurora_stores
+from gateway.demo.cygnus import CYGNUS
+from gateway.demo.stores import TABLES, load_sqlite, write_files
+from gateway.demo.tour import guide
 
-__all__ = ["Persona", "main", "prepare"]
+__all__ = [
+    "PERSONAS",
+    "Persona",
+    "aurora_policy",
+    "guide",
+    "main",
+    "personas",
+    "prepare",
+    "prepare_federation",
+]
 
 DAY = 86400
 
@@ -42,8 +56,6 @@ class Persona:
     about: str
 
 
-AURORA = "aurora"
-BOREALIS = "borealis"
 PERSONAS = (
     Persona(
         "ml-user", "mia", AURORA, ("member",), "ML user at Aurora: pulls slices, trains models"
@@ -53,135 +65,96 @@ PERSONAS = (
     Persona("auditor", "ari", AURORA, ("auditor",), "Aurora's auditor"),
 )
 
+INSTITUTIONS = (AURORA, BOREALIS, CYGNUS)
+TITLES = {
+    AURORA: "Aurora Institute for Materials",
+    BOREALIS: "Borealis Materials Laboratory",
+    CYGNUS: "Cygnus Centre for Alloys and Compounds",
+}
 
-def aurora_policy() -> dict[str, Any]:
-    """The demo's access policy, as a data steward would write it."""
-    inst = AURORA
-    return {
-        "roles": ["member", "steward", "auditor", "partner"],
-        "mask_salt": "demo-salt-not-secret",
-        "assignments": [{"institution": BOREALIS, "role": "partner", "domain": inst}],
-        "agreements": [
-            {
-                "id": "aurora-steels-terms",
-                "title": "Aurora steel data terms",
-                "terms": "Research use only; cite Matbench; do not redistribute the rows.",
-                "dataset": f"{inst}/steels-yield",
-                "acceptance_days": 365,
-            }
-        ],
-        "lines": [
-            {"role": "member", "domain": inst, "action": "discover"},
-            {"role": "member", "domain": inst, "action": "read"},
-            {"role": "member", "domain": inst, "action": "train"},
-            {"role": "steward", "domain": inst, "action": "manage"},
-            {"role": "auditor", "domain": inst, "action": "audit"},
-            {"role": "auditor", "domain": inst, "action": "discover"},
-            {"role": "partner", "domain": inst, "action": "discover"},
-            {
-                "role": "partner",
-                "domain": inst,
-                "dataset": "ni-superalloys",
-                "action": "read",
-                "purpose": "research",
-                "withhold": ["sensitivity:personal"],
-                "mask": "hash",
-            },
-            {
-                "effect": "deny",
-                "role": "partner",
-                "domain": inst,
-                "dataset": "ni-superalloys",
-                "action": "read",
-                "withhold": ["sensitivity:confidential"],
-            },
-            {"role": "partner", "domain": inst, "dataset": "expt-gap", "action": "read"},
-            {
-                "role": "partner",
-                "domain": inst,
-                "dataset": "steels-yield",
-                "action": "read",
-                "agreement": "aurora-steels-terms",
-            },
-            {"role": "partner", "domain": inst, "dataset": "magpie-elements", "action": "read"},
-        ],
+
+def _site(
+    institution: str, now: dt.datetime
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Stores, catalog entries and policy of one institution."""
+    if institution == AURORA:
+        return aurora_stores(), aurora_datasets(), aurora_policy()
+    if institution == BOREALIS:
+        stores = {"csv": {"kind": "files", "path": "stores/csv"}}
+        entries = [borealis.oxide_gaps("csv"), borealis.superalloy_creep("csv")]
+        return stores, entries, borealis.policy()
+    stores = {"registry": {"kind": "sql", "url": "sqlite:///stores/registry.db"}}
+    entries = [cygnus.halide_gaps("registry", now), cygnus.cobalt_steels("registry")]
+    return stores, entries, cygnus.policy()
+
+
+def _fill_stores(
+    home: Path, stores: dict[str, Any], entries: list[dict[str, Any]], now: dt.datetime
+) -> None:
+    """Load each dataset's rows into its store, unless a previous run already did."""
+    for name, store in stores.items():
+        mine = [e for e in entries if e["location"]["store"] == name]
+        if store["kind"] == "files":
+            folder = home / store["path"]
+            missing = [e for e in mine if not (folder / e["location"]["table"]).exists()]
+            write_files(folder, {e["location"]["table"]: _rows(home, e, now) for e in missing})
+        else:
+            path = home / store["url"].removeprefix("sqlite:///")
+            if not path.exists():
+                load_sqlite(path, {e["location"]["table"]: _rows(home, e, now) for e in mine})
+
+
+def _rows(home: Path, entry: dict[str, Any], now: dt.datetime) -> Any:
+    return TABLES[f"{home.name}/{entry['name']}"](now)
+
+
+def _peers(institution: str, urls: dict[str, str]) -> list[dict[str, Any]]:
+    """Every other node of the federation, trusted by its JWKS, on loopback."""
+    return [
+        {
+            "institution": other,
+            "url": url,
+            "jwks_url": f"{url}/.well-known/jwks.json",
+            "allow_private_network": True,
+        }
+        for other, url in urls.items()
+        if other != institution
+    ]
+
+
+def _prepare_site(
+    root: Path, institution: str, port: int, urls: dict[str, str], now: dt.datetime
+) -> dict[str, Any]:
+    home = root / institution
+    stores, entries, policy = _site(institution, now)
+    _fill_stores(home, stores, entries, now)
+    url = f"http://127.0.0.1:{port}"
+    config: dict[str, Any] = {
+        "node": {"institution": institution, "title": TITLES[institution], "public_url": url},
+        "stores": stores,
+        "datasets": entries,
+        "policy": policy,
     }
+    peers = _peers(institution, urls)
+    if peers:
+        config["peers"] = peers
+    (home / "node.toml").write_text(tomli_w.dumps(config))
+    return {"institution": institution, "url": url, "home": home, "port": port}
 
 
 def prepare(root: Path, port: int, *, now: dt.datetime | None = None) -> dict[str, Any]:
-    """Write the demo's stores and node config under ``root``; return the node's plan."""
+    """Write Aurora's stores and node config (no peers) under ``root``; return its plan."""
     now = now or dt.datetime.now(dt.UTC)
-    home = root / AURORA
-    stores = home / "stores"
-    files = stores / "files"
-    files.mkdir(parents=True, exist_ok=True)
-    lab = stores / "lab.db"
-    if not lab.exists():
-        _load_sqlite(
-            lab,
-            {
-                "ni_superalloys": catalog.read_ni_superalloys(DATA / "ni_superalloys.csv", now),
-                "steels_yield": pacsv.read_csv(DATA / "steels_yield.csv"),
-            },
-        )
-    if not (files / "expt_gap.parquet").exists():
-        pq.write_table(pacsv.read_csv(DATA / "expt_gap.csv"), files / "expt_gap.parquet")
-    magpie = files / "magpie_elements.csv"
-    if not magpie.exists():
-        magpie.write_bytes((DATA / "magpie_elements.csv").read_bytes())
-    url = f"http://127.0.0.1:{port}"
-    config = {
-        "node": {
-            "institution": AURORA,
-            "title": "Aurora Institute for Materials",
-            "public_url": url,
-        },
-        "stores": {
-            "lab": {"kind": "sql", "url": "sqlite:///stores/lab.db"},
-            "files": {"kind": "files", "path": "stores/files"},
-        },
-        "datasets": [
-            catalog.ni_superalloys("lab"),
-            catalog.steels_yield("lab"),
-            catalog.expt_gap("files"),
-            catalog.magpie_elements("files"),
-        ],
-        "policy": aurora_policy(),
-    }
-    (home / "node.toml").write_text(tomli_w.dumps(config))
-    return {"institution": AURORA, "url": url, "home": home, "port": port}
+    return _prepare_site(root, AURORA, port, {}, now)
 
 
-def _load_sqlite(path: Path, tables: dict[str, Any]) -> None:
-    """Create typed tables with SQLAlchemy, then bulk-load the rows through ADBC."""
-    import adbc_driver_sqlite.dbapi as sqlite
-    import pyarrow as pa
-    import sqlalchemy as sa
-
-    def sql_type(t: pa.DataType) -> Any:
-        if pa.types.is_floating(t):
-            return sa.Float()
-        if pa.types.is_integer(t):
-            return sa.BigInteger()
-        if pa.types.is_boolean(t):
-            return sa.Boolean()
-        if pa.types.is_timestamp(t):
-            return sa.DateTime(timezone=True)
-        return sa.Text()
-
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    engine = sa.create_engine(f"sqlite:///{tmp}")
-    md = sa.MetaData()
-    for name, table in tables.items():
-        sa.Table(name, md, *(sa.Column(f.name, sql_type(f.type)) for f in table.schema))
-    md.create_all(engine)
-    engine.dispose()
-    with sqlite.connect(str(tmp)) as conn, conn.cursor() as cur:
-        for name, table in tables.items():
-            cur.adbc_ingest(name, table, mode="append")
-        conn.commit()
-    tmp.rename(path)
+def prepare_federation(
+    root: Path, port: int, *, now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """Write the three nodes' stores and configs (ports PORT..PORT+2); return their plans."""
+    now = now or dt.datetime.now(dt.UTC)
+    urls = {inst: f"http://127.0.0.1:{port + i}" for i, inst in enumerate(INSTITUTIONS)}
+    return [_prepare_site(root, inst, port + i, urls, now) for i, inst in enumerate(INSTITUTIONS)]
 
 
 def _settings(plan: dict[str, Any]) -> Any:
@@ -200,13 +173,18 @@ def _settings(plan: dict[str, Any]) -> Any:
 
 
 def personas(nodes: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each persona with a token from their home node (or the first node, for guests)."""
+    """Each persona with a token from their home node, and guest tokens from the other nodes."""
     out = []
     for p in PERSONAS:
-        node = nodes.get(p.institution) or next(iter(nodes.values()))
-        token = node.issuer.mint(
-            p.subject, roles=p.roles, institution=p.institution, ttl_seconds=2 * DAY
-        )
+        home = nodes.get(p.institution) or next(iter(nodes.values()))
+
+        def mint(node: Any, p: Persona = p) -> str:
+            return str(
+                node.issuer.mint(
+                    p.subject, roles=p.roles, institution=p.institution, ttl_seconds=2 * DAY
+                )
+            )
+
         out.append(
             {
                 "name": p.name,
@@ -214,59 +192,31 @@ def personas(nodes: dict[str, Any]) -> list[dict[str, Any]]:
                 "institution": p.institution,
                 "roles": list(p.roles),
                 "about": p.about,
-                "token": token,
+                "token": mint(home),
+                # Issued by another node's operator to a guest: roles count only at home.
+                "guest_tokens": {
+                    inst: mint(node) for inst, node in nodes.items() if node is not home
+                },
             }
         )
     return out
 
 
-def guide(demo: dict[str, Any], path: Path) -> str:
-    """What to type next."""
-    node = demo["nodes"][0]
-    user = next(p for p in demo["personas"] if p["name"] == "ml-user")
-    ds = f"{node['institution']}/ni-superalloys"
-    return f"""
-matgate demo is running.
-  node      {node["institution"]}  {node["url"]}   (API docs: {node["url"]}/docs)
-  demo.json {path}   (nodes and personas with tokens valid for two days)
-
-  export MATGATE_URL={node["url"]}
-  export MATGATE_TOKEN={user["token"]}
-
-Python:
-  from gateway.client import Client
-  c = Client("{node["url"]}", token="$MATGATE_TOKEN")
-  c.catalog(q="yield strength", pspp="property")
-  df = c.dataset("{ds}").pull(
-      columns=["alloy", "test_temperature_c", "yield_strength_mpa"],
-      filter="test_temperature_c > 600 AND yield_strength_mpa IS KNOWN", purpose="research")
-  df.attrs["matgate"]
-
-curl:
-  curl -H "Authorization: Bearer $MATGATE_TOKEN" \\
-    "{node["url"]}/datasets/{ds}/slice?purpose=research&columns=alloy,yield_strength_mpa&filter=yield_strength_mpa%20%3E%201200"
-
-CLI:
-  matgate catalog "yield strength"
-  matgate pull {ds} --purpose research --filter "test_temperature_c > 600" -o slice.parquet
-
-Ctrl-C stops every server.
-"""
-
-
 def main(data_dir: Path, port: int) -> int:
-    """Run the demo until interrupted."""
+    """Run the demo federation until interrupted."""
     import uvicorn
 
     from gateway.app import create_app
 
     root = data_dir.resolve()
-    plans = [prepare(root, port)]
+    now = dt.datetime.now(dt.UTC)
+    plans = prepare_federation(root, port, now=now)
     apps = {p["institution"]: create_app(_settings(p)) for p in plans}
     nodes = {name: app.state.node for name, app in apps.items()}
     demo = {
         "nodes": [{"institution": p["institution"], "url": p["url"]} for p in plans],
         "personas": personas(nodes),
+        "embargo_until": cygnus.embargo_until(now).date().isoformat(),
     }
     path = root / "demo.json"
     path.write_text(json.dumps(demo, indent=2))

