@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from connectors.filters import Filter
 from policies.decisions import Action
@@ -139,6 +140,8 @@ class CompiledPolicy:
         for a in self.assignments:
             roles.setdefault((a.domain, a.member), set()).add(f"role:{a.role}")
         self._roles = {k: frozenset(v) for k, v in roles.items()}
+        # Column and row shapes per set of matched lines, filled by ``evaluate`` on first use.
+        self.shapes: dict[tuple[Any, ...], Any] = {}
         # Role resolution of this version, per principal and domain, filled on first use.
         self._subjects: dict[tuple[str, str, frozenset[str], str], frozenset[str]] = {}
 

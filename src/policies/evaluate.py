@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from connectors.datasets import Dataset
-from connectors.filters import Compare, CompareOp, Filter, Known, Not, Or, all_of
+from connectors.filters import And, Compare, CompareOp, Filter, Known, Not, Or
 from connectors.query import Mask, MaskKind
 from policies.agreements import AgreementBook
 from policies.compiled import CompiledLine, CompiledPolicy
 from policies.decisions import Action, Decision, Obligation, ObligationKind
 from policies.licences import LicenceRegistry
+from policies.lines import Rule
 from policies.principals import Principal
 
 __all__ = ["Context", "evaluate"]
@@ -115,31 +116,87 @@ def _treatments(
     return best
 
 
-def _rows(
-    dataset: Dataset,
-    principal: Principal,
-    allows: Sequence[CompiledLine],
-    restricts: Sequence[CompiledLine],
-    now: dt.datetime,
-) -> tuple[Filter | None, bool]:
-    """The row filter, and whether it depends on the clock (row embargo)."""
-    opened: Filter | None = None
+def _opened(allows: Sequence[CompiledLine], restricts: Sequence[CompiledLine]) -> list[Filter]:
+    """The row rules of the matched lines, as items to AND together."""
+    items: list[Filter] = []
     if all(line.rows is not None for line in allows):
         rules = tuple(line.rows for line in allows if line.rows is not None)
-        opened = rules[0] if len(rules) == 1 else Or(rules)
-    narrowed = [Not(line.rows) for line in restricts if line.rows is not None]
-    clocked = False
-    embargo: Filter | None = None
+        items.append(rules[0] if len(rules) == 1 else Or(rules))
+    items += [Not(line.rows) for line in restricts if line.rows is not None]
+    return items
+
+
+def _embargo(dataset: Dataset, now: dt.datetime) -> Filter:
+    """Rows whose embargo column has passed (or is empty)."""
     col = dataset.embargo_column
-    exempt = principal.institution == dataset.institution or any(a.line.embargo for a in allows)
-    if col is not None and not exempt:
-        # Floor to the grain: a row whose embargo lifted within it stays hidden (fail-safe).
-        floor = now - dt.timedelta(microseconds=now.microsecond)
-        is_date = dataset.column(col).type == "date"
-        stamp = floor.date().isoformat() if is_date else floor.isoformat()
-        embargo = Or((Known(col, known=False), Compare(col, CompareOp.LE, stamp)))
-        clocked = True
-    return all_of(opened, *narrowed, embargo), clocked
+    assert col is not None
+    # Floor to the grain: a row whose embargo lifted within it stays hidden (fail-safe).
+    floor = now - dt.timedelta(microseconds=now.microsecond)
+    is_date = dataset.column(col).type == "date"
+    stamp = floor.date().isoformat() if is_date else floor.isoformat()
+    return Or((Known(col, known=False), Compare(col, CompareOp.LE, stamp)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """The columns, masks, row rules and notes that a set of matched lines gives a dataset."""
+
+    permitted: tuple[str, ...]
+    withheld: tuple[str, ...]
+    masks: MappingProxyType[str, Mask]
+    rows: tuple[Filter, ...]
+    matched: tuple[Rule, ...]
+    notes: tuple[str, ...]
+    obligations: tuple[Obligation, ...]
+
+
+def _shape(
+    ctx: Context,
+    allows: tuple[CompiledLine, ...],
+    restricts: tuple[CompiledLine, ...],
+    view: _View,
+    columns: tuple[str, ...] | None,
+) -> _Shape | tuple[str, tuple[CompiledLine, ...]]:
+    """What the matched lines give, or why they give nothing (a reason and the lines)."""
+    openness = _treatments(view, allows, restricts)
+    treat = dict(zip(view.names, openness, strict=True))
+    names = view.names
+    if columns is not None:
+        for name in columns:
+            if name not in treat:
+                return f"{view.dataset.id} has no column {name!r}", allows
+            if treat[name] == _DROP:
+                return f"column {name!r} is withheld from you by policy", allows + restricts
+        wanted = set(columns)
+        names = tuple(n for n in names if n in wanted)
+    permitted = tuple(n for n in names if treat[n] != _DROP)
+    withheld = tuple(n for n, o in zip(view.names, openness, strict=True) if o == _DROP)
+    if not permitted:
+        return "every column of the dataset is withheld from you by policy", allows
+    masks = {
+        n: Mask(MaskKind(_KINDS[treat[n]]), ctx.mask_salt if treat[n] == 3 else "")
+        for n in permitted
+        if treat[n] != _OPEN
+    }
+    notes = [f"allowed by {len(allows)} policy line(s)"]
+    if withheld:
+        notes.append(f"columns withheld: {', '.join(withheld)}")
+    if masks:
+        notes.append("columns masked: " + ", ".join(f"{n} ({k.kind})" for n, k in masks.items()))
+    agreements = [
+        Obligation(ObligationKind.AGREEMENT, line.line.agreement)
+        for line in allows
+        if line.line.agreement is not None
+    ]
+    return _Shape(
+        permitted,
+        withheld,
+        MappingProxyType(masks),
+        tuple(_opened(allows, restricts)),
+        tuple(line.rule for line in (*allows, *restricts)),
+        tuple(notes),
+        tuple(agreements),
+    )
 
 
 def evaluate(
@@ -207,9 +264,6 @@ def evaluate(
                 boundaries, now
             )
         obligations.append(Obligation(ObligationKind.AGREEMENT, licence.requires_agreement))
-    for line in allows:
-        if line.line.agreement is not None:
-            obligations.append(Obligation(ObligationKind.AGREEMENT, line.line.agreement))
     until = dataset.embargo_until
     if until is not None and now < until and principal.institution != dataset.institution:
         boundaries.append(until)
@@ -218,53 +272,36 @@ def evaluate(
             reason = f"{dataset.id} is under embargo until {until.isoformat()}"
             return _deny(action, purpose, dataset, version, [reason]), _next(boundaries, now)
         reasons.append(f"embargo until {until.isoformat()} waived by policy")
-    openness = _treatments(view, allows, m.restricts)
-    treat = dict(zip(view.names, openness, strict=True))
-    names = view.names
-    if columns is not None:
-        for name in columns:
-            if name not in treat:
-                reason = f"{dataset.id} has no column {name!r}"
-                return _deny(action, purpose, dataset, version, [reason], allows), None
-            if treat[name] == _DROP:
-                reason = f"column {name!r} is withheld from you by policy"
-                matched = list(allows) + list(m.restricts)
-                return _deny(action, purpose, dataset, version, [reason], matched), None
-        wanted = set(columns)
-        names = tuple(n for n in names if n in wanted)
-    permitted = tuple(n for n in names if treat[n] != _DROP)
-    withheld = tuple(n for n, o in zip(view.names, openness, strict=True) if o == _DROP)
-    if not permitted:
-        reason = "every column of the dataset is withheld from you by policy"
-        return _deny(action, purpose, dataset, version, [reason], allows), None
-    masks = {
-        n: Mask(MaskKind(_KINDS[treat[n]]), ctx.mask_salt if treat[n] == 3 else "")
-        for n in permitted
-        if treat[n] != _OPEN
-    }
-    row_filter, clocked = _rows(dataset, principal, allows, m.restricts, now)
-    if clocked:
+    # Requests matching the same lines share a shape: compute it once per policy version.
+    key = (tuple(allows), m.restricts, view, None if columns is None else tuple(columns))
+    shape = policy.shapes.get(key)
+    if shape is None:
+        shape = _shape(ctx, *key)
+        if len(policy.shapes) > 100_000:
+            policy.shapes.clear()
+        policy.shapes[key] = shape
+    if not isinstance(shape, _Shape):
+        return _deny(action, purpose, dataset, version, [shape[0]], shape[1]), None
+    rows = shape.rows
+    exempt = principal.institution == dataset.institution or any(a.line.embargo for a in allows)
+    if dataset.embargo_column is not None and not exempt:
+        rows = (*rows, _embargo(dataset, now))
         boundaries.append(now - dt.timedelta(microseconds=now.microsecond) + _ROW_EMBARGO_GRAIN)
-    reasons.insert(0, f"allowed by {len(allows)} policy line(s)")
-    if withheld:
-        reasons.append(f"columns withheld: {', '.join(withheld)}")
-    if masks:
-        reasons.append("columns masked: " + ", ".join(f"{n} ({k.kind})" for n, k in masks.items()))
     decision = Decision(
         allowed=True,
         action=action,
         purpose=purpose,
         dataset_id=dataset.id,
-        reasons=tuple(reasons),
+        reasons=shape.notes + tuple(reasons) if reasons else shape.notes,
         policy_version=version,
-        columns=permitted,
-        masks=MappingProxyType(masks),
-        withheld=withheld,
-        row_filter=row_filter,
-        obligations=tuple(dict.fromkeys(obligations)),
-        matched=tuple(line.rule for line in (*allows, *m.restricts)),
+        columns=shape.permitted,
+        masks=shape.masks,
+        withheld=shape.withheld,
+        row_filter=None if not rows else rows[0] if len(rows) == 1 else And(rows),
+        obligations=tuple(dict.fromkeys((*obligations, *shape.obligations))),
+        matched=shape.matched,
     )
-    return decision, _next(boundaries, now)
+    return decision, _next(boundaries, now) if boundaries else None
 
 
 def _next(boundaries: Sequence[dt.datetime], now: dt.datetime) -> dt.datetime | None:
