@@ -29,6 +29,7 @@ import httpx
 import pandas as pd
 import pyarrow as pa
 
+from gateway.client_ml import Learning
 from gateway.errors import IntegrityError, MatgateError, from_problem
 
 __all__ = ["Client", "RemoteDataset"]
@@ -37,7 +38,7 @@ MANIFEST_KEY = b"matgate.manifest"
 _ARROW = "application/vnd.apache.arrow.stream"
 
 
-class Client:
+class Client(Learning):
     """A connection to one matgate node (your home node, for federated datasets)."""
 
     def __init__(
@@ -110,6 +111,13 @@ class Client:
     def post(self, path: str, json_body: Any = None, **kwargs: Any) -> Any:
         """POST JSON to ``path`` and return the JSON answer (or raise the node's error)."""
         return _json(self._http.post(path, json=json_body, **kwargs))
+
+    def _download(self, path: str) -> bytes:
+        """GET ``path`` as raw bytes (or raise the node's error)."""
+        response = self._http.get(path)
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.content
 
     def delete(self, path: str, json_body: Any = None) -> Any:
         """DELETE ``path`` (with a JSON body, if given) and return the JSON answer."""

@@ -1,0 +1,137 @@
+"""The ML half of the client: training sets from permitted slices, forward models, screening,
+on-site training, and registering runs in the node's lineage.
+
+Mixed into ``gateway.client.Client``; scikit-learn and the featurisers load only when used.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from gateway.client import RemoteDataset
+    from training.datasets import TrainingSet
+    from training.models import ForwardModel
+    from training.runs import TrainingRun
+
+__all__ = ["Learning"]
+
+DEFAULT_ROLES = ("processing", "structure", "condition")
+
+
+class _Client(Protocol):
+    """What these methods use of ``Client``."""
+
+    def dataset(self, dataset_id: str) -> RemoteDataset: ...
+    def get(self, path: str, **kwargs: Any) -> Any: ...
+    def post(self, path: str, json_body: Any = None, **kwargs: Any) -> Any: ...
+    def _download(self, path: str) -> bytes: ...
+
+
+class Learning:
+    """Methods of ``Client`` for the "use" end of the platform."""
+
+    def training_set(
+        self: _Client,
+        dataset: str,
+        target: str,
+        *,
+        purpose: str = "ml-training",
+        inputs: Sequence[str] | None = None,
+        roles: Iterable[str] = DEFAULT_ROLES,
+        filter: str | None = None,  # noqa: A002
+        limit: int | None = None,
+    ) -> TrainingSet:
+        """Pull the permitted slice for ``purpose`` and choose inputs by PSPP role for ``target``."""
+        from connectors.datasets import Column
+        from training.datasets import TrainingSet
+
+        remote = self.dataset(dataset)
+        columns = [Column.model_validate(c) for c in remote.metadata()["columns"]]
+        df = remote.pull(filter=filter, purpose=purpose, limit=limit)
+        present = [c for c in columns if c.name in df.columns]
+        return TrainingSet.from_frame(df, present, target, inputs, tuple(roles))
+
+    def train_forward(
+        self: _Client,
+        training_set: TrainingSet,
+        *,
+        estimator: str = "random_forest",
+        cv: int | None = 5,
+        random_state: int | None = 0,
+        purpose: str = "ml-training",
+        name: str | None = None,
+        **params: Any,
+    ) -> TrainingRun:
+        """Train and cross-validate a forward model here; its card carries the slices' terms."""
+        from training.cards import ModelCard
+        from training.models import train_forward
+        from training.runs import TrainingRun
+
+        model = train_forward(training_set, estimator, cv, random_state, params=params or None)
+        card = ModelCard.from_model(model, purpose=purpose, name=name)
+        return TrainingRun(
+            uuid.uuid4().hex, model, card, training_set.summary(), training_set.signatures
+        )
+
+    def screen(self: _Client, model: ForwardModel | TrainingRun, **kwargs: Any) -> pd.DataFrame:
+        """Rank candidates by predicted target (see ``training.screening.screen``)."""
+        from training.screening import screen
+
+        from training.runs import TrainingRun
+
+        return screen(model.model if isinstance(model, TrainingRun) else model, **kwargs)
+
+    def register_run(
+        self: _Client, run: TrainingRun, *, model_hash: str | None = None, version: str = "1"
+    ) -> dict[str, Any]:
+        """Record the run in the node's lineage: slices -> you -> run -> model."""
+        return dict(self.post("/lineage/runs", run.run_body(model_hash, version)))
+
+    def train_remote(
+        self: _Client,
+        dataset: str,
+        target: str,
+        *,
+        purpose: str = "ml-training",
+        estimator: str = "random_forest",
+        cv: int = 5,
+        inputs: Sequence[str] | None = None,
+        filter: str | None = None,  # noqa: A002
+        model_name: str | None = None,
+        timeout: float = 600.0,
+        poll: float = 0.5,
+    ) -> tuple[ForwardModel, Mapping[str, Any]]:
+        """Compute-to-data: train on the node, wait, and return the model and the job's result."""
+        from training.store import loads_model
+
+        body: dict[str, Any] = {
+            "target": target,
+            "purpose": purpose,
+            "estimator": estimator,
+            "cv": cv,
+        }
+        for key, value in (("inputs", inputs), ("filter", filter), ("model_name", model_name)):
+            if value is not None:
+                body[key] = list(value) if key == "inputs" else value
+        job = self.post(f"/datasets/{dataset}/train", body)
+        deadline = time.monotonic() + timeout
+        while job["status"] in ("queued", "running"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"training job {job['id']} still {job['status']} after {timeout} s"
+                )
+            time.sleep(poll)
+            job = self.get(f"/jobs/{job['id']}")
+        if job["status"] != "done":
+            from gateway.errors import for_status
+
+            error = job.get("error") or {}
+            raise for_status(int(error.get("status", 500)), str(error.get("detail", "job failed")))
+        raw = self._download(f"/jobs/{job['id']}/model")
+        return loads_model(raw), job["result"]
