@@ -5,19 +5,21 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from audit.manifests import sign_manifest
-
 from audit.keys import Signer
 from audit.lineage import Lineage
-from audit.ratelimit import FailureLimiter
 from audit.log import AuditLog
+from audit.manifests import sign_manifest
+from audit.ratelimit import FailureLimiter
+from gateway.assertions import MemoryReplayCache, RedisReplayCache, ReplayCache
 from gateway.catalog import Catalog
-from gateway.config import NodeConfig
+from gateway.config import IssuerConfig, NodeConfig, PeerConfig
 from gateway.db import create_engine
+from gateway.errors import MatgateError, Unauthorized
 from gateway.identity import Authenticator, TokenIssuer
 from gateway.jobs import Jobs
-from gateway.keys import NodeKey
+from gateway.keys import ALGORITHM, NodeKey
 from gateway.migrations import migrate
+from gateway.peers import Peers, check_address
 from gateway.provenance import ProvenanceStore
 from gateway.settings import Settings
 from gateway.stores import Stores
@@ -55,8 +57,21 @@ class Node:
             audience=self.public_url,
             institution=self.institution,
         )
+        # Seen assertion ids are shared through Redis when replicas share one (see assertions).
+        self.replay: ReplayCache = (
+            RedisReplayCache(settings.policy_sync_url, prefix=f"matgate:jti:{self.institution}:")
+            if settings.policy_sync_url
+            else MemoryReplayCache()
+        )
         self.auth = Authenticator(
-            [self.issuer.as_trusted(), *config.issuers], default_audience=self.public_url
+            [self.issuer.as_trusted(), *config.issuers, *map(self._peer_issuer, config.peers)],
+            default_audience=self.public_url,
+            peers={p.issuer: p.institution for p in config.peers},
+            replay=self.replay,
+            guards={p.issuer: _guard(p) for p in config.peers},
+        )
+        self.peers = Peers(
+            config.peers, key=self.key, issuer=self.public_url, institution=self.institution
         )
         self.stores = Stores(config.stores)
         self.catalog = Catalog(self.engine, self.stores)
@@ -84,10 +99,35 @@ class Node:
             sign=lambda manifest: sign_manifest(manifest, self.key.private, self.key.kid),
         )
 
+    def _peer_issuer(self, peer: PeerConfig) -> IssuerConfig:
+        """A peer node as the issuer of on-behalf-of assertions addressed to this node."""
+        return IssuerConfig(
+            issuer=peer.issuer,
+            institution=None,  # read from the assertion, then held to the peer's own
+            audience=self.public_url,
+            jwks_url=peer.jwks_url,
+            jwks=peer.jwks,
+            algorithms=(ALGORITHM,),
+        )
+
     def close(self) -> None:
         """Release stores, HTTP clients and database connections."""
+        if isinstance(self.replay, RedisReplayCache):
+            self.replay.close()
         self.jobs.close()
         self.governance.close()
         self.stores.close()
         self.auth.close()
         self.engine.dispose()
+
+
+def _guard(peer: PeerConfig) -> Callable[[str], None]:
+    """The SSRF check of a peer's JWKS URL, failing as an authentication error."""
+
+    def check(url: str) -> None:
+        try:
+            check_address(url, allow_private=peer.allow_private_network)
+        except MatgateError as exc:
+            raise Unauthorized(f"cannot fetch the keys of peer {peer.institution!r}") from exc
+
+    return check

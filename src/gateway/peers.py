@@ -193,11 +193,13 @@ class Peer:
         addr = stream.get_extra_info("server_addr") if stream is not None else None
         return bool(addr) and _forbidden_address(str(addr[0]))
 
-    def _admit(self) -> None:
+    def admit(self) -> None:
+        """Raise ServiceUnavailable while the peer's circuit is open."""
         if not self.breaker.admit():
             raise ServiceUnavailable(f"peer {self.institution!r} is failing: its circuit is open")
 
-    def _answer_error(self, response: httpx.Response, body: bytes) -> MatgateError:
+    def answer_error(self, response: httpx.Response, body: bytes) -> MatgateError:
+        """The error to raise for a peer's non-2xx answer (its problem document passed on)."""
         if 300 <= response.status_code < 400:
             return BadGateway(f"peer {self.institution!r} redirected; redirects are not followed")
         try:
@@ -245,13 +247,13 @@ class Peer:
     async def _get_once(
         self, path: str, principal: Principal, params: Mapping[str, Any] | None, end: float
     ) -> Any:
-        self._admit()
+        self.admit()
         headers = {"Authorization": f"Bearer {self.assertion(principal)}"}
         try:
             async with self.stream("GET", path, headers=headers, params=params, end=end) as resp:
                 body = await read_capped(resp, self.config.max_json_bytes, self.institution)
                 if resp.status_code >= 300:
-                    error = self._answer_error(resp, body)
+                    error = self.answer_error(resp, body)
                     if error.status < 500:
                         self.breaker.success()
                         raise error
@@ -349,8 +351,7 @@ class Peers:
         self, configs: tuple[PeerConfig, ...], *, key: NodeKey, issuer: str, institution: str
     ) -> None:
         self._peers = {
-            c.institution: Peer(c, key=key, issuer=issuer, institution=institution)
-            for c in configs
+            c.institution: Peer(c, key=key, issuer=issuer, institution=institution) for c in configs
         }
 
     def __contains__(self, institution: object) -> bool:

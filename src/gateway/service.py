@@ -11,18 +11,19 @@ from fastapi.responses import StreamingResponse
 
 from audit.events import DatasetRegistered
 from connectors.datasets import Dataset, PSPPRole
-from gateway import dcat
+from gateway import dcat, federation
 from gateway.access import dataset_for, record, visible_datasets
 from gateway.catalog import search
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from gateway.node import Node
-from gateway.schemas import NodeInfo, Provenance, SliceBody
+from gateway.schemas import CatalogPage, NodeInfo, Provenance, SliceBody
 from gateway.slices import SliceRequest, open_slice
 from policies.decisions import Action
 from policies.principals import Principal
 
 __all__ = [
     "catalog_dcat",
+    "catalog_page",
     "dataset_dcat",
     "get_dataset",
     "node_info",
@@ -80,8 +81,20 @@ def search_catalog(
     )
 
 
+def catalog_page(
+    node: Node, principal: Principal, *, federated: bool = False, **criteria: Any
+) -> CatalogPage:
+    """A catalog search, on this node only or across its peers (each site's status in meta)."""
+    found = search_catalog(node, principal, **criteria)
+    if not federated:
+        return CatalogPage(count=len(found), datasets=found)
+    return federation.federated_catalog(node, principal, found, criteria)
+
+
 def get_dataset(node: Node, principal: Principal, dataset_id: str) -> Dataset:
-    """One dataset's metadata (404 if absent or not discoverable)."""
+    """One dataset's metadata (404 if absent or not discoverable), a peer's through the peer."""
+    if federation.is_remote(node, dataset_id):
+        return federation.remote_dataset(node, principal, dataset_id)
     return dataset_for(node, principal, dataset_id)
 
 
@@ -125,21 +138,19 @@ def register_dataset(node: Node, principal: Principal, dataset: Dataset) -> Data
 def stream_slice(
     node: Node, principal: Principal, dataset_id: str, body: SliceBody
 ) -> StreamingResponse:
-    """Open a slice (decided and recorded) and stream it."""
-    opened = open_slice(
-        node,
-        principal,
-        dataset_id,
-        SliceRequest(
-            purpose=body.purpose,
-            columns=tuple(body.columns) if body.columns is not None else None,
-            filter=body.filter,
-            order_by=tuple(body.order_by),
-            limit=body.limit,
-            offset=body.offset,
-            format=body.format,
-        ),
+    """Open a slice (decided and recorded) and stream it; a peer's dataset through the relay."""
+    req = SliceRequest(
+        purpose=body.purpose,
+        columns=tuple(body.columns) if body.columns is not None else None,
+        filter=body.filter,
+        order_by=tuple(body.order_by),
+        limit=body.limit,
+        offset=body.offset,
+        format=body.format,
     )
+    if federation.is_remote(node, dataset_id):
+        return federation.relay_slice(node, principal, dataset_id, req)
+    opened = open_slice(node, principal, dataset_id, req)
     name = dataset_id.replace("/", "_") + opened.format.suffix
     headers = {**opened.headers, "Content-Disposition": f'attachment; filename="{name}"'}
     return StreamingResponse(opened.chunks, media_type=opened.format.media_type, headers=headers)

@@ -24,11 +24,15 @@ def search_catalog(
     unit: Annotated[str | None, Query(max_length=64)] = None,
     license: Annotated[str | None, Query(max_length=128)] = None,
     institution: Annotated[str | None, Query(max_length=64)] = None,
+    federated: Annotated[
+        bool, Query(description="Search the peers too; each site's status is in meta")
+    ] = False,
 ) -> CatalogPage:
     """Datasets you may discover that match every given criterion."""
-    found = service.search_catalog(
+    return service.catalog_page(
         node,
         principal,
+        federated=federated,
         q=q,
         pspp=pspp,
         column=column,
@@ -36,7 +40,6 @@ def search_catalog(
         license=license,
         institution=institution,
     )
-    return CatalogPage(count=len(found), datasets=found)
 
 
 @router.get("/catalog.jsonld", summary="The catalog as DCAT (JSON-LD)")
