@@ -74,6 +74,15 @@ class Context:
     mask_salt: str
     views: dict[int, _View] = field(default_factory=dict)
 
+    def masks(self) -> tuple[Mask, ...]:
+        """The mask of each openness level below clear (index: drop, null, redact, hash)."""
+        return (
+            Mask(MaskKind.NULL),  # never used: dropped columns are not in the output
+            Mask(MaskKind.NULL),
+            Mask(MaskKind.REDACT),
+            Mask(MaskKind.HASH, self.mask_salt),
+        )
+
     def view(self, dataset: Dataset) -> _View:
         """The evaluation view of ``dataset`` (kept while the dataset object lives)."""
         hit = self.views.get(id(dataset))
@@ -173,11 +182,8 @@ def _shape(
     withheld = tuple(n for n, o in zip(view.names, openness, strict=True) if o == _DROP)
     if not permitted:
         return "every column of the dataset is withheld from you by policy", allows
-    masks = {
-        n: Mask(MaskKind(_KINDS[treat[n]]), ctx.mask_salt if treat[n] == 3 else "")
-        for n in permitted
-        if treat[n] != _OPEN
-    }
+    kinds = ctx.masks()
+    masks = {n: kinds[treat[n]] for n in permitted if treat[n] != _OPEN}
     notes = [f"allowed by {len(allows)} policy line(s)"]
     if withheld:
         notes.append(f"columns withheld: {', '.join(withheld)}")

@@ -200,7 +200,7 @@ class Governance:
         hit = self._cache.get(key)
         if hit is not None and hit[0] is dataset and (hit[2] is None or self._clock() < hit[2]):
             return hit[1]
-        act = Action(action)
+        act = action if isinstance(action, Action) else Action(action)
         if act in DOMAIN_ACTIONS:
             return self.check_domain(principal, dataset.institution, act)
         policy = self._policy
