@@ -64,7 +64,7 @@ def screening_plot(result: pd.DataFrame, path: str | Path, top: int = 20) -> Pat
     if result.empty or MEAN not in result.columns:
         raise TrainingError("not a screening result (no rows or no pred_mean column)")
     shown = result.head(top).iloc[::-1]
-    figure = _figure(6.5, max(2.5, 0.3 * len(shown) + 1.2))
+    figure = _figure(9.0, max(2.5, 0.3 * len(shown) + 1.2))
     ax = figure.add_subplot()
     std = shown[STD].to_numpy(float) if STD in shown else None
     std = None if std is None or np.isnan(std).all() else np.nan_to_num(std)
@@ -79,9 +79,9 @@ def screening_plot(result: pd.DataFrame, path: str | Path, top: int = 20) -> Pat
     target = result.attrs.get("target", "target")
     ax.set_xlabel(f"predicted {_label(target, result.attrs.get('unit'))} (± 1 std)")
     by = "expected improvement" if EI in result.columns else "predicted mean"
-    ax.set_title(f"Top {len(shown)} candidates, ranked by {by}", fontsize=10)
+    ax.set_title(f"Top {len(shown)} candidates, ranked by {by}", fontsize=10, loc="left")
     out = Path(path)
-    figure.savefig(out, format="png")
+    figure.savefig(out, format="png", bbox_inches="tight")
     return out
 
 
