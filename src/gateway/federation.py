@@ -56,11 +56,14 @@ from policies.principals import Principal
 
 __all__ = [
     "Relay",
+    "fan_out",
     "federated_catalog",
+    "fetch_dataset",
     "is_remote",
     "open_relay",
     "relay_slice",
     "remote_dataset",
+    "site_report",
 ]
 
 T = TypeVar("T")
@@ -131,7 +134,7 @@ async def _peer_catalog(peer: Peer, principal: Principal, params: dict[str, Any]
     return page.datasets
 
 
-async def _fan_out(
+async def fan_out(
     jobs: dict[str, Callable[[], Awaitable[T]]], deadline: float
 ) -> dict[str, T | BaseException]:
     """Run every job concurrently, each within ``deadline``; a failure is kept, not raised."""
@@ -169,7 +172,7 @@ async def _catalog_of_peers(
         p.institution: (lambda p=p: _peer_catalog(p, principal, params)) for p in peers
     }
     deadline = max((p.config.deadline for p in peers), default=1.0)
-    return await _fan_out(jobs, deadline)
+    return await fan_out(jobs, deadline)
 
 
 def federated_catalog(

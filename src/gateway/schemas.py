@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -10,7 +10,14 @@ from connectors.datasets import Dataset
 from gateway.formats import Format
 from policies.decisions import Action
 
-__all__ = ["CatalogPage", "NodeInfo", "Problem", "Provenance", "SliceBody"]
+__all__ = [
+    "CatalogPage",
+    "FederatedQueryBody",
+    "NodeInfo",
+    "Problem",
+    "Provenance",
+    "SliceBody",
+]
 
 _ORDER = r"^[+-]?[A-Za-z_][A-Za-z0-9_]{0,127}$"
 
@@ -155,3 +162,32 @@ class TrainBody(BaseModel):
     random_state: int | None = 0
     model_name: str | None = Field(default=None, max_length=200)
     model_version: str = Field(default="1", min_length=1, max_length=100)
+
+
+_DATASET_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}/[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class FederatedQueryBody(BaseModel):
+    """One filter over compatible datasets of several sites, unioned with a ``site`` column."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    datasets: list[Annotated[str, Field(pattern=_DATASET_ID)]] = Field(
+        min_length=1, max_length=50, description="Dataset ids, 'institution/name'."
+    )
+    columns: list[str] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Columns to union (same name, PSPP role, type and unit everywhere); "
+        "omitted: every column, and then the schemas must agree entirely.",
+    )
+    filter: str | None = Field(
+        default=None, description="OPTIMADE filter syntax.", max_length=20_000
+    )
+    purpose: str = Field(min_length=1, max_length=64, description="Declared use.")
+    require_all: bool = Field(default=False, description="A partial result is an error.")
+    limit: int | None = Field(default=None, ge=0, le=1_000_000_000, description="Rows per site.")
+    deadline: float | None = Field(
+        default=None, gt=0, le=3600, description="Seconds for the whole query (default: peers')."
+    )
+    format: Literal["arrow", "json"] = Field(default="arrow", description="Response format.")

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.routes import audit, catalog, health, policies, provenance, slices, training
+from gateway.routes import (
+    audit,
+    catalog,
+    federation,
+    health,
+    policies,
+    provenance,
+    slices,
+    training,
+)
 
 __all__ = ["routers"]
 
@@ -16,4 +25,5 @@ routers: tuple[APIRouter, ...] = (
     policies.router,
     audit.router,
     training.router,
+    federation.router,
 )

@@ -1,0 +1,25 @@
+"""The federated query: one filter over compatible datasets of several institutions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from gateway.deps import CurrentPrincipal, NodeDep
+from gateway.federated_query import federated_query
+from gateway.schemas import FederatedQueryBody
+
+router = APIRouter(tags=["federation"])
+
+_UNION = {
+    200: {
+        "description": "The union with a `site` column; per-site status in the manifest.",
+        "content": {"application/vnd.apache.arrow.stream": {}, "application/json": {}},
+    }
+}
+
+
+@router.post("/federation/query", response_class=Response, responses=_UNION)
+async def query(body: FederatedQueryBody, node: NodeDep, principal: CurrentPrincipal) -> Response:
+    """Union a dataset's permitted slices across sites, each site's status reported."""
+    return await federated_query(node, principal, body)
