@@ -49,7 +49,7 @@ m = g(r.sub, p.sub, r.dom) && r.dom == p.dom && keyMatch(r.obj, p.obj) \
 MODEL = MODEL.replace(" \\\n", " ")
 
 
-class _RuleAdapter(Adapter):  # type: ignore[misc]
+class _RuleAdapter(Adapter):
     """The SQLAlchemy adapter, reading values column by column (row rules may hold commas)."""
 
     def load_policy(self, model: Any) -> None:
@@ -97,7 +97,7 @@ class CasbinStore:
         with self._engine.begin() as conn:
             newest = conn.execute(sa.select(sa.func.max(policy_changes.c.version))).scalar()
             version = int(newest or 0) + 1
-            table = CasbinRule.__table__
+            table = sa.Table("casbin_rule", CasbinRule.metadata)  # the mapped class's table
             for ptype, rule in remove:
                 cond = [table.c.ptype == ptype]
                 cond += [table.c[f"v{i}"] == v for i, v in enumerate(rule)]

@@ -221,8 +221,8 @@ def evaluate(
         return _deny(action, purpose, dataset, version, [f"unknown purpose {purpose!r}"]), None
     m = policy.match(principal, dataset.institution, dataset.name, action.value, purpose)
     if m.denies:
-        reasons = [f"denied by policy line {', '.join(line.rule[:6])}" for line in m.denies]
-        return _deny(action, purpose, dataset, version, reasons, m.denies), None
+        denied = [f"denied by policy line {', '.join(line.rule[:6])}" for line in m.denies]
+        return _deny(action, purpose, dataset, version, denied, m.denies), None
     if not m.allows:
         reason = f"no policy line allows {action.value} of {dataset.id} for purpose {purpose!r}"
         return _deny(action, purpose, dataset, version, [reason]), None

@@ -270,7 +270,8 @@ class Governance:
             if st.domain != domain:
                 raise PolicyForbidden(f"a steward of {domain} may not edit domain {st.domain}")
         policy = self._fresh()
-        present = {_entry(s) for s in (*policy.lines, *policy.assignments)}
+        statements: list[Statement] = [*policy.lines, *policy.assignments]
+        present = {_entry(s) for s in statements}
         seen: set[tuple[str, Rule]] = set()
         for st in add:
             self._validate(st)
