@@ -49,6 +49,7 @@ COLUMNS = ["id", *(f"c{i}" for i in range(1, 10))]
 TABLE = "matgate_bench_slice"
 MEMORY_TABLE = "matgate_bench_slice_mem"
 TARGET_DIRECT, TARGET_READ_SQL, TARGET_MB = 1.15, 5.0, 300.0
+OPEN: list[Any] = []  # connections of the contenders, closed before the tables are dropped
 
 
 def make_table(rows: int, seed: int = 7) -> pa.Table:
@@ -70,7 +71,6 @@ def load_sql(url: str, name: str, table: pa.Table) -> None:
     engine.dispose()
     with adbc_connect(url) as conn, conn.cursor() as cur:
         cur.adbc_ingest(name, table, mode="append")
-        conn.commit()
     if url.startswith("postgresql"):
         with sa.create_engine(url).connect() as c:
             c.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text(f"ANALYZE {name}"))
@@ -90,10 +90,12 @@ def adbc_connect(url: str) -> Any:
     if parsed.get_backend_name() == "sqlite":
         import adbc_driver_sqlite.dbapi as lite
 
-        return lite.connect(str(parsed.database))
+        return lite.connect(str(parsed.database), autocommit=True)
     import adbc_driver_postgresql.dbapi as pg
 
-    return pg.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False))
+    # autocommit: a read must not leave a transaction open that would block the final DROP.
+    uri = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    return pg.connect(uri, autocommit=True)
 
 
 def cx_uri(url: str) -> str:
@@ -121,6 +123,7 @@ def read_sql_contender(url: str, name: str) -> Callable[[], pd.DataFrame]:
 def adbc_contender(url: str, name: str) -> Callable[[], pd.DataFrame]:
     """ADBC, one pooled connection, Arrow table to pandas."""
     conn = adbc_connect(url)
+    OPEN.append(conn)
 
     def run() -> pd.DataFrame:
         with conn.cursor() as cur:
@@ -374,6 +377,8 @@ def main() -> int:
     finally:
         if node is not None:
             node.stop()
+        for conn in OPEN:
+            conn.close()
         for name in pg_tables:
             drop_sql(args.pg_url, name)
         shutil.rmtree(home, ignore_errors=True)

@@ -86,7 +86,15 @@ class SQLConnector(Connector):
             import adbc_driver_postgresql.dbapi as adbc_pg
 
             uri = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            return AdbcPool(lambda: adbc_pg.connect(uri, autocommit=True))
+
+            def connect() -> Any:
+                conn = adbc_pg.connect(uri, autocommit=True)
+                # Inlined string literals (see sqlreaders) are escaped for UTF-8 text.
+                with conn.cursor() as cur:
+                    cur.execute("SET client_encoding TO 'UTF8'")
+                return conn
+
+            return AdbcPool(connect)
         if self.backend == "sqlite" and self.url.database not in (None, "", ":memory:"):
             import adbc_driver_sqlite.dbapi as adbc_sqlite
 

@@ -1,7 +1,12 @@
 """Arrow-native readers of a compiled Select, one per driver.
 
-- PostgreSQL and SQLite through ADBC: parameters bound by the driver (``$n`` and ``?``), rows
-  decoded straight into Arrow record batches by the driver, connections pooled;
+- PostgreSQL through ADBC, which streams a query through ``COPY ... TO STDOUT (FORMAT binary)``
+  only when it has no bound parameters (with parameters it holds the whole result in memory
+  first): each value is therefore rendered as a typed literal (``CAST('0.5' AS DOUBLE
+  PRECISION)``, strings as escape-string constants ``E'...'``), typed as the driver would have
+  bound it; a value that has no safe literal form falls back to bound parameters;
+- SQLite through ADBC: parameters bound by the driver (``?``); both ADBC readers decode rows
+  straight into Arrow record batches in the driver, connections pooled;
 - MySQL/MariaDB through connectorx, which takes no parameters: the statement is rendered by
   SQLAlchemy's MySQL dialect with ``literal_binds`` (the dialect's own typed literals);
 - anything else SQLAlchemy can reach: a server-side cursor whose ``fetchmany`` partitions are
@@ -10,6 +15,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import queue
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,11 +35,75 @@ __all__ = [
     "read_connectorx",
     "read_sqlalchemy",
     "render_mysql",
+    "render_postgres",
 ]
 
 _PG = postgresql.dialect(paramstyle="numeric_dollar")
 _SQLITE = sqlite.dialect(paramstyle="qmark")
 _NULL_SUFFIX = "__isnull"
+# Big enough to amortise per-batch work, small enough that the first bytes leave early.
+_PG_BATCH_BYTES = 4 << 20
+
+
+class _NoLiteral(Exception):
+    """A value without a safe literal form: the statement is sent with bound parameters."""
+
+
+def _pg_literal(value: object) -> str:
+    """``value`` as a PostgreSQL constant of the type ADBC would bind it with."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return f"CAST({int(value)} AS BIGINT)"
+    if isinstance(value, float):
+        text = "NaN" if math.isnan(value) else repr(value).replace("inf", "Infinity")
+        return f"CAST('{text}' AS DOUBLE PRECISION)"
+    if isinstance(value, dt.datetime):
+        kind = "TIMESTAMP WITH TIME ZONE" if value.tzinfo else "TIMESTAMP WITHOUT TIME ZONE"
+        return f"CAST('{value.isoformat()}' AS {kind})"
+    if isinstance(value, dt.date):
+        return f"CAST('{value.isoformat()}' AS DATE)"
+    if isinstance(value, str) and "\x00" not in value:
+        # In an escape-string constant only the backslash and the quote are special, whatever
+        # standard_conforming_strings says; the pooled connections speak UTF-8.
+        escaped = value.replace("\\", "\\\\").replace("'", "''")
+        return f"CAST(E'{escaped}' AS TEXT)"
+    raise _NoLiteral(type(value).__name__)
+
+
+class _PGLiteralCompiler(type(_PG).statement_compiler):  # type: ignore[misc]
+    """The PostgreSQL compiler, rendering bound values with ``_pg_literal`` (and their casts)."""
+
+    def render_literal_bindparam(
+        self, bindparam: sa.BindParameter[Any], render_literal_value: Any = None, **kw: Any
+    ) -> str:
+        """A bound value as a typed literal, cast as the dialect casts its parameters."""
+        if bindparam.expanding or render_literal_value is not None:
+            raise _NoLiteral("expanding parameter")
+        if bindparam.value is None and bindparam.callable is None:
+            return "NULL"
+        text = _pg_literal(bindparam.effective_value)
+        impl = bindparam.type._unwrapped_dialect_impl(self.dialect)
+        if impl.render_bind_cast:
+            text = self.render_bind_cast(bindparam.type, impl, text)
+        return text
+
+
+class _PGLiteralDialect(type(_PG)):  # type: ignore[misc]
+    statement_compiler = _PGLiteralCompiler
+
+
+_PG_LITERAL = _PGLiteralDialect(paramstyle="numeric_dollar")
+
+
+def render_postgres(stmt: sa.Select[Any]) -> str | None:
+    """The statement with every value inlined as a typed literal, or None if one cannot be."""
+    try:
+        return str(stmt.compile(dialect=_PG_LITERAL, compile_kwargs={"literal_binds": True}))
+    except _NoLiteral:
+        return None
 
 
 class AdbcPool:
@@ -78,12 +149,16 @@ def _positional(stmt: sa.Select[Any], dialect: sa.Dialect) -> tuple[str, tuple[A
 
 
 def read_adbc_postgres(pool: AdbcPool, stmt: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
-    """Batches of ``stmt`` from PostgreSQL through ADBC."""
-    sql, params = _positional(stmt, _PG)
+    """Batches of ``stmt`` from PostgreSQL through ADBC, streamed (see the module docstring)."""
+    inlined = render_postgres(stmt)
+    sql, params = (inlined, None) if inlined is not None else _positional(stmt, _PG)
     conn = pool.acquire()
     finished = False
     try:
         with conn.cursor() as cur:
+            cur.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(_PG_BATCH_BYTES)}
+            )
             cur.execute(sql, params)
             yield from cur.fetch_record_batch()
         finished = True
