@@ -197,7 +197,9 @@ class World:
             server.stop()
 
 
-def peer_entry(world: World, institution: str, **overrides: Any) -> dict[str, Any]:
+def peer_entry(
+    world: World, institution: str, *, inline: bool = False, **overrides: Any
+) -> dict[str, Any]:
     """The ``[[peers]]`` entry naming ``institution``: beta's keys inline, others' by URL."""
     entry: dict[str, Any] = {
         "institution": institution,
@@ -209,7 +211,7 @@ def peer_entry(world: World, institution: str, **overrides: Any) -> dict[str, An
         "slice_deadline": 20.0,
         "retries": 1,
     }
-    if institution == "beta":
+    if inline or institution == "beta":
         entry["jwks"] = world.keys[institution].jwks()
     else:
         entry["jwks_url"] = world.url(institution) + "/.well-known/jwks.json"
@@ -248,7 +250,12 @@ def settings_for(world: World, institution: str) -> Settings:
     )
 
 
-def build_world(root: Path, peers_of: dict[str, list[dict[str, Any]]] | None = None) -> World:
+def build_world(
+    root: Path,
+    peers_of: dict[str, list[dict[str, Any]]] | None = None,
+    *,
+    inline: bool = False,
+) -> World:
     """Stores, keys and configs of the three nodes; the apps are made but not served."""
     ports = {i: free_port() for i in INSTITUTIONS}
     keys = {}
@@ -261,7 +268,7 @@ def build_world(root: Path, peers_of: dict[str, list[dict[str, Any]]] | None = N
     for inst in INSTITUTIONS:
         peers = (peers_of or {}).get(inst)
         if peers is None:
-            peers = [peer_entry(world, o) for o in INSTITUTIONS if o != inst]
+            peers = [peer_entry(world, o, inline=inline) for o in INSTITUTIONS if o != inst]
         world.apps[inst] = create_app(settings_for(world, inst), node_config(world, inst, peers))
     return world
 
