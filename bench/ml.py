@@ -24,7 +24,7 @@ from training.featurizers import CompositionFeaturizer
 from training.models import train_forward
 
 SEED = 18012019
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "src" / "gateway" / "demo" / "data"
 TARGETS = {"expt_gap": (0.45, "eV"), "steels_yield": (105.0, "MPa")}
 
 
