@@ -256,6 +256,11 @@ class _Server:
 
 async def _serve(servers: list[_Server]) -> None:
     loop = asyncio.get_running_loop()
+
+    def stop_all() -> None:
+        for server in servers:
+            server.stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: [s.stop() for s in servers])
+        loop.add_signal_handler(sig, stop_all)
     await asyncio.gather(*(s.serve() for s in servers))

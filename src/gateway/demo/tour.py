@@ -82,7 +82,7 @@ PY
   {bearer} $MIA" "$AURORA/datasets/cygnus/halide-gaps/slice?purpose=research"
   {bearer} $MIA" {json_type} "$AURORA/federation/query" -d '{{
     "datasets": ["borealis/oxide-gaps", "cygnus/halide-gaps"], "columns": ["formula", "target"],
-    "filter": "target > 4", "purpose": "research", "format": "csv"}}'
+    "filter": "target > 4", "purpose": "research", "format": "json"}}'
 
 7. Train, do not read: Borealis lets Aurora's models learn from its creep tests, rows stay home:
   {bearer} $MIA" "$AURORA/datasets/borealis/superalloy-creep/slice?purpose=ml-training"
