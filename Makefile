@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)  ## start a demo node on embedded defaults
+demo: $(STAMP)  ## start the demo federation (three nodes) on embedded defaults
 	$(BIN)/matgate demo --data-dir .demo
 
 test: $(STAMP)  ## install everything and run the suite

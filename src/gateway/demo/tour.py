@@ -60,7 +60,7 @@ c = Client(os.environ["AURORA"], token=os.environ["MIA"])
 df = c.dataset("aurora/ni-superalloys").pull(
     columns=["alloy", "test_temperature_c", "yield_strength_mpa"],
     filter="test_temperature_c > 600", purpose="research")
-print(df.head(), df.attrs["matgate"]["license"])
+print(df.head(), df.attrs["matgate"]["licence"])
 PY
   matgate pull aurora/ni-superalloys --purpose research \\
     --filter "test_temperature_c > 600" -o slice.parquet
