@@ -72,7 +72,8 @@ def _columns(temperature_unit: str = "degC") -> list[dict[str, Any]]:
     ]
 
 
-def _dataset(name: str, licence: str, unit: str = "degC") -> dict[str, Any]:
+def dataset_doc(name: str, licence: str, unit: str = "degC") -> dict[str, Any]:
+    """A dataset entry of a node config (no institution: the node fills it in)."""
     return {
         "name": name,
         "title": f"Band gaps ({name})",
@@ -86,13 +87,13 @@ def _dataset(name: str, licence: str, unit: str = "degC") -> dict[str, Any]:
 
 
 def _datasets(institution: str) -> list[dict[str, Any]]:
-    out = [_dataset("gaps", "CC-BY-4.0" if institution != "gamma" else "CC0-1.0")]
+    out = [dataset_doc("gaps", "CC-BY-4.0" if institution != "gamma" else "CC0-1.0")]
     if institution == "alpha":
-        out.append(_dataset("private-notes", "CC-BY-4.0"))
+        out.append(dataset_doc("private-notes", "CC-BY-4.0"))
     if institution == "beta":
-        out.append(_dataset("gaps-sa", "CC-BY-SA-4.0"))
+        out.append(dataset_doc("gaps-sa", "CC-BY-SA-4.0"))
     if institution == "gamma":
-        out += [_dataset("gaps-nc", "CC-BY-NC-4.0"), _dataset("gaps-kelvin", "CC0-1.0", "K")]
+        out += [dataset_doc("gaps-nc", "CC-BY-NC-4.0"), dataset_doc("gaps-kelvin", "CC0-1.0", "K")]
     return out
 
 
