@@ -63,7 +63,8 @@ def _lines(fp: IO[bytes]) -> Iterator[bytes]:
 def read_bundle(fp: IO[bytes]) -> Bundle:
     """Read a copy written by ``write_bundle``; lines that are none of the three kinds are kept
     as entries, so the verifier reports them as malformed rather than dropping them."""
-    node, jwks = "", {"keys": []}
+    node: str = ""
+    jwks: dict[str, Any] = {"keys": []}
     entries: list[bytes] = []
     checkpoints: list[Checkpoint] = []
     for line in _lines(fp):

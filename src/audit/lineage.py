@@ -125,7 +125,7 @@ class Lineage:
     @staticmethod
     def _insert_slices(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         ids = [r["manifest_id"] for r in rows]
-        known = set(
+        known: set[str] = set(
             conn.execute(
                 sa.select(slices.c.manifest_id).where(slices.c.manifest_id.in_(ids))
             ).scalars()
@@ -222,7 +222,7 @@ class Lineage:
             ids = [r["run_id"] for r in rows]
             inputs: dict[str, list[str]] = {}
             for rid, mid in conn.execute(sa.select(run_inputs).where(run_inputs.c.run_id.in_(ids))):
-                inputs.setdefault(rid, []).append(mid)
+                inputs.setdefault(str(rid), []).append(str(mid))
         return [
             Run(
                 r["run_id"],

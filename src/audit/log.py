@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import IO, Any
 
 import sqlalchemy as sa
@@ -96,6 +97,10 @@ _SQLITE_INSERT = (
 )
 
 
+def _all(conn: sa.Connection, query: sa.Select[Any]) -> list[Any]:
+    return list(conn.execute(query).all())
+
+
 def _insert_entries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """Insert entry rows; on PostgreSQL with psycopg through COPY, many times faster than
     row-by-row inserts, in the same transaction."""
@@ -107,6 +112,7 @@ def _insert_entries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     ):
         statement = f"COPY {entries.name} ({', '.join(_COLUMNS)}) FROM STDIN"
         try:
+            assert raw is not None
             with raw.cursor() as cur, cur.copy(statement) as copy:
                 for row in rows:
                     copy.write_row(tuple(row[c] for c in _COLUMNS))
@@ -156,7 +162,7 @@ class AuditLog:
         try:
             with self._engine.connect() as conn:
                 result = conn.execute(sa.select(entries.c.leaf_hash).order_by(entries.c.idx))
-                return MerkleTree(bytes(h) for (h,) in result)
+                return MerkleTree(bytes(row[0]) for row in result)
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"audit store unreadable: {exc.__class__.__name__}") from exc
 
@@ -401,7 +407,7 @@ class AuditLog:
         after = -1
         while True:
             query = sa.select(c.idx, c.body).where(c.idx > after).order_by(c.idx).limit(batch)
-            rows = self._read(lambda conn, q=query: conn.execute(q).all())
+            rows: list[Any] = self._read(partial(_all, query=query))
             for _, body in rows:
                 yield bytes(body)
             if len(rows) < batch:

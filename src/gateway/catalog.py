@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -83,7 +84,9 @@ class Catalog:
         with self._lock:
             if self._cache is None:
                 with self._engine.connect() as conn:
-                    rows = conn.execute(sa.select(catalog_table.c.document)).scalars().all()
+                    rows: list[Any] = list(
+                        conn.execute(sa.select(catalog_table.c.document)).scalars().all()
+                    )
                 self._cache = {d.id: d for d in (Dataset.model_validate(r) for r in rows)}
             return self._cache
 

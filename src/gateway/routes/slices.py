@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
@@ -14,7 +14,7 @@ from gateway.schemas import SliceBody
 
 router = APIRouter(tags=["slices"])
 
-_STREAM = {
+_STREAM: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The slice, in the requested format; the manifest is at the Link header.",
         "content": {f.media_type: {} for f in Format},
