@@ -47,8 +47,8 @@ import pyarrow as pa
 from connectors.base import ARROW_TYPES, Connector
 from connectors.datasets import ColumnType
 from connectors.errors import ConnectorError, FilterError, QueryError, StoreError, TableError
-from connectors.filterparser import unparse_value
-from connectors.filters import And, Compare, CompareOp, Filter, Known, Match, Not, Or, fields
+from connectors.filters import fields
+from connectors.optimadecompile import IDENTIFIER, compile_optimade
 from connectors.query import MaskKind, Query
 from connectors.sqlcompile import REDACTED
 
@@ -64,7 +64,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 _VERSIONED = re.compile(r"/v\d+(\.\d+){0,2}$")
 _TYPES = {
     "string": ColumnType.STRING,
@@ -75,92 +74,9 @@ _TYPES = {
 }
 _JSON_TYPES = frozenset({"list", "dictionary"})
 _TOP_LEVEL = frozenset({"id", "type"})  # resource members, not attributes
-_NEGATED = {
-    CompareOp.EQ: CompareOp.NE,
-    CompareOp.NE: CompareOp.EQ,
-    CompareOp.LT: CompareOp.GE,
-    CompareOp.LE: CompareOp.GT,
-    CompareOp.GT: CompareOp.LE,
-    CompareOp.GE: CompareOp.LT,
-}
 _SPDX_URL = re.compile(r"^https?://spdx\.org/licenses/([A-Za-z0-9.+-]+?)(?:\.html|\.json)?/?$")
 _CC_URL = re.compile(r"^https?://creativecommons\.org/licenses/([a-z-]+)/(\d\.\d)/?(?:legalcode)?")
 _CC0_URL = re.compile(r"^https?://creativecommons\.org/publicdomain/zero/1\.0/?")
-
-
-# ---- the filter compiler ------------------------------------------------------------------
-
-
-def _rfc3339(field: str, value: str) -> str:
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise FilterError(f"{value!r} for {field!r} is not an ISO 8601 timestamp") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    moment = moment.astimezone(dt.UTC)
-    pattern = "%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ"
-    return moment.strftime(pattern)
-
-
-def _name(field: str) -> str:
-    if not _IDENTIFIER.match(field):
-        raise FilterError(f"{field!r} cannot be named in an OPTIMADE filter (lower-case only)")
-    return field
-
-
-def _value(node: Compare | Match, timestamps: frozenset[str]) -> str:
-    if node.field in timestamps and isinstance(node.value, str):
-        return unparse_value(_rfc3339(node.field, node.value))
-    return unparse_value(node.value)
-
-
-def _join(parts: list[tuple[str, bool]], word: str) -> tuple[str, bool]:
-    # Each part is (text, atomic); compound parts are parenthesised so grouping survives.
-    if len(parts) == 1:
-        return parts[0]
-    return f" {word} ".join(t if atomic else f"({t})" for t, atomic in parts), False
-
-
-def _holds(node: Filter, ts: frozenset[str]) -> tuple[str, bool]:
-    """Text true exactly where ``node`` is true (not unknown) under Kleene logic."""
-    if isinstance(node, And):
-        if not node.items:
-            return "id IS KNOWN", True  # OPTIMADE has no TRUE literal; every entry has an id
-        return _join([_holds(i, ts) for i in node.items], "AND")
-    if isinstance(node, Or):
-        if not node.items:
-            return "id IS UNKNOWN", True
-        return _join([_holds(i, ts) for i in node.items], "OR")
-    if isinstance(node, Not):
-        return _fails(node.item, ts)
-    field = _name(node.field)
-    if isinstance(node, Known):
-        return f"{field} IS {'KNOWN' if node.known else 'UNKNOWN'}", True
-    return f"{field} {node.op.value} {_value(node, ts)}", True  # Compare or Match
-
-
-def _fails(node: Filter, ts: frozenset[str]) -> tuple[str, bool]:
-    """Text true exactly where ``node`` is false (not unknown) under Kleene logic."""
-    if isinstance(node, And):
-        return _holds(Or(tuple(Not(i) for i in node.items)), ts)
-    if isinstance(node, Or):
-        return _holds(And(tuple(Not(i) for i in node.items)), ts)
-    if isinstance(node, Not):
-        return _holds(node.item, ts)
-    if isinstance(node, Known):
-        return _holds(Known(node.field, not node.known), ts)
-    if isinstance(node, Compare):
-        # On known values the order is total, so the negated operator is the exact complement,
-        # and it is false on unknown values just as the Kleene NOT is.
-        return _holds(Compare(node.field, _NEGATED[node.op], node.value), ts)
-    field = _name(node.field)
-    return f"{field} IS KNOWN AND NOT {field} {node.op.value} {_value(node, ts)}", False
-
-
-def compile_optimade(node: Filter, timestamps: frozenset[str] = frozenset()) -> str:
-    """OPTIMADE filter text selecting the rows where ``node`` is true (Kleene, as in SQL)."""
-    return _holds(node, frozenset(timestamps))[0]
 
 
 # ---- provider metadata --------------------------------------------------------------------
@@ -407,7 +323,7 @@ class OptimadeConnector(Connector):
 
     def _entry(self, table: str) -> str:
         entry = table or self.entry
-        if not _IDENTIFIER.match(entry):
+        if not IDENTIFIER.match(entry):
             raise TableError(f"{entry!r} is not an OPTIMADE entry type name")
         if entry not in self.tables():
             served = ", ".join(self.tables()) or "none"
