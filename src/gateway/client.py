@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -129,7 +130,7 @@ class Client(Learning):
                 response.read()
                 raise _error(response)
             request_id = response.headers.get("matgate-request-id", "")
-            reader = _HashingReader(response.iter_bytes(chunk_size=1 << 20))
+            reader = _HashingReader(response.iter_bytes())
             stream = pa.ipc.open_stream(reader)
             batches = []
             bar = _bar(progress if progress is not None else self.progress)
@@ -231,13 +232,16 @@ def to_pandas(table: pa.Table) -> pd.DataFrame:
 class _HashingReader(io.RawIOBase):
     """A readable file over response chunks that hashes every byte it hands out.
 
-    ``read(n)`` returns exactly ``n`` bytes until the end, as Arrow's stream reader expects.
+    ``read(n)`` returns exactly ``n`` bytes until the end, as Arrow's stream reader expects. A
+    read that one received chunk covers is served from it (no copy when it is the whole chunk);
+    a larger read (a batch's body) is joined once into bytes that Arrow then uses in place.
     """
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         super().__init__()
         self._chunks = chunks
-        self._buffer = b""
+        self._chunk = b""
+        self._view = memoryview(self._chunk)
         self._pos = 0
         self._digest = hashlib.sha256()
 
@@ -245,23 +249,33 @@ class _HashingReader(io.RawIOBase):
         """Always."""
         return True
 
+    def _take(self, size: int) -> bytes | memoryview | None:
+        """Up to ``size`` bytes of the current chunk (the next one if it is used up)."""
+        while self._pos >= len(self._chunk):
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return None
+            self._chunk, self._view, self._pos = chunk, memoryview(chunk), 0
+        if self._pos == 0 and size >= len(self._chunk):
+            self._pos = len(self._chunk)
+            return self._chunk
+        part = self._view[self._pos : self._pos + size]
+        self._pos += len(part)
+        return part
+
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes (all that is left if ``size`` < 0), short only at the end."""
+        wanted = size if size >= 0 else sys.maxsize
         parts = []
-        wanted = size if size >= 0 else float("inf")
         while wanted > 0:
-            if self._pos >= len(self._buffer):
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    break
-                self._digest.update(chunk)
-                self._buffer, self._pos = chunk, 0
-                continue
-            take = int(min(wanted, len(self._buffer) - self._pos))
-            parts.append(self._buffer[self._pos : self._pos + take])
-            self._pos += take
-            wanted -= take
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+            part = self._take(wanted)
+            if part is None:
+                break
+            parts.append(part)
+            wanted -= len(part)
+        data = parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
+        self._digest.update(data)
+        return data
 
     def readinto(self, target: Any) -> int:
         """Fill ``target`` as far as the stream goes."""
@@ -271,8 +285,7 @@ class _HashingReader(io.RawIOBase):
 
     def drain(self) -> None:
         """Hash whatever the Arrow reader did not need (there should be nothing)."""
-        for chunk in self._chunks:
-            self._digest.update(chunk)
+        self.read()
 
     def hexdigest(self) -> str:
         """SHA-256 of everything received."""

@@ -9,10 +9,13 @@ breaks, the manifest is completed with what was actually sent and the completion
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
+import queue
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,6 +49,7 @@ __all__ = [
 ]
 
 MANIFEST_KEY = b"matgate.manifest"
+READ_AHEAD = 2  # batches read from the store ahead of the one being sent
 log = logging.getLogger("matgate.slices")
 
 
@@ -233,9 +237,57 @@ class _Batches:
             first, self._first = self._first, None
             self.rows += first.num_rows
             yield first
-        for batch in self._rest:
-            self.rows += batch.num_rows
-            yield batch
+        with contextlib.closing(_read_ahead(self._rest)) as rest:
+            for batch in rest:
+                self.rows += batch.num_rows
+                yield batch
+
+
+def _read_ahead(source: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """``source`` read by a thread of its own, up to ``READ_AHEAD`` batches ahead.
+
+    The store's driver decodes rows without the GIL, so reading the next batches overlaps
+    encoding, hashing and sending this one; the bounded queue keeps memory to a few batches.
+    """
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=READ_AHEAD)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in source:
+                if not put(("batch", batch)):
+                    return
+            put(("end", None))
+        except Exception as exc:
+            put(("error", exc))
+        finally:
+            # The store iterator's own cleanup (its connection back to the pool) runs here.
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    reader = threading.Thread(target=produce, name="matgate-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _first_batch_early(node: Node, dataset: Dataset, query: Query) -> _Batches:
