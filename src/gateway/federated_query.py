@@ -41,9 +41,10 @@ from gateway.errors import (
     ServiceUnavailable,
     Unprocessable,
 )
-from gateway.federation import fan_out, fetch_dataset, is_remote, open_relay, site_report
+from gateway.federation import fan_out, fetch_dataset, is_remote, site_report
 from gateway.formats import Format, encode
 from gateway.node import Node
+from gateway.relay import open_relay
 from gateway.schemas import FederatedQueryBody
 from gateway.slices import MANIFEST_KEY, SliceRequest, open_slice
 from policies.decisions import Action
@@ -64,8 +65,9 @@ async def federated_query(node: Node, principal: Principal, body: FederatedQuery
     deadline = body.deadline or max((p.config.deadline for p in node.peers), default=30.0)
     end = time.monotonic() + deadline
     found = await fan_out({i: _metadata_job(node, principal, i) for i in ids}, deadline)
-    datasets = {i: r for i, r in found.items() if isinstance(r, Dataset)}
-    sites = {i: site_report(r) for i, r in found.items()}
+    # In the order asked, not the order answered, so that messages do not depend on timing.
+    datasets = {i: found[i] for i in ids if isinstance(found.get(i), Dataset)}
+    sites = {i: site_report(found[i]) for i in ids if i in found}
     if not datasets:
         raise _failure(sites, "no site could describe its dataset")
     columns = compatible_columns(list(datasets.values()), body.columns)

@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from audit.events import DatasetRegistered
 from connectors.datasets import Dataset, PSPPRole
-from gateway import dcat, federation
+from gateway import dcat, federation, relay
 from gateway.access import dataset_for, record, visible_datasets
 from gateway.catalog import search
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
@@ -149,7 +149,7 @@ def stream_slice(
         format=body.format,
     )
     if federation.is_remote(node, dataset_id):
-        return federation.relay_slice(node, principal, dataset_id, req)
+        return relay.relay_slice(node, principal, dataset_id, req)
     opened = open_slice(node, principal, dataset_id, req)
     name = dataset_id.replace("/", "_") + opened.format.suffix
     headers = {**opened.headers, "Content-Disposition": f'attachment; filename="{name}"'}

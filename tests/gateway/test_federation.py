@@ -193,7 +193,7 @@ def test_a_denied_site_makes_a_partial_result(world):
     ("datasets", "reason"),
     [
         (["beta/gaps-sa", "gamma/gaps-nc"], "cannot be combined"),
-        (["beta/gaps", "gamma/gaps-kelvin"], "unit K in gamma/gaps-kelvin"),
+        (["beta/gaps", "gamma/gaps-kelvin"], "unit degC in beta/gaps but K in gamma/gaps-kelvin"),
     ],
 )
 def test_incompatible_datasets_are_refused(world, datasets, reason):
