@@ -44,7 +44,7 @@ class Learning:
         purpose: str = "ml-training",
         inputs: Sequence[str] | None = None,
         roles: Iterable[str] = DEFAULT_ROLES,
-        filter: str | None = None,  # noqa: A002
+        filter: str | None = None,
         limit: int | None = None,
     ) -> TrainingSet:
         """Pull the permitted slice for ``purpose`` and choose inputs by PSPP role for ``target``."""
@@ -81,9 +81,8 @@ class Learning:
 
     def screen(self: _Client, model: ForwardModel | TrainingRun, **kwargs: Any) -> pd.DataFrame:
         """Rank candidates by predicted target (see ``training.screening.screen``)."""
-        from training.screening import screen
-
         from training.runs import TrainingRun
+        from training.screening import screen
 
         return screen(model.model if isinstance(model, TrainingRun) else model, **kwargs)
 
@@ -102,7 +101,7 @@ class Learning:
         estimator: str = "random_forest",
         cv: int = 5,
         inputs: Sequence[str] | None = None,
-        filter: str | None = None,  # noqa: A002
+        filter: str | None = None,
         model_name: str | None = None,
         timeout: float = 600.0,
         poll: float = 0.5,

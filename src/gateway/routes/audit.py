@@ -90,7 +90,7 @@ def export(
     node: NodeDep,
     principal: CurrentPrincipal,
     filters: Filters,
-    format: Literal["jsonl", "csv"] = "jsonl",  # noqa: A002
+    format: Literal["jsonl", "csv"] = "jsonl",
 ) -> StreamingResponse:
     """Matching events as JSON lines or CSV."""
     media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
@@ -128,7 +128,7 @@ def lineage(
     dataset: Annotated[str | None, Query(max_length=200)] = None,
     principal_id: Annotated[str | None, Query(alias="principal", max_length=300)] = None,
     model: Annotated[str | None, Query(max_length=300, description="name or name@version")] = None,
-    format: Literal["graph", "prov", "openlineage"] = "graph",  # noqa: A002
+    format: Literal["graph", "prov", "openlineage"] = "graph",
 ) -> Any:
     """dataset -> slice -> principal -> run -> model, as a graph, W3C PROV-JSON or OpenLineage."""
     return auditing.lineage(
