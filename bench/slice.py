@@ -216,6 +216,7 @@ class NodeProcess:
         self.log = (home / "node.log").open("wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self._wait()
+        self.started_rss = self.rss_mb()
 
     def _wait(self) -> None:
         import httpx
@@ -308,7 +309,10 @@ def memory(node: NodeProcess, dataset: str, rows: int) -> None:
     growth = peak - before
     verdict = "met" if growth <= TARGET_MB else "MISSED"
     print(f"\nmemory: pulled {got:,} rows ({got * 80 / 1e6:.0f} MB of values) in {seconds:.1f} s")
-    print(f"  node RSS before {before:.0f} MB, peak {peak:.0f} MB, growth {growth:.0f} MB")
+    print(
+        f"  node RSS at start {node.started_rss:.0f} MB, before this pull {before:.0f} MB, "
+        f"peak {peak:.0f} MB: growth {growth:.0f} MB"
+    )
     print(f"  target: growth <= {TARGET_MB:.0f} MB: {verdict}")
 
 
@@ -356,7 +360,7 @@ def main() -> int:
             datasets.append(dataset_entry("slice-memory", "pg", MEMORY_TABLE))
         del data
         node = NodeProcess(home, cfg_stores, datasets)
-        print(f"node: pid {node.proc.pid} at {node.url}, RSS {node.rss_mb():.0f} MB")
+        print(f"node: pid {node.proc.pid} at {node.url}, RSS {node.started_rss:.0f} MB")
         for store in stores:
             url = sqlite_url if store == "sqlite" else args.pg_url
             ours = matgate_contender(node.url, node.token, f"{INSTITUTION}/slice-{store}")
