@@ -64,7 +64,8 @@ def load_sql(url: str, name: str, table: pa.Table) -> None:
     """Create ``name`` with typed columns through SQLAlchemy, then bulk-load it through ADBC."""
     engine = sa.create_engine(url)
     md = sa.MetaData()
-    cols = [sa.Column("id", sa.BigInteger()), *(sa.Column(c, sa.Float()) for c in COLUMNS[1:])]
+    cols: list[sa.Column[Any]] = [sa.Column("id", sa.BigInteger())]
+    cols += [sa.Column(c, sa.Float()) for c in COLUMNS[1:]]
     t = sa.Table(name, md, *cols)
     md.drop_all(engine, tables=[t])
     md.create_all(engine)

@@ -8,7 +8,9 @@ installs and runs anywhere::
     c = Client("http://127.0.0.1:8000", token="...")
     c.catalog(q="yield strength", pspp="property")
     df = c.dataset("alpha/ni-superalloys").pull(
-        columns=["alloy", "yield_strength_mpa"], filter="test_temperature_c > 600", purpose="research"
+        columns=["alloy", "yield_strength_mpa"],
+        filter="test_temperature_c > 600",
+        purpose="research",
     )
     df.attrs["matgate"]          # the manifest: licence, obligations, row count, content hash
 

@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -101,7 +101,7 @@ def permitted(
     req: SliceRequest,
     action: Action = Action.READ,
 ) -> Permitted:
-    """Find the dataset, check the request, decide (recorded) and build the one pushed-down Query."""
+    """Find the dataset, check the request, decide (recorded), build the one pushed-down Query."""
     request_id = uuid.uuid4().hex
     dataset = dataset_for(node, principal, dataset_id, request_id=request_id)
     user_filter = _parse_filter(req.filter, dataset)
@@ -243,7 +243,7 @@ class _Batches:
                 yield batch
 
 
-def _read_ahead(source: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def _read_ahead(source: Iterator[pa.RecordBatch]) -> Generator[pa.RecordBatch, None, None]:
     """``source`` read by a thread of its own, up to ``READ_AHEAD`` batches ahead.
 
     The store's driver decodes rows without the GIL, so reading the next batches overlaps
