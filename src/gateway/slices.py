@@ -277,17 +277,23 @@ def _read_ahead(source: Iterator[pa.RecordBatch]) -> Generator[pa.RecordBatch, N
 
     reader = threading.Thread(target=produce, name="matgate-read-ahead", daemon=True)
     reader.start()
+    finished = False
     try:
         while True:
             kind, value = ready.get()
-            if kind == "end":
+            if kind != "batch":
+                finished = True
+                if kind == "error":
+                    raise value
                 return
-            if kind == "error":
-                raise value
             yield value
     finally:
         stop.set()
-        reader.join()
+        # A reader past its last item only has its cleanup left. One stopped early may be in
+        # the middle of a slow store read: it closes the store's iterator itself when that
+        # read returns, and nobody (perhaps the event loop, collecting this generator) waits.
+        if finished:
+            reader.join()
 
 
 def _first_batch_early(node: Node, dataset: Dataset, query: Query) -> _Batches:
