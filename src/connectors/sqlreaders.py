@@ -2,9 +2,10 @@
 
 - PostgreSQL through ADBC, which streams a query through ``COPY ... TO STDOUT (FORMAT binary)``
   only when it has no bound parameters (with parameters it holds the whole result in memory
-  first): each value is therefore rendered as a typed literal (``CAST('0.5' AS DOUBLE
-  PRECISION)``, strings as escape-string constants ``E'...'``), typed as the driver would have
-  bound it; a value that has no safe literal form falls back to bound parameters;
+  first): each value is therefore rendered as a typed literal quoted by psycopg's own
+  ``sql.Literal`` (``CAST(0.5 AS DOUBLE PRECISION)``, ``CAST('it''s' AS TEXT)``), typed as the
+  driver would have bound it; a value that has no literal form (a string with a NUL character)
+  falls back to bound parameters;
 - SQLite through ADBC: parameters bound by the driver (``?``); both ADBC readers decode rows
   straight into Arrow record batches in the driver, connections pooled;
 - MySQL/MariaDB through connectorx, which takes no parameters: the statement is rendered by
@@ -16,7 +17,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 import queue
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -50,27 +50,33 @@ class _NoLiteral(Exception):
 
 
 def _pg_literal(value: object) -> str:
-    """``value`` as a PostgreSQL constant of the type ADBC would bind it with."""
+    """``value`` as a PostgreSQL constant of the type ADBC would bind it with.
+
+    Quoting and escaping are psycopg's own (``psycopg.sql.Literal``, what psycopg sends for
+    client-side binding), never string formatting here; the cast keeps the type the driver would
+    have bound.
+    """
     if value is None:
         return "NULL"
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return f"CAST({int(value)} AS BIGINT)"
-    if isinstance(value, float):
-        text = "NaN" if math.isnan(value) else repr(value).replace("inf", "Infinity")
-        return f"CAST('{text}' AS DOUBLE PRECISION)"
+    kind = _PG_TYPES.get(type(value))
     if isinstance(value, dt.datetime):
         kind = "TIMESTAMP WITH TIME ZONE" if value.tzinfo else "TIMESTAMP WITHOUT TIME ZONE"
-        return f"CAST('{value.isoformat()}' AS {kind})"
-    if isinstance(value, dt.date):
-        return f"CAST('{value.isoformat()}' AS DATE)"
-    if isinstance(value, str) and "\x00" not in value:
-        # In an escape-string constant only the backslash and the quote are special, whatever
-        # standard_conforming_strings says; the pooled connections speak UTF-8.
-        escaped = value.replace("\\", "\\\\").replace("'", "''")
-        return f"CAST(E'{escaped}' AS TEXT)"
-    raise _NoLiteral(type(value).__name__)
+    if kind is None or (isinstance(value, str) and "\x00" in value):
+        raise _NoLiteral(type(value).__name__)
+    from psycopg import sql
+
+    return f"CAST({sql.Literal(value).as_string(None)} AS {kind})"
+
+
+_PG_TYPES: dict[type, str] = {
+    int: "BIGINT",
+    float: "DOUBLE PRECISION",
+    str: "TEXT",
+    dt.date: "DATE",
+    dt.datetime: "TIMESTAMP",
+}
 
 
 class _PGLiteralCompiler(type(_PG).statement_compiler):  # type: ignore[misc]

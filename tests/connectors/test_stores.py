@@ -221,19 +221,23 @@ def test_open_store_refuses_unknown_kinds() -> None:
         open_store("ftp", "x")
 
 
-def test_hostile_strings_mariadb_round_trip(mariadb_store: Connector, mariadb_url: str) -> None:
-    """Every hostile string as an equality filter returns exactly its rows, table intact."""
+@pytest.mark.parametrize("store", ["pg_store", "mariadb_store"])
+def test_hostile_strings_round_trip(store: str, request: pytest.FixtureRequest) -> None:
+    """Where values are inlined as literals (PostgreSQL's COPY path, connectorx on MariaDB),
+    every hostile string as an equality filter returns exactly its rows and the table is intact."""
     import pandas as pd
 
-    engine = sa.create_engine(mariadb_url)
+    connector: Connector = request.getfixturevalue(store)
+    url = request.getfixturevalue("pg_url" if store == "pg_store" else "mariadb_url")
+    engine = sa.create_engine(url)
     before = pd.read_sql("SELECT * FROM samples ORDER BY id", engine)
-    for value in [*HOSTILE, "\\", "'", "\\%", "%_%", "' OR '1'='1"]:
+    for value in [*HOSTILE, "\\", "'", "\\%", "%_%", "' OR '1'='1", "$$; DROP TABLE samples; --"]:
         for text, keep in [
             (f"s = {quote(value)}", before["s"] == value),
             (f"s CONTAINS {quote(value)}", before["s"].str.contains(value, regex=False)),
         ]:
             query = Query("samples", ("id",), filter=parse(text), order_by=(("id", False),))
-            got = read(mariadb_store, query).column("id").to_pylist()
+            got = read(connector, query).column("id").to_pylist()
             assert got == before.loc[keep.fillna(False).astype(bool), "id"].tolist(), text
     after = pd.read_sql("SELECT * FROM samples ORDER BY id", engine)
     engine.dispose()

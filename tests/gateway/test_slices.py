@@ -149,3 +149,21 @@ def test_parquet_file_metadata_holds_the_manifest(api, auth):
     r = api.post(SLICE, json=_body(format="parquet", limit=10), headers=auth["ml-user"])
     schema = pq.read_schema(io.BytesIO(r.content))
     assert json.loads(schema.metadata[MANIFEST_KEY])["dataset"] == NI
+
+
+def test_arrow_encoding_is_the_standard_ipc_stream():
+    """The encoder's bytes are exactly what pyarrow's own stream writer produces."""
+    from gateway.formats import Format, encode
+
+    schema = pa.schema([("a", pa.int64()), ("b", pa.string())]).with_metadata({b"k": b"v"})
+    batches = [
+        pa.record_batch([pa.array([1, 2, None]), pa.array(["x", None, "z"])], schema=schema),
+        pa.record_batch([pa.array([], pa.int64()), pa.array([], pa.string())], schema=schema),
+        pa.record_batch([pa.array([7]), pa.array(["é"])], schema=schema),
+    ]
+    ours = b"".join(encode(Format.ARROW, schema, iter(batches)))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    assert ours == sink.getvalue().to_pybytes()
