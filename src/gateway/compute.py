@@ -16,14 +16,12 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from fastapi import Response
 
-from audit.events import SliceDelivered
 from connectors.errors import ConnectorError
-from gateway.access import record
 from gateway.errors import Conflict, ServiceUnavailable, TooLarge
 from gateway.formats import Format
 from gateway.jobs import Job, Progress
 from gateway.schemas import TrainBody
-from gateway.slices import Permitted, SliceRequest, manifest_for, permitted
+from gateway.slices import Permitted, SliceRequest, keep, manifest_for, permitted
 from policies.decisions import Action
 from policies.principals import Principal
 
@@ -137,29 +135,7 @@ def _record_input(
         complete=True,
     )
     manifest["query"]["limit"] = None
-    record(
-        node,
-        SliceDelivered(
-            request_id=grant.request_id,
-            node=node.institution,
-            principal=principal.id,
-            institution=principal.institution,
-            dataset=grant.dataset.id,
-            action=Action.TRAIN.value,
-            purpose=req.purpose,
-            decision="allow",
-            manifest_id=grant.request_id,
-            policy_version=grant.decision.policy_version,
-            rows=table.num_rows,
-            bytes=body.size,
-            sha256=manifest["sha256"],
-            columns=tuple(grant.decision.columns),
-            filter=req.filter,
-            format="compute-to-data",
-            complete=True,
-        ),
-    )
-    return manifest, node.provenance.complete(manifest)
+    return manifest, keep(node, principal, manifest, action=Action.TRAIN)
 
 
 def artifact(node: Node, principal: Principal, job_id: str) -> Response:

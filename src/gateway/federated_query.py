@@ -26,11 +26,10 @@ import anyio.to_thread
 import pyarrow as pa
 from fastapi.responses import Response
 
-from audit.events import SliceDelivered
 from connectors.datasets import Column, Dataset
 from connectors.errors import FilterError
 from connectors.filterparser import check, parse
-from gateway.access import dataset_for, record
+from gateway.access import dataset_for
 from gateway.errors import (
     BadGateway,
     BadRequest,
@@ -46,8 +45,7 @@ from gateway.formats import Format, encode
 from gateway.node import Node
 from gateway.relay import open_relay
 from gateway.schemas import FederatedQueryBody
-from gateway.slices import MANIFEST_KEY, SliceRequest, open_slice
-from policies.decisions import Action
+from gateway.slices import MANIFEST_KEY, SliceRequest, keep, open_slice
 from policies.errors import PolicyError
 from policies.licences import combine
 from policies.principals import Principal
@@ -66,7 +64,11 @@ async def federated_query(node: Node, principal: Principal, body: FederatedQuery
     end = time.monotonic() + deadline
     found = await fan_out({i: _metadata_job(node, principal, i) for i in ids}, deadline)
     # In the order asked, not the order answered, so that messages do not depend on timing.
-    datasets = {i: found[i] for i in ids if isinstance(found.get(i), Dataset)}
+    datasets: dict[str, Dataset] = {}
+    for i in ids:
+        answer = found.get(i)
+        if isinstance(answer, Dataset):
+            datasets[i] = answer
     sites = {i: site_report(found[i]) for i in ids if i in found}
     if not datasets:
         raise _failure(sites, "no site could describe its dataset")
@@ -125,7 +127,7 @@ async def federated_query(node: Node, principal: Principal, body: FederatedQuery
         "bytes": len(content),
         "sha256": hashlib.sha256(content).hexdigest(),
     }
-    await anyio.to_thread.run_sync(_keep, node, principal, final)
+    await anyio.to_thread.run_sync(keep, node, principal, final)
     media = Format.ARROW.media_type if body.format == "arrow" else Format.JSON.media_type
     headers = {
         "Matgate-Request-Id": query_id,
@@ -286,31 +288,6 @@ def _encode(table: pa.Table, manifest: dict[str, Any], fmt: str) -> bytes:
     schema = table.schema.with_metadata({MANIFEST_KEY: json.dumps(manifest).encode()})
     batches = table.cast(schema).to_batches(max_chunksize=65536)
     return b"".join(encode(Format.ARROW, schema, batches))
-
-
-def _keep(node: Node, principal: Principal, final: dict[str, Any]) -> None:
-    record(
-        node,
-        SliceDelivered(
-            request_id=final["id"],
-            node=node.institution,
-            principal=principal.id,
-            institution=principal.institution,
-            dataset=final["dataset"],
-            action=Action.READ.value,
-            purpose=final["purpose"],
-            decision="allow",
-            manifest_id=final["id"],
-            rows=final["rows"],
-            bytes=final["bytes"],
-            sha256=final["sha256"],
-            columns=tuple(final["query"]["columns"]),
-            filter=final["query"]["filter"],
-            format=final["format"],
-            complete=final["complete"],
-        ),
-    )
-    node.provenance.complete(final)
 
 
 def _failure(sites: dict[str, dict[str, Any]], why: str) -> MatgateError:

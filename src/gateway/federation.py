@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -146,7 +147,7 @@ async def _catalog_of_peers(
     wanted = params.get("institution")
     peers = [p for p in node.peers if wanted in (None, p.institution)]
     jobs: dict[str, Callable[[], Awaitable[list[Dataset]]]] = {
-        p.institution: (lambda p=p: _peer_catalog(p, principal, params)) for p in peers
+        p.institution: partial(_peer_catalog, p, principal, params) for p in peers
     }
     deadline = max((p.config.deadline for p in peers), default=1.0)
     return await fan_out(jobs, deadline)

@@ -190,7 +190,7 @@ class Peer:
         if self.config.allow_private_network:
             return False
         stream = response.extensions.get("network_stream")
-        addr = stream.get_extra_info("server_addr") if stream is not None else None
+        addr: Any = stream.get_extra_info("server_addr") if stream is not None else None
         return bool(addr) and _forbidden_address(str(addr[0]))
 
     def admit(self) -> None:

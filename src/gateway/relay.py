@@ -31,7 +31,7 @@ import pyarrow as pa
 from fastapi.responses import StreamingResponse
 
 from audit.errors import AuditError
-from audit.events import RelayForwarded, SliceDelivered
+from audit.events import RelayForwarded
 from audit.manifests import verify_manifest
 from gateway.access import record
 from gateway.errors import (
@@ -43,7 +43,7 @@ from gateway.federation import bridge, peer_for
 from gateway.formats import Format
 from gateway.node import Node
 from gateway.peers import Peer, read_capped
-from gateway.slices import MANIFEST_KEY, SliceRequest
+from gateway.slices import MANIFEST_KEY, SliceRequest, keep
 from policies.decisions import Action
 from policies.principals import Principal
 
@@ -378,30 +378,7 @@ def _upstream_problem(
 def _keep(node: Node, principal: Principal, final: dict[str, Any], error: str) -> None:
     """Record the relay's completion and keep its signed manifest (logged loudly on failure)."""
     try:
-        record(
-            node,
-            SliceDelivered(
-                request_id=final["id"],
-                node=node.institution,
-                principal=principal.id,
-                institution=principal.institution,
-                dataset=final["dataset"],
-                action=Action.READ.value,
-                purpose=final["purpose"],
-                decision="allow",
-                manifest_id=final["id"],
-                policy_version=final["policy_version"],
-                rows=int(final["rows"] or 0),
-                bytes=final["bytes"],
-                sha256=final["sha256"],
-                columns=tuple((final["query"] or {}).get("columns") or ()),
-                filter=(final["query"] or {}).get("filter"),
-                format=final["format"],
-                complete=final["complete"],
-                error=error,
-            ),
-        )
-        node.provenance.complete(final)
+        keep(node, principal, final, error=error)
     except Exception:
         log.exception("could not record the completion of relay %s", final["id"])
 

@@ -43,6 +43,7 @@ __all__ = [
     "Permitted",
     "Slice",
     "SliceRequest",
+    "keep",
     "manifest_for",
     "open_slice",
     "permitted",
@@ -347,39 +348,47 @@ def _deliver(
             "completed": dt.datetime.now(dt.UTC).isoformat(),
         }
         try:
-            # The completion goes in the log first: lineage accepts only manifests it holds.
-            record(node, _completion(node, principal, manifest, final, fmt, error))
-            node.provenance.complete(final)
+            keep(node, principal, final, error=error)
         except Exception:
             # The decision was recorded before release; a lost completion is logged loudly.
             log.exception("could not record the completion of slice %s", manifest["id"])
 
 
-def _completion(
+def keep(
     node: Node,
     principal: Principal,
-    manifest: dict[str, Any],
     final: dict[str, Any],
-    fmt: Format,
-    error: str,
-) -> SliceDelivered:
-    return SliceDelivered(
-        request_id=manifest["id"],
-        node=node.institution,
-        principal=principal.id,
-        institution=principal.institution,
-        dataset=manifest["dataset"],
-        action=Action.READ.value,
-        purpose=manifest["purpose"],
-        decision="allow",
-        manifest_id=manifest["id"],
-        policy_version=manifest["policy_version"],
-        rows=final["rows"],
-        bytes=final["bytes"],
-        sha256=final["sha256"],
-        columns=tuple(manifest["query"]["columns"]),
-        filter=manifest["query"]["filter"],
-        format=fmt.value,
-        complete=not error,
-        error=error,
+    *,
+    action: Action = Action.READ,
+    error: str = "",
+) -> str:
+    """Record what a slice actually delivered, then sign and keep its final manifest.
+
+    The completion goes in the log first: lineage accepts only manifests the log holds. Returns
+    the signed manifest (compact JWS).
+    """
+    query = final.get("query") or {}
+    record(
+        node,
+        SliceDelivered(
+            request_id=final["id"],
+            node=node.institution,
+            principal=principal.id,
+            institution=principal.institution,
+            dataset=final["dataset"],
+            action=action.value,
+            purpose=final["purpose"],
+            decision="allow",
+            manifest_id=final["id"],
+            policy_version=final.get("policy_version") or 0,
+            rows=int(final.get("rows") or 0),
+            bytes=int(final.get("bytes") or 0),
+            sha256=final.get("sha256") or "",
+            columns=tuple(query.get("columns") or ()),
+            filter=query.get("filter"),
+            format=final["format"],
+            complete=bool(final.get("complete")),
+            error=error,
+        ),
     )
+    return node.provenance.complete(final)

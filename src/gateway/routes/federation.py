@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 
@@ -11,7 +13,7 @@ from gateway.schemas import FederatedQueryBody
 
 router = APIRouter(tags=["federation"])
 
-_UNION = {
+_UNION: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The union with a `site` column; per-site status in the manifest.",
         "content": {"application/vnd.apache.arrow.stream": {}, "application/json": {}},
