@@ -17,11 +17,12 @@ install: $(STAMP)
 demo: $(STAMP)  ## start the demo federation (three nodes) on embedded defaults
 	$(BIN)/matgate demo --data-dir .demo
 
-test: $(STAMP)  ## install everything and run the suite
+test: lint  ## install everything, lint and type-check, and run the suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy src
 
 bench: $(STAMP)

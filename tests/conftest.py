@@ -18,8 +18,12 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "src" / "gateway" / "demo" / "data"
 
-PG_ADMIN_URL = os.environ.get("MATGATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-MARIADB_ADMIN_URL = os.environ.get("MATGATE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test")
+PG_ADMIN_URL = os.environ.get(
+    "MATGATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+MARIADB_ADMIN_URL = os.environ.get(
+    "MATGATE_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test"
+)
 REDIS_URL = os.environ.get("MATGATE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
 

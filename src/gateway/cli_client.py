@@ -190,7 +190,8 @@ def add_audit_commands(sub: Any) -> None:
     verify = asub.add_parser(
         "verify",
         help="verify a log",
-        description="Verify a node's log (fetched as a bundle and checked here, trusting nothing the "
+        description="Verify a node's log (fetched as a bundle and checked here, trusting nothing "
+        "the "
         "node says) or an exported bundle FILE against its checkpoints and keys.",
     )
     verify.add_argument("file", nargs="?", type=Path, default=None, help="an exported bundle")
@@ -280,7 +281,8 @@ def _catalog(args: argparse.Namespace) -> int:
     for ds in found:
         cols = len(ds["columns"])
         print(
-            f"{ds['institution']}/{ds['name']:<24} {ds['license']:<14} {cols:>3} columns  {ds['title']}"
+            f"{ds['institution']}/{ds['name']:<24} {ds['license']:<14} {cols:>3} columns  "
+            f"{ds['title']}"
         )
     if not found:
         print("no datasets match", file=sys.stderr)
@@ -315,7 +317,8 @@ def _pull(args: argparse.Namespace) -> int:
         raise SystemExit(f"matgate: unknown output format {suffix!r}")
     manifest = json.loads(table.schema.metadata[b"matgate.manifest"])
     print(
-        f"{manifest['rows']} rows -> {out}  (manifest {manifest['id']}, licence {manifest['licence']})"
+        f"{manifest['rows']} rows -> {out}  "
+        f"(manifest {manifest['id']}, licence {manifest['licence']})"
     )
     for ob in manifest.get("obligations", []):
         print(f"  obligation: {ob['kind']}: {ob['detail']}")

@@ -47,7 +47,7 @@ class Learning:
         filter: str | None = None,
         limit: int | None = None,
     ) -> TrainingSet:
-        """Pull the permitted slice for ``purpose`` and choose inputs by PSPP role for ``target``."""
+        """Pull the permitted slice for ``purpose``; choose inputs by PSPP role for ``target``."""
         from connectors.datasets import Column
         from training.datasets import TrainingSet
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from gateway_support import LiveServer, free_port, node_settings, persona_tokens
 
 from gateway.app import create_app
-from gateway.demo import PERSONAS, prepare
-from gateway_support import LiveServer, free_port, node_settings
+from gateway.demo import prepare
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +45,7 @@ def live(demo_plan: dict[str, Any], api: TestClient, app: FastAPI) -> Iterator[s
 @pytest.fixture(scope="session")
 def tokens(app: FastAPI) -> dict[str, str]:
     """A token for each demo persona, minted by the node's own issuer."""
-    issuer = app.state.node.issuer
-    return {
-        p.name: issuer.mint(p.subject, roles=p.roles, institution=p.institution) for p in PERSONAS
-    }
+    return persona_tokens(app.state.node.issuer)
 
 
 @pytest.fixture(scope="session")
@@ -61,12 +58,9 @@ def auth(tokens: dict[str, str]) -> dict[str, dict[str, str]]:
 def fresh(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
     """A node of its own (for tests that change its state) and its personas' headers."""
     app = create_app(node_settings(prepare(tmp_path, free_port())))
-    issuer = app.state.node.issuer
     headers = {
-        p.name: {
-            "Authorization": f"Bearer {issuer.mint(p.subject, roles=p.roles, institution=p.institution)}"
-        }
-        for p in PERSONAS
+        name: {"Authorization": f"Bearer {token}"}
+        for name, token in persona_tokens(app.state.node.issuer).items()
     }
     with TestClient(app) as client:
         yield client, headers

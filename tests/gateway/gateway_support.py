@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from gateway.settings import Settings
 
-__all__ = ["LiveServer", "free_port", "node_settings"]
+__all__ = ["LiveServer", "free_port", "node_settings", "persona_tokens"]
 
 
 def free_port() -> int:
@@ -62,3 +62,12 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=20)
+
+
+def persona_tokens(issuer: Any) -> dict[str, str]:
+    """A token for each demo persona, minted by ``issuer`` (a node's ``TokenIssuer``)."""
+    from gateway.demo import PERSONAS
+
+    return {
+        p.name: issuer.mint(p.subject, roles=p.roles, institution=p.institution) for p in PERSONAS
+    }

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import httpx
-import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 

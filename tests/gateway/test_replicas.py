@@ -6,10 +6,10 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from gateway_support import free_port, node_settings
+from gateway_support import free_port, node_settings, persona_tokens
 
 from gateway.app import create_app
-from gateway.demo import PERSONAS, prepare
+from gateway.demo import prepare
 
 NI = "aurora/ni-superalloys"
 LINE = {
@@ -23,11 +23,7 @@ LINE = {
 
 
 def _headers(app, name):
-    issuer = app.state.node.issuer
-    p = next(p for p in PERSONAS if p.name == name)
-    return {
-        "Authorization": f"Bearer {issuer.mint(p.subject, roles=p.roles, institution=p.institution)}"
-    }
+    return {"Authorization": f"Bearer {persona_tokens(app.state.node.issuer)[name]}"}
 
 
 def _pull(client, headers):
