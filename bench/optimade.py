@@ -1,6 +1,6 @@
 """Benchmark: the OPTIMADE connector against bare paging of the same provider in the same run.
 
-Run ``.venv/bin/python tests/connectors/optimade_data/bench_optimade.py``. It starts the
+Run ``.venv/bin/python bench/optimade.py``. It starts the
 reference server on loopback (all rows of ``expt_gap.csv``), then reads the same slices twice:
 the baseline follows ``links.next`` with httpx and decodes the JSON, doing nothing more; the
 connector does the same and builds one Arrow batch per page. The ratio is the connector's cost
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[2]
-sys.path[:0] = [str(ROOT / "src"), str(HERE.parent)]
+ROOT = Path(__file__).resolve().parents[1]
+# The reference server's launcher and data loader are the tests' own.
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests" / "connectors")]
 
 from optimade_data.provider import PREFIX, reference_server  # noqa: E402
 
