@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.demo import datasets as catalog
+from gateway.demo.policy import ROLES, house_lines
 
 __all__ = ["AURORA", "BOREALIS", "aurora_policy", "datasets", "stores"]
 
@@ -39,7 +40,7 @@ def aurora_policy() -> dict[str, Any]:
     """The demo's access policy, as a data steward would write it."""
     inst = AURORA
     return {
-        "roles": ["member", "steward", "auditor", "partner"],
+        "roles": ROLES,
         "mask_salt": "demo-salt-not-secret",
         "assignments": [{"institution": BOREALIS, "role": "partner", "domain": inst}],
         "agreements": [
@@ -52,13 +53,7 @@ def aurora_policy() -> dict[str, Any]:
             }
         ],
         "lines": [
-            {"role": "member", "domain": inst, "action": "discover"},
-            {"role": "member", "domain": inst, "action": "read"},
-            {"role": "member", "domain": inst, "action": "train"},
-            {"role": "steward", "domain": inst, "action": "manage"},
-            {"role": "auditor", "domain": inst, "action": "audit"},
-            {"role": "auditor", "domain": inst, "action": "discover"},
-            {"role": "partner", "domain": inst, "action": "discover"},
+            *house_lines(inst),
             {
                 "role": "partner",
                 "domain": inst,

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from gateway.demo.datasets import DATA, ELEMENTS_WT, _col, expt_gap, read_ni_superalloys
+from gateway.demo.policy import ROLES, house_lines
 
 __all__ = [
     "BOREALIS",
@@ -124,20 +125,14 @@ def policy() -> dict[str, Any]:
     """Borealis's access policy, as its data steward would write it."""
     inst = BOREALIS
     return {
-        "roles": ["member", "steward", "auditor", "partner"],
+        "roles": ROLES,
         "mask_salt": "demo-salt-borealis-not-secret",
         "assignments": [
             {"institution": "aurora", "role": "partner", "domain": inst},
             {"institution": "cygnus", "role": "partner", "domain": inst},
         ],
         "lines": [
-            {"role": "member", "domain": inst, "action": "discover"},
-            {"role": "member", "domain": inst, "action": "read"},
-            {"role": "member", "domain": inst, "action": "train"},
-            {"role": "steward", "domain": inst, "action": "manage"},
-            {"role": "auditor", "domain": inst, "action": "audit"},
-            {"role": "auditor", "domain": inst, "action": "discover"},
-            {"role": "partner", "domain": inst, "action": "discover"},
+            *house_lines(inst),
             {"role": "partner", "domain": inst, "dataset": "oxide-gaps", "action": "read"},
             # Train-only: partners' models may learn from the creep subset, its rows stay here.
             {

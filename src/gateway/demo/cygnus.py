@@ -18,6 +18,7 @@ import pyarrow.csv as pacsv
 
 from gateway.demo.borealis import elements
 from gateway.demo.datasets import DATA, _col, expt_gap, steels_yield
+from gateway.demo.policy import ROLES, house_lines
 
 __all__ = [
     "CYGNUS",
@@ -118,20 +119,14 @@ def policy() -> dict[str, Any]:
     """Cygnus's access policy, as its data steward would write it."""
     inst = CYGNUS
     return {
-        "roles": ["member", "steward", "auditor", "partner"],
+        "roles": ROLES,
         "mask_salt": "demo-salt-cygnus-not-secret",
         "assignments": [
             {"institution": "aurora", "role": "partner", "domain": inst},
             {"institution": "borealis", "role": "partner", "domain": inst},
         ],
         "lines": [
-            {"role": "member", "domain": inst, "action": "discover"},
-            {"role": "member", "domain": inst, "action": "read"},
-            {"role": "member", "domain": inst, "action": "train"},
-            {"role": "steward", "domain": inst, "action": "manage"},
-            {"role": "auditor", "domain": inst, "action": "audit"},
-            {"role": "auditor", "domain": inst, "action": "discover"},
-            {"role": "partner", "domain": inst, "action": "discover"},
+            *house_lines(inst),
             # Without `embargo = true` this line waits for the dataset's embargo to end.
             {
                 "role": "partner",
