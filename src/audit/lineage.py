@@ -7,6 +7,7 @@ signature verifies under the node's JWKS and the manifest's slice is in the node
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,7 +64,8 @@ def _slice_row(manifest: Mapping[str, Any], token: str) -> dict[str, Any]:
         "dataset_version": str(manifest.get("dataset_version", manifest.get("version", ""))),
         "principal": str(manifest.get("principal", "")),
         "purpose": str(manifest.get("purpose", "")),
-        "decision": str(manifest.get("decision", "allow")),
+        # A manifest names a released slice: its decision was an allow, whatever detail it carries.
+        "decision": d if isinstance(d := manifest.get("decision"), str) else "allow",
         "policy_version": int(manifest.get("policy_version", 0) or 0),
         "rows": int(manifest.get("rows", 0) or 0),
         "sha256": str(manifest.get("sha256", "")),
@@ -158,7 +160,10 @@ class Lineage:
         run_id = run_id or str(uuid.uuid4())
         if self.run(run_id) is not None:
             raise LineageError(f"run {run_id} is already registered")
-        clean_metrics = {str(k): float(v) for k, v in (metrics or {}).items()}
+        # Strict JSON has no NaN or infinity (PostgreSQL's JSON type refuses them): keep the rest.
+        clean_metrics = {
+            str(k): float(v) for k, v in (metrics or {}).items() if math.isfinite(float(v))
+        }
         first = verified[0][0]
         event = RunRegistered(
             request_id=request_id,

@@ -95,6 +95,7 @@ def _train(
         manifests=[token],
         model_hash=model_hash,
         metrics={k: v for k, v in run.model.metrics.items() if isinstance(v, int | float)},
+        # (non-finite metrics are dropped by the lineage store: strict JSON has no NaN)
         purpose=body.purpose,
         run_id=run.run_id,
     )

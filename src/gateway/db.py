@@ -1,4 +1,4 @@
-"""The node database: engine creation and the gateway's own table (the catalog).
+"""The node database: engine creation and the gateway's own tables (catalog, jobs).
 
 Other rooms keep their tables on metadata of their own (``policies.store.metadata``,
 ``audit.store.metadata``); Alembic migrates them all (see ``gateway/migrations``).
@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-__all__ = ["catalog_table", "create_engine", "metadata"]
+__all__ = ["catalog_table", "create_engine", "jobs_table", "metadata"]
 
 metadata = sa.MetaData()
 
@@ -24,6 +24,22 @@ catalog_table = sa.Table(
     sa.Column("document", sa.JSON, nullable=False),
     sa.Column("registered_by", sa.String(300), nullable=False),
     sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+jobs_table = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(300), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("created", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("stage", sa.String(64), nullable=False, default=""),
+    sa.Column("progress", sa.Float, nullable=False, default=0.0),
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("error", sa.JSON, nullable=True),
+    sa.Column("artifact", sa.LargeBinary, nullable=True),
 )
 
 

@@ -1,8 +1,13 @@
-"""Background jobs of a node (compute-to-data training): bounded, off the event loop, observable."""
+"""Background jobs of a node (compute-to-data training): bounded, off the event loop, observable.
+
+A job's state lives in the node database, so any replica of the node answers ``/jobs/{id}``
+whichever one runs it; the work itself runs on this replica's small pool of threads.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -10,12 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+
+from gateway.db import jobs_table
 from gateway.errors import NotFound, ServiceUnavailable
 
 __all__ = ["Job", "Jobs"]
 
 Progress = Callable[[str, float], None]
 Work = Callable[[Progress], tuple[dict[str, Any], bytes | None]]
+_STEP = 0.02  # progress is written when it moved by this much, or the stage changed
 
 
 @dataclass
@@ -50,13 +59,12 @@ class Job:
 
 
 class Jobs:
-    """A small pool of workers and the jobs they ran (kept in memory, newest ``keep`` of them)."""
+    """Jobs recorded in the node database and run by a small pool of worker threads."""
 
-    def __init__(self, workers: int = 1, keep: int = 100) -> None:
+    def __init__(self, engine: sa.Engine, workers: int = 1) -> None:
+        self._engine = engine
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="matgate-job")
-        self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
-        self._keep = keep
         self._pending = 0
         self._limit = workers * 4
 
@@ -65,38 +73,70 @@ class Jobs:
         with self._lock:
             if self._pending >= self._limit:
                 raise ServiceUnavailable("the node's job queue is full; try again later")
-            job = Job(uuid.uuid4().hex, owner, kind, dt.datetime.now(dt.UTC).isoformat())
-            self._jobs[job.id] = job
             self._pending += 1
-            for old in list(self._jobs)[: max(0, len(self._jobs) - self._keep)]:
-                if self._jobs[old].status in ("done", "failed"):
-                    del self._jobs[old]
+        job = Job(uuid.uuid4().hex, owner, kind, dt.datetime.now(dt.UTC).isoformat())
+        with self._engine.begin() as conn:
+            conn.execute(jobs_table.insert().values(**_row(job)))
         self._pool.submit(self._run, job, work)
         return job
 
     def get(self, job_id: str, owner: str) -> Job:
         """The job, if ``owner`` started it (anyone else gets the same 404 as for no job)."""
-        job = self._jobs.get(job_id)
-        if job is None or job.owner != owner:
+        with self._engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id))
+                .mappings()
+                .first()
+            )
+        if row is None or row["owner"] != owner:
             raise NotFound(f"no job {job_id!r}")
-        return job
+        return Job(**dict(row))
 
     def close(self) -> None:
         """Stop taking jobs; running ones finish."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def _save(self, job: Job, **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(job, key, value)
+        with self._engine.begin() as conn:
+            conn.execute(jobs_table.update().where(jobs_table.c.id == job.id).values(**changes))
+
     def _run(self, job: Job, work: Work) -> None:
         def progress(stage: str, fraction: float) -> None:
-            job.stage, job.progress = stage, max(job.progress, min(1.0, fraction))
+            fraction = max(job.progress, min(1.0, fraction))
+            if stage != job.stage or fraction - job.progress >= _STEP:
+                self._save(job, stage=stage, progress=fraction)
 
-        job.status = "running"
         try:
-            job.result, job.artifact = work(progress)
-            job.status, job.progress = "done", 1.0
+            self._save(job, status="running")
+            result, artifact = work(progress)
+            self._save(job, status="done", progress=1.0, result=_json(result), artifact=artifact)
         except Exception as exc:  # the job's failure is its result; the worker lives on
             status = getattr(exc, "status", 500)
-            job.error = {"status": status, "title": type(exc).__name__, "detail": str(exc)}
-            job.status = "failed"
+            error = {"status": status, "title": type(exc).__name__, "detail": str(exc)}
+            self._save(job, status="failed", error=error)
         finally:
             with self._lock:
                 self._pending -= 1
+
+
+def _json(value: dict[str, Any]) -> dict[str, Any]:
+    """Strict JSON (NaN and infinities become null), as PostgreSQL's JSON type requires."""
+    text = json.dumps(value, default=str)
+    return dict(json.loads(text, parse_constant=lambda _constant: None))
+
+
+def _row(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "owner": job.owner,
+        "kind": job.kind,
+        "created": job.created,
+        "status": job.status,
+        "stage": job.stage,
+        "progress": job.progress,
+        "result": job.result,
+        "error": job.error,
+        "artifact": job.artifact,
+    }

@@ -92,7 +92,7 @@ class Node:
             self.engine, Signer(self.key.private, self.key.kid), node=self.institution, clock=clock
         )
         self.auth_failures = FailureLimiter(clock=clock)
-        self.jobs = Jobs(workers=config.limits.train_workers)
+        self.jobs = Jobs(self.engine, workers=config.limits.train_workers)
         self.lineage = Lineage(self.engine, self.audit)
         self.provenance = ProvenanceStore(
             self.lineage,

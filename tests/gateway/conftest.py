@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ def demo_plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def app(demo_plan: dict[str, Any]) -> FastAPI:
-    """The node's app (no server)."""
-    return create_app(node_settings(demo_plan))
+    """The node's app (no server); ``MATGATE_TEST_NODE_DB`` puts its database elsewhere."""
+    database = os.environ.get("MATGATE_TEST_NODE_DB")
+    return create_app(node_settings(demo_plan, database_url=database))
 
 
 @pytest.fixture(scope="session")
