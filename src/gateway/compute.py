@@ -17,9 +17,11 @@ import pyarrow as pa
 from fastapi import Response
 
 from connectors.errors import ConnectorError
+from gateway import remote_jobs
 from gateway.errors import Conflict, ServiceUnavailable, TooLarge
+from gateway.federation import is_remote
 from gateway.formats import Format
-from gateway.jobs import Job, Progress
+from gateway.jobs import Job, Progress, model_response
 from gateway.schemas import TrainBody
 from gateway.slices import Permitted, SliceRequest, keep, manifest_for, permitted
 from policies.decisions import Action
@@ -28,11 +30,27 @@ from policies.principals import Principal
 if TYPE_CHECKING:
     from gateway.node import Node
 
-__all__ = ["artifact", "start_training"]
+__all__ = ["artifact", "job", "start_training"]
 
 
-def start_training(node: Node, principal: Principal, dataset_id: str, body: TrainBody) -> Job:
-    """Decide (``train``), then queue the job that reads the rows and trains on them."""
+def start_training(
+    node: Node, principal: Principal, dataset_id: str, body: TrainBody
+) -> dict[str, Any]:
+    """Decide (``train``), then queue the job that reads the rows and trains on them (or, for a
+    peer's dataset, ask the peer to)."""
+    if is_remote(node, dataset_id):
+        return remote_jobs.start(node, principal, dataset_id, body)
+    return _start_local(node, principal, dataset_id, body).to_dict()
+
+
+def job(node: Node, principal: Principal, job_id: str) -> dict[str, Any]:
+    """A job's status and result, here or on the peer that runs it."""
+    if remote_jobs.is_remote_job(job_id):
+        return remote_jobs.job(node, principal, job_id)
+    return node.jobs.get(job_id, principal.id).to_dict()
+
+
+def _start_local(node: Node, principal: Principal, dataset_id: str, body: TrainBody) -> Job:
     limits = node.config.limits
     req = SliceRequest(
         purpose=body.purpose,
@@ -141,15 +159,9 @@ def _record_input(
 
 def artifact(node: Node, principal: Principal, job_id: str) -> Response:
     """The saved model of a finished job, with its hash in a header."""
+    if remote_jobs.is_remote_job(job_id):
+        return remote_jobs.model(node, principal, job_id)
     job = node.jobs.get(job_id, principal.id)
     if job.status != "done" or job.artifact is None:
         raise Conflict(f"job {job_id} is {job.status}; the model is there when it is done")
-    sha = (job.result or {}).get("model_sha256", "")
-    return Response(
-        job.artifact,
-        media_type="application/octet-stream",
-        headers={
-            "Matgate-Model-Sha256": sha,
-            "Content-Disposition": 'attachment; filename="model.skops"',
-        },
-    )
+    return model_response(job.artifact, (job.result or {}).get("model_sha256", ""))

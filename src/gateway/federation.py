@@ -39,6 +39,7 @@ __all__ = [
     "fetch_dataset",
     "is_remote",
     "peer_for",
+    "peer_of",
     "remote_dataset",
     "site_report",
 ]
@@ -56,11 +57,18 @@ def is_remote(node: Node, dataset_id: str) -> bool:
 
 def peer_for(node: Node, principal: Principal, dataset_id: str) -> Peer:
     """The peer that owns ``dataset_id``, if this node may speak to it for ``principal``."""
-    peer = node.peers.get(dataset_id.split("/", 1)[0])
+    missing = NotFound(f"no dataset {dataset_id!r}")
+    return peer_of(node, principal, dataset_id.split("/", 1)[0], missing)
+
+
+def peer_of(node: Node, principal: Principal, institution: str, missing: MatgateError) -> Peer:
+    """The peer of ``institution``, if this node may speak to it for ``principal``; else
+    ``missing``."""
+    peer = node.peers.get(institution)
     if peer is None:
-        raise NotFound(f"no dataset {dataset_id!r}")
+        raise missing
     if principal.actor is not None:
-        raise NotFound(f"no dataset {dataset_id!r}")  # a request relayed to us is never relayed on
+        raise missing  # a request relayed to us is never relayed on
     if principal.institution != node.institution:
         raise Forbidden(
             f"this node speaks to its peers for {node.institution!r} users only; "

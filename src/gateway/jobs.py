@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from gateway.db import jobs_table
 from gateway.errors import NotFound, ServiceUnavailable
 
-__all__ = ["Job", "Jobs"]
+__all__ = ["Job", "Jobs", "model_response"]
 
 Progress = Callable[[str, float], None]
 Work = Callable[[Progress], tuple[dict[str, Any], bytes | None]]
@@ -140,3 +140,17 @@ def _row(job: Job) -> dict[str, Any]:
         "error": job.error,
         "artifact": job.artifact,
     }
+
+
+def model_response(artifact: bytes, sha256: str) -> Any:
+    """The HTTP answer carrying a job's model file (skops), its hash in a header."""
+    from fastapi import Response
+
+    return Response(
+        artifact,
+        media_type="application/octet-stream",
+        headers={
+            "Matgate-Model-Sha256": sha256,
+            "Content-Disposition": 'attachment; filename="model.skops"',
+        },
+    )

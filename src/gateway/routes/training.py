@@ -22,13 +22,13 @@ def train(
     institution: str, name: str, body: TrainBody, node: NodeDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """Queue a training job on the permitted slice; follow it at ``/jobs/{id}``."""
-    return compute.start_training(node, principal, f"{institution}/{name}", body).to_dict()
+    return compute.start_training(node, principal, f"{institution}/{name}", body)
 
 
 @router.get("/jobs/{job_id}", summary="A job's progress and result")
 def job(job_id: str, node: NodeDep, principal: CurrentPrincipal) -> dict[str, Any]:
     """Status, stage, progress; the run, metrics and model card when done."""
-    return node.jobs.get(job_id, principal.id).to_dict()
+    return compute.job(node, principal, job_id)
 
 
 @router.get(

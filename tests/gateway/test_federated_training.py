@@ -1,0 +1,77 @@
+"""Compute-to-data across the demo federation: Mia of Aurora trains on Borealis's creep tests,
+which partners may train on but not read, through her home node; the rows stay at Borealis."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from gateway_support import LiveServer, free_port, node_settings, persona_tokens
+
+from gateway.app import create_app
+from gateway.demo import prepare_federation
+from training.store import loads_model
+
+CREEP = "borealis/superalloy-creep"
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
+    base = free_port()
+    while any(_busy(base + i) for i in range(3)):
+        base = free_port()
+    plans = prepare_federation(tmp_path_factory.mktemp("federation"), base)
+    apps = {p["institution"]: create_app(node_settings(p)) for p in plans}
+    servers = [LiveServer(apps[p["institution"]], p["port"]).start() for p in plans]
+    urls = {p["institution"]: p["url"] for p in plans}
+    tokens = persona_tokens(apps["aurora"].state.node.issuer)
+    try:
+        yield urls, tokens
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _busy(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_train_through_the_home_node_while_reading_is_refused(federation):
+    urls, tokens = federation
+    mia = {"Authorization": f"Bearer {tokens['ml-user']}"}
+    with httpx.Client(base_url=urls["aurora"], headers=mia, timeout=60) as aurora:
+        read = aurora.post(f"/datasets/{CREEP}/slice", json={"purpose": "ml-training"})
+        assert read.status_code == 403, read.text
+        body = {"target": "stress_rupture_time_h", "estimator": "ridge", "cv": 3}
+        started = aurora.post(f"/datasets/{CREEP}/train", json=body)
+        assert started.status_code == 202, started.text
+        job = started.json()
+        assert job["id"].startswith("borealis:") and job["site"] == "borealis"
+        deadline = time.monotonic() + 120
+        while job["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.2)
+            job = aurora.get(f"/jobs/{job['id']}").json()
+        assert job["status"] == "done", job["error"]
+        assert job["result"]["manifest"]["released"] is False
+        assert job["result"]["manifest"]["node"] == "borealis"
+        model = aurora.get(f"/jobs/{job['id']}/model")
+        assert model.status_code == 200
+        assert hashlib.sha256(model.content).hexdigest() == job["result"]["model_sha256"]
+        assert loads_model(model.content).target.name == "stress_rupture_time_h"
+        # Somebody else at Aurora cannot follow Mia's job.
+        sana = {"Authorization": f"Bearer {tokens['steward']}"}
+        assert aurora.get(f"/jobs/{job['id']}", headers=sana).status_code == 404
+        # The home node recorded the request it forwarded.
+        ari = {"Authorization": f"Bearer {tokens['auditor']}"}
+        events = aurora.get("/audit/events", params={"name": "relay"}, headers=ari).json()
+        assert any(
+            e["action"] == "train" and e["dataset"] == CREEP and e["peer"] == "borealis"
+            for e in events["events"]
+        )
