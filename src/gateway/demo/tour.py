@@ -84,10 +84,18 @@ PY
     "datasets": ["borealis/oxide-gaps", "cygnus/halide-gaps"], "columns": ["formula", "target"],
     "filter": "target > 4", "purpose": "research", "format": "json"}}'
 
-7. Train, do not read: Borealis lets Aurora's models learn from its creep tests, rows stay home:
+7. Train, do not read: Borealis lets Aurora's models learn from its creep tests, rows stay home.
+   Reading is refused; a training job runs at Borealis, asked for and followed through Aurora:
   {bearer} $MIA" "$AURORA/datasets/borealis/superalloy-creep/slice?purpose=ml-training"
   {bearer} $MIA_AT_BOREALIS" {json_type} "$BOREALIS/explain" -d '{{
     "dataset": "borealis/superalloy-creep", "action": "train", "purpose": "ml-training"}}'
+  python - <<'PY'
+import os
+from gateway.client import Client
+c = Client(os.environ["AURORA"], token=os.environ["MIA"])
+model, job = c.train_remote("borealis/superalloy-creep", "stress_rupture_time_h", estimator="ridge")
+print(job["run"]["model_name"], model.metrics)
+PY
 
 8. Accept an agreement: Aurora's steel data needs its terms accepted first:
   {bearer} $PABLO_AT_AURORA" "$AURORA/datasets/aurora/steels-yield/agreements"
