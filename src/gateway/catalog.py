@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ from gateway.db import catalog_table
 from gateway.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from gateway.stores import Stores
 
-__all__ = ["Catalog", "search"]
+__all__ = ["Catalog", "Criteria", "search"]
 
 
 class Catalog:
@@ -91,32 +92,43 @@ class Catalog:
             return self._cache
 
 
-def search(
-    datasets: Iterable[Dataset],
-    *,
-    q: str | None = None,
-    pspp: Sequence[PSPPRole] = (),
-    column: str | None = None,
-    unit: str | None = None,
-    license: str | None = None,
-    institution: str | None = None,
-) -> list[Dataset]:
-    """Datasets matching every given criterion; ``q`` matches all its words in the text."""
-    words = [w for w in (q or "").lower().split() if w]
+@dataclass(frozen=True)
+class Criteria:
+    """A catalog search: every given criterion must hold; ``q`` matches all its words."""
+
+    q: str | None = None
+    pspp: tuple[PSPPRole, ...] = ()
+    column: str | None = None
+    unit: str | None = None
+    license: str | None = None
+    institution: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        """The same search as query parameters (for a peer's ``/catalog``)."""
+        found = {k: v for k, v in asdict(self).items() if v not in (None, (), "")}
+        if self.pspp:
+            found["pspp"] = [r.value for r in self.pspp]
+        return found
+
+
+def search(datasets: Iterable[Dataset], criteria: Criteria) -> list[Dataset]:
+    """The datasets that match ``criteria``."""
+    c = criteria
+    words = [w for w in (c.q or "").lower().split() if w]
     found = []
     for ds in datasets:
-        if institution and ds.institution != institution:
+        if c.institution and ds.institution != c.institution:
             continue
-        if license and ds.license.lower() != license.lower():
+        if c.license and ds.license.lower() != c.license.lower():
             continue
-        if pspp and not {c.pspp for c in ds.columns} & set(pspp):
+        if c.pspp and not {col.pspp for col in ds.columns} & set(c.pspp):
             continue
-        if column and not any(column.lower() in c.name.lower() for c in ds.columns):
+        if c.column and not any(c.column.lower() in col.name.lower() for col in ds.columns):
             continue
-        if unit and not any((c.unit or "").lower() == unit.lower() for c in ds.columns):
+        if c.unit and not any((col.unit or "").lower() == c.unit.lower() for col in ds.columns):
             continue
         if words:
-            text = _text(ds, pspp)
+            text = _text(ds, c.pspp)
             if not all(w in text for w in words):
                 continue
         found.append(ds)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
@@ -10,10 +9,10 @@ import sqlalchemy as sa
 from fastapi.responses import StreamingResponse
 
 from audit.events import DatasetRegistered
-from connectors.datasets import Dataset, PSPPRole
+from connectors.datasets import Dataset
 from gateway import dcat, federation, relay
 from gateway.access import dataset_for, record, visible_datasets
-from gateway.catalog import search
+from gateway.catalog import Criteria, search
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from gateway.node import Node
 from gateway.schemas import CatalogPage, NodeInfo, Provenance, SliceBody
@@ -30,7 +29,6 @@ __all__ = [
     "provenance",
     "readiness",
     "register_dataset",
-    "search_catalog",
     "stream_slice",
 ]
 
@@ -58,37 +56,14 @@ def node_info(node: Node) -> NodeInfo:
     )
 
 
-def search_catalog(
-    node: Node,
-    principal: Principal,
-    *,
-    q: str | None = None,
-    pspp: Sequence[PSPPRole] = (),
-    column: str | None = None,
-    unit: str | None = None,
-    license: str | None = None,
-    institution: str | None = None,
-) -> list[Dataset]:
-    """Datasets ``principal`` may discover that match the criteria."""
-    return search(
-        visible_datasets(node, principal),
-        q=q,
-        pspp=pspp,
-        column=column,
-        unit=unit,
-        license=license,
-        institution=institution,
-    )
-
-
 def catalog_page(
-    node: Node, principal: Principal, *, federated: bool = False, **criteria: Any
+    node: Node, principal: Principal, criteria: Criteria, *, federated: bool = False
 ) -> CatalogPage:
     """A catalog search, on this node only or across its peers (each site's status in meta)."""
-    found = search_catalog(node, principal, **criteria)
+    found = search(visible_datasets(node, principal), criteria)
     if not federated:
         return CatalogPage(count=len(found), datasets=found)
-    return federation.federated_catalog(node, principal, found, criteria)
+    return federation.federated_catalog(node, principal, found, criteria.params())
 
 
 def get_dataset(node: Node, principal: Principal, dataset_id: str) -> Dataset:

@@ -4,42 +4,40 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 
 from connectors.datasets import Dataset, PSPPRole
 from gateway import service
+from gateway.catalog import Criteria
 from gateway.deps import CurrentPrincipal, NodeDep
 from gateway.schemas import CatalogPage
 
 router = APIRouter(tags=["catalog"])
 
 
-@router.get("/catalog", response_model=CatalogPage, summary="Search the catalog")
-def search_catalog(
-    node: NodeDep,
-    principal: CurrentPrincipal,
+def criteria(
     q: Annotated[str | None, Query(max_length=500, description="Words to find")] = None,
     pspp: Annotated[list[PSPPRole], Query(description="Has a column of this PSPP role")] = [],  # noqa: B006
     column: Annotated[str | None, Query(max_length=128)] = None,
     unit: Annotated[str | None, Query(max_length=64)] = None,
     license: Annotated[str | None, Query(max_length=128)] = None,
     institution: Annotated[str | None, Query(max_length=64)] = None,
+) -> Criteria:
+    """Search criteria from the query string."""
+    return Criteria(q, tuple(pspp), column, unit, license, institution)
+
+
+@router.get("/catalog", response_model=CatalogPage, summary="Search the catalog")
+def search_catalog(
+    node: NodeDep,
+    principal: CurrentPrincipal,
+    found: Annotated[Criteria, Depends(criteria)],
     federated: Annotated[
         bool, Query(description="Search the peers too; each site's status is in meta")
     ] = False,
 ) -> CatalogPage:
     """Datasets you may discover that match every given criterion."""
-    return service.catalog_page(
-        node,
-        principal,
-        federated=federated,
-        q=q,
-        pspp=pspp,
-        column=column,
-        unit=unit,
-        license=license,
-        institution=institution,
-    )
+    return service.catalog_page(node, principal, found, federated=federated)
 
 
 @router.get("/catalog.jsonld", summary="The catalog as DCAT (JSON-LD)")
