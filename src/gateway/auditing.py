@@ -91,10 +91,12 @@ def verify(node: Node, principal: Principal) -> dict[str, Any]:
 
 def register_run(node: Node, principal: Principal, body: RunBody) -> dict[str, Any]:
     """Record a training run over slices the caller received, and the model it produced."""
+    used = []
     for token in body.manifests:
         manifest = node.lineage.verified(token)
         if manifest.get("principal") != principal.id:
             raise Forbidden(f"manifest {manifest.get('id')} was released to someone else")
+        used.append(manifest)
     run = node.lineage.register_run(
         principal=principal.id,
         model_name=body.model_name,
@@ -104,6 +106,7 @@ def register_run(node: Node, principal: Principal, body: RunBody) -> dict[str, A
         metrics=body.metrics,
         purpose=body.purpose,
     )
+    node.provenance.trained(run.to_dict(), used)
     return run.to_dict()
 
 

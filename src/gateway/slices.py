@@ -130,6 +130,7 @@ def open_slice(node: Node, principal: Principal, dataset_id: str, req: SliceRequ
     batches = _first_batch_early(node, p.dataset, p.query)
     schema = batches.schema.with_metadata({MANIFEST_KEY: json.dumps(manifest).encode()})
     chunks = _deliver(node, principal, manifest, req.format, schema, batches)
+    node.provenance.started(manifest)
     return Slice(request_id=p.request_id, manifest=manifest, format=req.format, chunks=chunks)
 
 
@@ -391,4 +392,4 @@ def keep(
             error=error,
         ),
     )
-    return node.provenance.complete(final)
+    return node.provenance.complete(final, error=error)
