@@ -26,7 +26,15 @@ from rdflib.namespace import FOAF, RDF, XSD
 from connectors.datasets import Dataset
 from gateway.errors import NotAcceptable
 
-__all__ = ["CatalogInfo", "RdfFormat", "catalog_graph", "dataset_graph", "negotiate", "render"]
+__all__ = [
+    "CatalogInfo",
+    "RdfFormat",
+    "catalog_graph",
+    "dataset_graph",
+    "dataset_iri",
+    "negotiate",
+    "render",
+]
 
 DCAT = Namespace("http://www.w3.org/ns/dcat#")
 VCARD = Namespace("http://www.w3.org/2006/vcard/ns#")

@@ -126,6 +126,7 @@ def test_iris_typed_dates_contact_and_publisher(catalog):
     )
     contact = catalog.value(ds, DCAT.contactPoint)
     assert (contact, RDF.type, VCARD.Kind) in catalog and catalog.value(contact, VCARD.fn)
+    assert catalog.value(contact, VCARD.hasEmail) == URIRef("mailto:data-desk@aurora.example")
     assert (catalog.value(ds, DCTERMS.publisher), RDF.type, FOAF.Agent) in catalog
     dists = list(catalog.objects(ds, DCAT.distribution))
     media = {str(catalog.value(d, DCAT.mediaType)) for d in dists}
