@@ -73,7 +73,8 @@ def test_recommended_properties_report(catalog):
         path = line.split()[2].rstrip(":")
         by_path[path] = by_path.get(path, 0) + 1
     print("\nDCAT-AP recommended properties not given:", by_path)
-    ours = [line for line in remaining if "#dataset " in line or "/catalog " in line]
+    demo = tuple(f"/catalog/{d}#dataset " for d in DATASETS)  # other tests may register more
+    ours = [line for line in remaining if any(d in line for d in demo) or "/catalog " in line]
     missing = {line.split()[2].rstrip(":") for line in ours}
     # Space and time coverage do not apply to these datasets; neither has a licence of its own.
     assert missing <= {
@@ -111,7 +112,7 @@ def test_iris_typed_dates_contact_and_publisher(catalog):
     base = _base(catalog)
     cat = URIRef(f"{base}/catalog")
     assert catalog.value(cat, DCTERMS.description) and catalog.value(cat, DCTERMS.publisher)
-    assert set(catalog.objects(cat, DCAT.dataset)) == {
+    assert set(catalog.objects(cat, DCAT.dataset)) >= {
         URIRef(f"{base}/catalog/{d}#dataset") for d in DATASETS
     }
     ds = URIRef(f"{base}/catalog/{NI}#dataset")
