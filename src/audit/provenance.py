@@ -8,7 +8,8 @@ back from, PROV-JSON, PROV-XML and PROV-O (RDF), and prints as PROV-N.
 OpenLineage (``openlineage-python``): a slice release is a run of the job ``release/<dataset>``
 (START when it opens, COMPLETE or FAIL when the stream ends) and a training run one of
 ``train/<model>``; each carries a governance run facet (purpose, decision, policy version,
-licence). ``LineageEmitter`` pushes them to any OpenLineage HTTP endpoint (Marquez's
+licence) whose JSON schema ships beside this module (``schemas/GovernanceRunFacet.json``).
+``LineageEmitter`` pushes them to any OpenLineage HTTP endpoint (Marquez's
 ``/api/v1/lineage``) through the library's asynchronous transport: a worker thread with its
 own queue and retries, so emitting never waits on the network.
 """

@@ -177,6 +177,27 @@ def test_openlineage_events_pass_the_official_schema(
     assert len({e["run"]["runId"] for e in events[-5:-2]}) == 1  # one release, one run id
 
 
+def test_the_governance_facet_follows_its_own_schema(story: Lineage) -> None:
+    from importlib.resources import files
+
+    from referencing import Registry, Resource
+
+    core = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    ours = json.loads(files("audit").joinpath("schemas/GovernanceRunFacet.json").read_text())
+    registry = Registry().with_resources(
+        [
+            ("https://openlineage.io/spec/2-0-2/OpenLineage.json", Resource.from_contents(core)),
+            (ours["$id"], Resource.from_contents(ours)),
+        ]
+    )
+    validator = Draft202012Validator(ours, registry=registry)
+    for event in to_openlineage(story.graph(dataset="inst-a/alloys")):
+        facets = event["run"]["facets"]
+        assert facets[GOVERNANCE_FACET]["_schemaURL"].startswith(ours["$id"])
+        assert not list(validator.iter_errors(facets))
+    assert list(validator.iter_errors({GOVERNANCE_FACET: {"purposes": "research"}}))
+
+
 def test_the_schema_bites(validator: Draft202012Validator) -> None:
     event = _dict(slice_event(manifest("m-1"), RunState.START))
     del event["run"]["runId"]
