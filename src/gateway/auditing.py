@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from audit.bundle import verify_log, write_bundle
-from audit.provenance import to_openlineage, to_prov_json
+from audit.provenance import ProvFormat, prov_document, serialize_prov, to_openlineage, to_prov_json
 from audit.search import EventFilter
 from gateway.errors import BadRequest, Forbidden
 from gateway.node import Node
@@ -22,6 +22,7 @@ __all__ = [
     "export",
     "inclusion",
     "lineage",
+    "lineage_prov",
     "register_run",
     "verify",
 ]
@@ -130,3 +131,28 @@ def lineage(
     if fmt == "openlineage":
         return to_openlineage(graph)
     return graph
+
+
+# The PROV serialisations served as text, by ``format`` name: (prov's name, media type).
+PROV_TEXT: dict[str, tuple[ProvFormat, str]] = {
+    "prov-n": ("provn", "text/provenance-notation; charset=utf-8"),
+    "prov-xml": ("xml", "application/provenance+xml"),
+    "prov-o": ("rdf", "text/turtle; charset=utf-8"),
+}
+
+
+def lineage_prov(
+    node: Node,
+    principal: Principal,
+    *,
+    dataset: str | None,
+    principal_id: str | None,
+    model: str | None,
+    fmt: str,
+) -> tuple[str, str]:
+    """The lineage graph as PROV-N, PROV-XML or PROV-O (Turtle): the text and its media type."""
+    graph = lineage(
+        node, principal, dataset=dataset, principal_id=principal_id, model=model, fmt="graph"
+    )
+    name, media = PROV_TEXT[fmt]
+    return serialize_prov(prov_document(graph), name), media

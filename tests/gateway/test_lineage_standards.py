@@ -1,8 +1,10 @@
-"""A node configured with an OpenLineage endpoint pushes each slice release (START, then
-COMPLETE with its row count) and each registered training run to it."""
+"""Lineage in the standards' forms through the API: PROV-JSON, PROV-N, PROV-XML and PROV-O that
+``prov`` reads back; and a node configured with an OpenLineage endpoint pushes each slice
+release (START, then COMPLETE with its row count) and each registered training run to it."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -11,9 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import prov
 import pytest
 from fastapi.testclient import TestClient
 from gateway_support import free_port, node_settings, persona_tokens
+from prov.model import ProvDocument
 
 from gateway.app import create_app
 from gateway.demo import prepare
@@ -84,3 +88,28 @@ def test_slices_and_runs_are_pushed(tmp_path: Path, receiver) -> None:
     assert complete["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"] == 7
     assert events[0]["run"]["runId"] == complete["run"]["runId"]
     assert events[3]["inputs"][0]["name"] == f"slice:{rid}"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "media", "reader"),
+    [
+        ("prov", "application/json", "json"),
+        ("prov-xml", "application/provenance+xml", "xml"),
+        ("prov-o", "text/turtle", "rdf"),
+        ("prov-n", "text/provenance-notation", None),
+    ],
+)
+def test_lineage_in_prov_forms(api, auth, fmt, media, reader):
+    api.post(
+        f"/datasets/{NI}/slice", json={"purpose": "research", "limit": 1}, headers=auth["ml-user"]
+    )
+    r = api.get("/lineage", params={"dataset": NI, "format": fmt}, headers=auth["auditor"])
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith(media)
+    if reader is None:  # prov writes PROV-N but does not read it
+        assert r.text.startswith("document") and "matgate:slice" in r.text
+        return
+    kwargs = {"rdf_format": "turtle"} if reader == "rdf" else {}
+    doc = prov.read(io.StringIO(r.text), format=reader, **kwargs)
+    assert isinstance(doc, ProvDocument)
+    assert any("slice" in str(record.identifier) for record in doc.get_records())
