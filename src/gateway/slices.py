@@ -367,8 +367,9 @@ def _deliver(
 
     def seal(content: Content) -> dict[str, str]:
         # Everything up to the last row is written: sign the complete manifest into the file.
+        # The hash of the whole response cannot be in it (the seal is part of the response).
         sealed.update(
-            manifest,
+            {k: v for k, v in manifest.items() if k not in ("bytes", "sha256")},
             rows=content.rows,
             content=content.to_dict(),
             complete=True,
