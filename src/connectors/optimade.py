@@ -26,6 +26,10 @@ Semantics, and where a provider may differ:
   reference server matches CONTAINS/STARTS/ENDS as regular expressions, does not unescape ``\\"``
   in strings, and refuses boolean literals) answers differently, or with an error.
 
+Every request goes through a ``connectors.netguard`` client: the provider's host is resolved,
+checked against the node's network policy (``network``; by default only public addresses) and
+connected to at the checked address; a redirect to another host or port is refused.
+
 ``licence()`` and ``info()`` read the provider's ``/info``: the ``license`` link and
 ``available_licenses`` of OPTIMADE 1.1.
 """
@@ -48,6 +52,7 @@ from connectors.base import ARROW_TYPES, Connector
 from connectors.datasets import ColumnType
 from connectors.errors import ConnectorError, FilterError, QueryError, StoreError, TableError
 from connectors.filters import fields
+from connectors.netguard import DestinationRefused, NetPolicy, guarded_client
 from connectors.optimadecompile import IDENTIFIER, compile_optimade
 from connectors.query import MaskKind, Query
 from connectors.sqlcompile import REDACTED
@@ -230,7 +235,9 @@ class OptimadeConnector(Connector):
         page_limit: int = 100,
         timeout: float = 10.0,
         client: httpx.Client | None = None,
+        network: NetPolicy | None = None,
     ) -> None:
+        """``client`` (tests) is used as given; otherwise one guarded by ``network`` is made."""
         if page_limit < 1:
             raise ConnectorError(f"page_limit must be positive, got {page_limit}")
         if timeout <= 0:
@@ -246,9 +253,11 @@ class OptimadeConnector(Connector):
         self.page_limit = page_limit
         self.timeout = timeout
         self._owns_client = client is None
-        self._client = client or httpx.Client(
+        self._client = client or guarded_client(
+            network or NetPolicy(),
             timeout=timeout,
             follow_redirects=True,
+            max_redirects=5,
             headers={"Accept": "application/vnd.api+json, application/json"},
         )
         self._info: ProviderInfo | None = None
@@ -268,6 +277,9 @@ class OptimadeConnector(Connector):
     def _get(self, url: str, params: dict[str, str] | None = None, filtered: str = "") -> Any:
         try:
             response = self._client.get(url, params=params)
+        except DestinationRefused as exc:
+            where = self.base_url
+            raise StoreError(f"OPTIMADE provider {where} may not be reached: {exc}") from None
         except httpx.TimeoutException:
             raise StoreError(
                 f"OPTIMADE provider {self.base_url} did not answer within {self.timeout} s"
