@@ -222,9 +222,7 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def open_store(
-    kind: str, target: str, base_dir: Path | None = None, **options: Any
-) -> Connector:
+def open_store(kind: str, target: str, base_dir: Path | None = None, **options: Any) -> Connector:
     """A connector for a store: ``sql`` (SQLAlchemy URL), ``files`` (folder), ``optimade`` (URL).
 
     ``options`` go to the connector (``scope`` for sql, ``network`` for optimade).
