@@ -82,11 +82,12 @@ def _label_ok(label: str) -> bool:
 
 
 def _embedded(ip: IPAddress) -> list[IPAddress]:
-    """The address and every IPv4 address carried inside its IPv6 form."""
+    """The addresses to judge: an IPv4-mapped address is its IPv4 address; an address of another
+    IPv6 form that carries IPv4 (6to4, Teredo, NAT64) is judged with every address it carries."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
     found: list[IPAddress] = [ip]
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            found.append(ip.ipv4_mapped)
         if ip.sixtofour is not None:
             found.append(ip.sixtofour)
         if ip.teredo is not None:
