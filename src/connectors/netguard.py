@@ -40,6 +40,7 @@ __all__ = [
     "guarded_async_client",
     "guarded_client",
     "parse_allow",
+    "same_origin",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -235,7 +236,8 @@ class GuardedAsyncTransport(httpx.AsyncHTTPTransport):
         return await super().handle_async_request(_pinned(request, address))
 
 
-def _same_origin(before: httpx.URL, after: httpx.URL) -> bool:
+def same_origin(before: httpx.URL, after: httpx.URL) -> bool:
+    """Whether ``after`` is on the origin of ``before`` (or its upgrade to https)."""
     if before.host != after.host:
         return False
     if before.scheme == after.scheme:
@@ -256,7 +258,7 @@ def _redirect_target(response: httpx.Response) -> httpx.URL | None:
 
 def _refuse_cross_origin(response: httpx.Response) -> None:
     target = _redirect_target(response)
-    if target is not None and not _same_origin(response.request.url, target):
+    if target is not None and not same_origin(response.request.url, target):
         raise DestinationRefused(f"{response.request.url} redirected to another origin ({target})")
 
 

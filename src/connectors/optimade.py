@@ -8,8 +8,8 @@ filtered or sorted on, and ``unknown`` ones are not served. ``id`` and ``type`` 
 
 The filter is compiled by ``compile_optimade`` and pushed down with ``filter``, the projection
 with ``response_fields``, the order with ``sort``, offset with ``page_offset``; pages are followed
-through ``links.next`` (on the provider's own host only), one Arrow batch per page, and no page
-is fetched beyond the query's limit.
+through ``links.next`` (on the provider's own origin only: host and port), one Arrow batch per
+page, and no page is fetched beyond the query's limit.
 
 Semantics, and where a provider may differ:
 
@@ -52,7 +52,7 @@ from connectors.base import ARROW_TYPES, Connector
 from connectors.datasets import ColumnType
 from connectors.errors import ConnectorError, FilterError, QueryError, StoreError, TableError
 from connectors.filters import fields
-from connectors.netguard import DestinationRefused, NetPolicy, guarded_client
+from connectors.netguard import DestinationRefused, NetPolicy, guarded_client, same_origin
 from connectors.optimadecompile import IDENTIFIER, compile_optimade
 from connectors.query import MaskKind, Query
 from connectors.sqlcompile import REDACTED
@@ -244,7 +244,8 @@ class OptimadeConnector(Connector):
             raise ConnectorError(f"timeout must be positive, got {timeout}")
         self.base_url = _api_root(base_url)
         try:
-            self._host = httpx.URL(self.base_url).host
+            self._origin = httpx.URL(self.base_url)
+            self._host = self._origin.host
         except httpx.InvalidURL as exc:
             raise ConnectorError(f"{base_url!r} is not a URL: {exc}") from None
         if not self.base_url.startswith(("http://", "https://")) or not self._host:
@@ -286,7 +287,7 @@ class OptimadeConnector(Connector):
             ) from None
         except httpx.HTTPError as exc:
             raise StoreError(f"cannot reach OPTIMADE provider {self.base_url}: {exc}") from None
-        if response.url.host != self._host:
+        if not same_origin(self._origin, response.url):
             # Pages, redirects included, come from the provider's host only (http->https is fine).
             raise StoreError(f"OPTIMADE provider {self.base_url} redirected to {response.url}")
         try:
@@ -455,7 +456,7 @@ class OptimadeConnector(Connector):
             url = httpx.URL(target)
         except httpx.InvalidURL:
             raise StoreError(f"OPTIMADE provider {self.base_url} sent a bad next link") from None
-        if url.host != self._host:
+        if not same_origin(self._origin, url):
             raise StoreError(f"OPTIMADE provider {self.base_url} sent a next link to {target}")
         if left is not None and "page_limit" in url.params:
             # The last page asks for only the rows still wanted.

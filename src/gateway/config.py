@@ -148,7 +148,12 @@ class PeerConfig(_Model):
     jwks_url: str | None = Field(default=None, description="The peer node's JWKS URL.")
     jwks: dict[str, Any] | None = Field(default=None, description="The peer node's inline JWKS.")
     allow_private_network: bool = Field(
-        default=False, description="Allow a loopback or private address (demos and tests)."
+        default=False,
+        description=(
+            "Allow this peer's own host (url, jwks_url) although it resolves to a loopback or "
+            "private address; [network] allow is the node-wide form. Metadata addresses stay "
+            "refused."
+        ),
     )
     connect_timeout: float = Field(default=3.0, gt=0, description="Seconds to connect.")
     read_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for any byte.")

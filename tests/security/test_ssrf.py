@@ -31,6 +31,7 @@ from store_world import column_entry, entry, node_with
 from connectors.errors import StoreError
 from connectors.netguard import DestinationRefused, NetPolicy, guarded_client
 from connectors.optimade import OptimadeConnector
+from connectors.query import Query
 from gateway.config import PeerConfig
 from gateway.errors import BadGateway
 from gateway.keys import NodeKey
@@ -89,8 +90,14 @@ class Hostile:
         head, _, _ = path.strip("/").partition("/")
         if head.startswith("redirect-"):
             return RedirectResponse(self.redirects()[head.removeprefix("redirect-")], 302)
-        if path == "/ok/v1/info":
+        if path in ("/ok/v1/info", "/paged/v1/info"):
             return JSONResponse(INFO)
+        if path == "/paged/v1/info/structures":
+            return JSONResponse({"data": {"properties": {"id": {"type": "string"}}}, "meta": {}})
+        if path == "/paged/v1/structures":
+            trap = f"http://127.0.0.1:{self.trap_port}/paged/v1/structures?page_offset=1"
+            page = [{"id": "a", "type": "structures", "attributes": {}}]
+            return JSONResponse({"data": page, "links": {"next": trap}, "meta": {}})
         if path == "/jwks.json":
             return JSONResponse({"keys": [KEY.as_dict(private=False)]})
         if path == "/jwks-redirect.json":
@@ -262,6 +269,14 @@ def test_optimade_store_allowed_by_name_follows_same_origin_redirects(hostile: H
         pytest.raises(StoreError, match="non-public address"),
     ):
         connector.tables()
+
+
+def test_optimade_next_link_to_another_port_is_refused(hostile: Hostile) -> None:
+    """A page whose next link points at another port of the same host is not fetched."""
+    with OptimadeConnector(f"{hostile.url}/paged", network=LOOPBACK) as connector:
+        batches = connector.batches(Query("structures", ("id",)))
+        with pytest.raises(StoreError, match="next link"):
+            list(batches)
 
 
 # ---- DNS answers that change ---------------------------------------------------------------
