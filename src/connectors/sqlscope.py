@@ -33,6 +33,10 @@ from connectors.errors import StoreError, TableError
 __all__ = ["Scope", "check_table"]
 
 _MAX_DEPTH = 16
+# Never a store's implicit scope: a connection whose default is one of these must name its schemas.
+_SYSTEM = frozenset(
+    {"pg_catalog", "information_schema", "mysql", "performance_schema", "sys", "pg_toast"}
+)
 _SQLITE_READS = frozenset({"OpenRead", "OpenWrite", "ReopenIdx"})
 
 
@@ -60,7 +64,14 @@ class _Checker:
 
     @property
     def schemas(self) -> tuple[str, ...]:
-        return self.scope.schemas or (self.default,)
+        if self.scope.schemas:
+            return self.scope.schemas
+        if self.default.lower() in _SYSTEM or self.default.lower().startswith("pg_temp"):
+            raise TableError(
+                f"{self.name!r}: the connection's default schema is {self.default!r}, a system "
+                "schema; name the schemas the store exposes in its config"
+            )
+        return (self.default,)
 
     def _key(self, text: str) -> str:
         return text.lower() if self.fold else text

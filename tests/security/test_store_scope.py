@@ -24,6 +24,7 @@ from connectors.files import FilesConnector
 from connectors.query import Query
 from connectors.sql import SQLConnector
 from connectors.sqlscope import Scope
+from gateway.errors import Unprocessable
 
 SCOPE = "outside the store's scope"
 MISSING = "does not exist"
@@ -382,3 +383,21 @@ def test_files_connector_refuses_links_at_query_time(files_root: Path) -> None:
         with pytest.raises(TableError, match="outside the store"):
             next(iter(connector.batches(Query(table, ("id",)))))
     assert connector.count(Query("ok.csv", ("id",))) == 2
+
+
+def test_a_config_dataset_outside_the_scope_stops_the_node(tmp_path, sqlite_url) -> None:
+    """Registration from the config at start-up is held to the same scope."""
+    stores = {"lite": {"kind": "sql", "url": sqlite_url}}
+    dataset = entry("master", "lite", "sqlite_master", [column_entry("rootpage")])
+    del dataset["institution"]
+    extra = {"datasets": [dataset]}
+    with pytest.raises(Unprocessable, match=SCOPE), node_with(tmp_path, stores, **extra):
+        pass
+
+
+@pytest.mark.mariadb
+def test_a_system_default_schema_is_never_an_implicit_scope(mariadb_url) -> None:
+    """A URL whose database is a system one exposes nothing until the config names schemas."""
+    url = mariadb_url.rsplit("/", 1)[0] + "/mysql"
+    with SQLConnector(url) as connector, pytest.raises(TableError, match="system schema"):
+        connector.columns("user")
