@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from audit.checkpoints import Notary, origin_of
 from audit.keys import Signer
 from audit.lineage import Lineage
 from audit.log import AuditLog
@@ -23,8 +24,11 @@ from gateway.peers import Peers, check_address
 from gateway.provenance import ProvenanceStore
 from gateway.settings import Settings
 from gateway.stores import Stores
+from gateway.witness import Witness
+from gateway.witnessing import Cosigners
 from policies import Governance
 from policies.config import PolicyConfig
+from policies.principals import Principal
 from policies.watcher import RedisWatcher
 
 __all__ = ["Node"]
@@ -91,6 +95,20 @@ class Node:
         self.audit = AuditLog(
             self.engine, Signer(self.key.private, self.key.kid), node=self.institution, clock=clock
         )
+        # the log's checkpoints as C2SP notes; this node witnessing its peers, and they it
+        self.notary = Notary(self.engine, self.audit.signer, origin_of(self.institution))
+        witness_key = NodeKey.load_or_create(
+            settings.resolved_key_file().with_name("witness_key.pem")
+        )
+        self.witness = Witness(
+            self.engine,
+            witness_key.private,
+            f"matgate/{self.institution}/witness",
+            audit=self.audit,
+            clock=clock,
+        )
+        self.service = Principal(subject="witness", institution=self.institution)
+        self.cosigners = Cosigners(self.peers, self.audit, self.notary, self.service)
         self.auth_failures = FailureLimiter(clock=clock)
         self.jobs = Jobs(self.engine, workers=config.limits.train_workers)
         self.lineage = Lineage(self.engine, self.audit)

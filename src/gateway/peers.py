@@ -278,6 +278,7 @@ class Peer:
         end: float,
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
+        content: bytes | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """An open response of the peer, its headers read; transport failures translated."""
         url = self.config.base_url + path
@@ -286,7 +287,12 @@ class Peer:
         async with self._client(read) as client:
             try:
                 request = client.build_request(
-                    method, path, headers=dict(headers), params=params, json=json_body
+                    method,
+                    path,
+                    headers=dict(headers),
+                    params=params,
+                    json=json_body,
+                    content=content,
                 )
                 response = await client.send(request, stream=True)
             except httpx.TimeoutException as exc:

@@ -169,6 +169,7 @@ def _settings(plan: dict[str, Any]) -> Any:
         public_url=plan["url"],
         log_json=False,
         log_level="WARNING",
+        audit_checkpoint_seconds=10.0,  # the three nodes witness each other every 10 s
     )
 
 
