@@ -26,9 +26,7 @@ ROOT = hashlib.sha256(b"root").digest()
 
 
 def _raw(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def test_checkpoint_note_has_the_c2sp_shape_and_key_id() -> None:

@@ -219,7 +219,8 @@ def test_witness_quorum(copy: Copy) -> None:
     head = copy.bundle.checkpoints[-1]
     note = parse_note(head.note)
     cosigned = note.with_signatures(
-        cosign(note.text, k.name, w.key, 1_700_000_000) for k, w in zip(keys, witnesses[:2])
+        cosign(note.text, k.name, w.key, 1_700_000_000)
+        for k, w in zip(keys[:2], witnesses[:2], strict=True)
     )
     cps = [*copy.bundle.checkpoints[:-1], replace(head, note=str(cosigned))]
     trust = Trust.of(jwks=copy.log.jwks(), witnesses=keys, required=2)
