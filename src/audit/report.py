@@ -8,7 +8,8 @@ Format (``matgate-dataset-report/1``, JSON)::
      "entries": [{"index", "body", "proof": [hex, ...]}],   # body: the exact entry bytes
      "models": [{"run_id", "model_name", "model_version", "model_hash", "principal",
                  "audit_index", "manifests": [...]}],
-     "truncated": bool}
+     "truncated": bool,
+     "jwks": {...}}   # the keys the node offers: they count only for a pinned fingerprint
 
 ``verify_report`` proves what the report shows (every entry is in the signed log, concerns the
 dataset and the window; every model's run entry is in the log and consumed one of its slices).
@@ -42,6 +43,7 @@ def build_report(
     since: str | None = None,
     until: str | None = None,
     truncated: bool = False,
+    jwks: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble a report from entries ``(index, body, proof)`` proven against ``checkpoint``."""
     return {
@@ -57,6 +59,7 @@ def build_report(
         ],
         "models": [dict(m) for m in models],
         "truncated": truncated,
+        "jwks": dict(jwks or {"keys": []}),
     }
 
 

@@ -261,6 +261,10 @@ def verify_checkpoint(cp: Checkpoint | Mapping[str, Any], trust: Trust) -> Repor
         )
         return report
     report.signer = kid
+    report.problems += [
+        Problem("unknown-key", None, f"the pinned key {pin} did not sign this checkpoint")
+        for pin in trust.unmatched
+    ]
     report.cosigners = sorted(_cosigners(cp, trust))
     if len(report.cosigners) < trust.required:
         report.problems.append(
@@ -387,11 +391,10 @@ def _signer(cp: Checkpoint, trust: Trust) -> tuple[str | None, str]:
             _, size, root = parse_checkpoint(note.text)
         except ValueError:
             return None, "bad-signature"
-        kid = trust.log_signer(note)
-        if kid is not None:
-            return (
-                (kid, "") if (size, root.hex()) == (cp.size, cp.root) else (None, "bad-signature")
-            )
+        signer = trust.log_signer(note)
+        if signer is not None:
+            same = (size, root.hex()) == (cp.size, cp.root)
+            return (signer, "") if same else (None, "bad-signature")
     return None, "bad-signature" if key is not None else "unknown-key"
 
 

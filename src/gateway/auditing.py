@@ -116,9 +116,15 @@ def report(
 ) -> dict[str, Any]:
     """Where did ``dataset`` go: its entries and models with proofs (auditors)."""
     _ensure_auditor(node, principal)
+    since, until = _aware(since), _aware(until)
     if since is not None and until is not None and since >= until:
         raise BadRequest("since must be before until")
     return dataset_report(node, dataset, since, until)
+
+
+def _aware(when: dt.datetime | None) -> dt.datetime | None:
+    """A time without a zone is taken as UTC (so times compare)."""
+    return when.replace(tzinfo=dt.UTC) if when is not None and when.tzinfo is None else when
 
 
 def register_run(node: Node, principal: Principal, body: RunBody) -> dict[str, Any]:

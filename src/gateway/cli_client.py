@@ -391,7 +391,7 @@ def _verify_report(args: argparse.Namespace) -> int:
 
     data = json.loads(args.file.read_text())
     try:
-        result = verify_report(data, _trust(args, None))
+        result = verify_report(data, _trust(args, data.get("jwks")))
     except (ValueError, KeyError) as exc:
         raise SystemExit(f"matgate: {args.file}: not a dataset report ({exc})") from None
     out = result.to_dict()

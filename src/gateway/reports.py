@@ -82,6 +82,7 @@ def dataset_report(
         since=format_time(since) if since else None,
         until=format_time(until) if until else None,
         truncated=truncated,
+        jwks=node.audit.jwks(),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -15,8 +16,10 @@ import pytest
 from test_federation_world import World, build_world, serve
 
 from audit.checkpoints import Checkpoint
+from audit.entries import split_entry
 from audit.merkle import MerkleTree, leaf_hash
 from audit.notes import Note, checkpoint_text, sign_note
+from audit.report import verify_report
 from audit.search import EventFilter
 from audit.verify import Trust, verify_checkpoint
 
@@ -26,6 +29,12 @@ ORIGIN = "matgate/alpha/audit"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     yield from serve(build_world(tmp_path_factory.mktemp("witness")))
+
+
+@pytest.fixture(scope="module")
+def forked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A federation whose alpha operator forks alpha's log (its witnesses' state is spoiled)."""
+    yield from serve(build_world(tmp_path_factory.mktemp("forked")))
 
 
 class Forger:
@@ -88,7 +97,8 @@ def test_peers_cosign_a_nodes_checkpoint_and_verify_counts_them(world: World) ->
     assert ("witnesses", None) in verify_checkpoint(cp, three).kinds()
 
 
-def test_split_view_is_caught(world: World) -> None:
+def test_split_view_is_caught(forked: World) -> None:
+    world = forked
     prefix = [b"e%d" % i for i in range(5)]
     shown_to_beta = Forger(world, [*prefix, b"pay alice"])
     shown_to_gamma = Forger(world, [*prefix, b"pay mallory"])
@@ -138,7 +148,8 @@ def test_split_view_is_caught(world: World) -> None:
         ("stale old size", 409),
     ],
 )
-def test_add_checkpoint_refusals(world: World, case: str, status: int) -> None:
+def test_add_checkpoint_refusals(forked: World, case: str, status: int) -> None:
+    world = forked
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     if _state(world) is None:  # give beta a checkpoint of alpha's to compare against
@@ -164,3 +175,45 @@ def test_add_checkpoint_refusals(world: World, case: str, status: int) -> None:
 
 def _state(world: World) -> dict | None:
     return httpx.get(world.url("beta") + "/audit/witness").json()["logs"][ORIGIN]  # type: ignore[no-any-return]
+
+
+def test_report_follows_a_dataset_across_the_federation(world: World) -> None:
+    from gateway.client import Client
+
+    with Client(world.url("alpha"), token=world.token("alpha"), progress=False) as ana:
+        ana.dataset("beta/gaps").pull(columns=["sample_id"], purpose="research")
+    reports = {}
+    for node in ("alpha", "beta"):
+        answer = httpx.get(
+            world.url(node) + "/audit/report",
+            params={"dataset": "beta/gaps"},
+            headers=world.headers(node, roles=("auditor",)),
+            timeout=20,
+        )
+        assert answer.status_code == 200, answer.text
+        reports[node] = answer.json()
+
+    def names(report: dict) -> set[str]:
+        return {json.loads(split_entry(e["body"].encode())[2])["name"] for e in report["entries"]}
+
+    assert "relay" in names(reports["alpha"])  # the home node relayed it
+    owner = [json.loads(split_entry(e["body"].encode())[2]) for e in reports["beta"]["entries"]]
+    assert any(e["principal"] == "ana@alpha" and e["name"] == "decision" for e in owner)
+    keys = _witness_keys(world)
+    for node, report in reports.items():
+        witnesses = [keys[w] for w in keys if w != node]
+        trust = Trust.of(jwks=world.keys[node].jwks(), witnesses=witnesses, required=2)
+        result = verify_report(report, trust)
+        assert result.ok, result.problems  # each proven against a checkpoint both peers cosigned
+    denied = httpx.get(
+        world.url("beta") + "/audit/report",
+        params={"dataset": "beta/gaps"},
+        headers=world.headers("beta"),
+    )
+    assert denied.status_code == 403
+    bad = httpx.get(
+        world.url("beta") + "/audit/report",
+        params={"dataset": "beta/gaps", "since": "2030-01-01T00:00:00Z", "until": "2020-01-01"},
+        headers=world.headers("beta", roles=("auditor",)),
+    )
+    assert bad.status_code == 400
