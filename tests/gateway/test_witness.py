@@ -217,3 +217,25 @@ def test_report_follows_a_dataset_across_the_federation(world: World) -> None:
         headers=world.headers("beta", roles=("auditor",)),
     )
     assert bad.status_code == 400
+
+
+def test_background_loop_gets_each_new_checkpoint_witnessed(world: World) -> None:
+    from audit.events import DatasetRegistered
+    from gateway.app import _checkpoints
+
+    beta = world.node("beta")
+    beta.audit.append(DatasetRegistered(dataset="beta/loop-check"))
+    beta.settings.audit_checkpoint_seconds = 0.2
+
+    async def run_briefly() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(_checkpoints(beta), 2.0)
+
+    try:
+        asyncio.run(run_briefly())
+    finally:
+        beta.settings.audit_checkpoint_seconds = 3600
+    latest = beta.audit.latest_checkpoint()
+    assert latest is not None and latest.size == beta.audit.size()
+    names = {s.name for s in beta.notary.cosignatures(latest)}
+    assert names == {"matgate/alpha/witness", "matgate/gamma/witness"}
