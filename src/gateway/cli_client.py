@@ -330,7 +330,8 @@ def _verify(args: argparse.Namespace) -> int:
             bundle = read_bundle(fp)
     report = verify(bundle.entries, bundle.checkpoints, _trust(args, bundle.jwks))
     if args.file is None and report.ok:
-        _check_state(args, bundle.origin or args.url, report)
+        # keyed by the URL the auditor chose, never by a name the node writes in the copy
+        _check_state(args, str(args.url).rstrip("/"), report)
     out = report.to_dict()
     print(json.dumps(out, indent=2))
     print(out["summary"], file=sys.stderr)
