@@ -18,10 +18,12 @@ def _persona(demo: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _fingerprint(demo: dict[str, Any], node: dict[str, Any]) -> str:
+    """The log key fingerprint an auditor pins (from demo.json)."""
     return str(node.get("fingerprint", "FINGERPRINT"))
 
 
 def _witnesses(demo: dict[str, Any], node: dict[str, Any]) -> str:
+    """The other nodes' witness keys as verify options."""
     others = [n["witness"] for n in demo["nodes"] if n is not node and n.get("witness")]
     if not others:
         return ""
@@ -46,6 +48,7 @@ def guide(demo: dict[str, Any], path: Path) -> str:
     bearer = 'curl -sH "Authorization: Bearer'
     json_type = '-H "Content-Type: application/json"'
     embargo = demo.get("embargo_until", "its embargo date")
+    pin = _fingerprint(demo, first)
     return f"""
 matgate demo is running: {len(urls)} institution(s) of a federation, on loopback.
 {nodes}
@@ -117,9 +120,9 @@ PY
 9. The audit log: Ari reads who got what, and verifies the log trusting only the key she
    pinned and the two other nodes, which witness Aurora's log (they cosign every 10 s):
   MATGATE_TOKEN=$ARI matgate audit events --dataset aurora/ni-superalloys --limit 5
-  MATGATE_TOKEN=$ARI matgate audit verify --trust-key {_fingerprint(demo, first)}{_witnesses(demo, first)}
+  MATGATE_TOKEN=$ARI matgate audit verify --trust-key {pin}{_witnesses(demo, first)}
   MATGATE_TOKEN=$ARI matgate audit report --dataset aurora/ni-superalloys -o ni-report.json
-  matgate audit verify-report ni-report.json --trust-key {_fingerprint(demo, first)}
+  matgate audit verify-report ni-report.json --trust-key {pin}
 
 Ctrl-C stops every server.
 """
