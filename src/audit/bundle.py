@@ -46,13 +46,13 @@ class Bundle:
     origin: str = ""
 
 
-def write_bundle(log: AuditLog, fp: IO[bytes], notary: Notary | None = None) -> int:
-    """Write the log as a verifiable copy: a checkpoint is signed now and the copy holds exactly
-    the entries it covers; returns the entry count."""
-    head = log.checkpoint()
-    checkpoints = [cp for cp in log.checkpoints() if cp.size <= head.size]
-    if notary is not None:
-        checkpoints = [notary.attach(cp) for cp in checkpoints]
+def write_bundle(
+    log: AuditLog, fp: IO[bytes], notary: Notary | None = None, head: Checkpoint | None = None
+) -> int:
+    """Write the log as a verifiable copy up to ``head`` (default: a checkpoint signed now): the
+    copy holds exactly the entries it covers; returns the entry count."""
+    head = head or log.checkpoint()
+    checkpoints = _up_to(log, head, notary)
     header = {
         "format": FORMAT,
         "node": log.node,
@@ -68,6 +68,13 @@ def write_bundle(log: AuditLog, fp: IO[bytes], notary: Notary | None = None) -> 
     for cp in checkpoints:
         fp.write(canonical_json({"checkpoint": cp.to_dict()}) + b"\n")
     return count
+
+
+def _up_to(log: AuditLog, head: Checkpoint, notary: Notary | None) -> list[Checkpoint]:
+    """The stored checkpoints up to ``head``, the head last with its note and cosignatures
+    (only the covering checkpoint needs them; older ones keep their JSON signature)."""
+    older = [cp for cp in log.checkpoints() if cp.size < head.size]
+    return [*older, notary.attach(head) if notary is not None else head]
 
 
 def _lines(fp: IO[bytes]) -> Iterator[bytes]:
@@ -117,8 +124,6 @@ def verify_log(
     """Verify a live log's stored entries against its checkpoints, one signed now; trusting the
     node's own key unless told otherwise (the node checking itself)."""
     head = log.checkpoint()
-    checkpoints = [cp for cp in log.checkpoints() if cp.size <= head.size]
-    if notary is not None:
-        checkpoints = [notary.attach(cp) for cp in checkpoints]
+    checkpoints = _up_to(log, head, notary)
     bodies = itertools.islice(log.bodies(), head.size)
     return verify(bodies, checkpoints, trust if trust is not None else log.jwks())

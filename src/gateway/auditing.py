@@ -88,9 +88,9 @@ def export(node: Node, principal: Principal, filters: EventFilter, fmt: str) -> 
 def bundle(node: Node, principal: Principal) -> Iterator[bytes]:
     """The whole log with its checkpoints and keys, for offline verification."""
     _ensure_auditor(node, principal)
-    witnessed_checkpoint(node)  # the copy's last checkpoint, cosigned if the peers answer
+    head = witnessed_checkpoint(node)  # the copy's last checkpoint, cosigned if peers answer
     spool = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+b")  # noqa: SIM115
-    write_bundle(node.audit, spool, node.notary)
+    write_bundle(node.audit, spool, node.notary, head)
     spool.seek(0)
     return _chunks(spool)
 

@@ -237,7 +237,8 @@ def _trust_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FINGERPRINT",
-        help="the node key you trust: its RFC 7638 thumbprint or its C2SP vkey (repeatable)",
+        help="the node key you trust: its RFC 7638 thumbprint or its C2SP vkey (repeatable; "
+        "write --trust-key=FINGERPRINT, a thumbprint may start with '-')",
     )
     p.add_argument(
         "--trust-jwks", "--jwks", type=Path, default=None, help="a JWKS file of keys you trust"

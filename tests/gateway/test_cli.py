@@ -113,10 +113,8 @@ def test_audit_verify_online_and_from_an_export(as_user, tmp_path, capsys, api, 
     state = ["--state", str(tmp_path / "state.json")]
     assert main(["audit", "verify", *state]) == 1  # no trust root named: not authenticated
     assert json.loads(capsys.readouterr().out)["status"] == "unauthenticated"
-    pin = [
-        "--trust-key",
-        api.get("/audit/checkpoint", headers=auth["auditor"]).json()["fingerprint"],
-    ]
+    fingerprint = api.get("/audit/checkpoint", headers=auth["auditor"]).json()["fingerprint"]
+    pin = [f"--trust-key={fingerprint}"]  # "=": a fingerprint may start with "-"
     assert main(["audit", "verify", *pin, *state]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
     bundle = tmp_path / "log.jsonl"

@@ -32,7 +32,7 @@ def auditor(monkeypatch, live, tokens):
 @pytest.fixture
 def pin(api, auth) -> list[str]:
     view = api.get("/audit/checkpoint", headers=auth["auditor"]).json()
-    return ["--trust-key", view["fingerprint"]]
+    return [f"--trust-key={view['fingerprint']}"]  # "=": a fingerprint may start with "-"
 
 
 @pytest.fixture

@@ -120,9 +120,9 @@ PY
 9. The audit log: Ari reads who got what, and verifies the log trusting only the key she
    pinned and the two other nodes, which witness Aurora's log (they cosign every 10 s):
   MATGATE_TOKEN=$ARI matgate audit events --dataset aurora/ni-superalloys --limit 5
-  MATGATE_TOKEN=$ARI matgate audit verify --trust-key {pin}{_witnesses(demo, first)}
+  MATGATE_TOKEN=$ARI matgate audit verify --trust-key={pin}{_witnesses(demo, first)}
   MATGATE_TOKEN=$ARI matgate audit report --dataset aurora/ni-superalloys -o ni-report.json
-  matgate audit verify-report ni-report.json --trust-key {pin}
+  matgate audit verify-report ni-report.json --trust-key={pin}
 
 Ctrl-C stops every server.
 """
