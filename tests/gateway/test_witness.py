@@ -239,3 +239,9 @@ def test_background_loop_gets_each_new_checkpoint_witnessed(world: World) -> Non
     assert latest is not None and latest.size == beta.audit.size()
     names = {s.name for s in beta.notary.cosignatures(latest)}
     assert names == {"matgate/alpha/witness", "matgate/gamma/witness"}
+
+
+def test_oversized_submission_is_refused_before_it_is_read(forked: World) -> None:
+    answer = _post(forked, "beta", b"old 0\n" + b"A" * 200_000)
+    assert answer.status_code == 413
+    assert answer.headers["content-type"].startswith("application/problem+json")

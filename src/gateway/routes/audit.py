@@ -11,7 +11,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from audit.search import EventFilter
 from gateway import auditing
 from gateway.deps import CurrentPrincipal, NodeDep
+from gateway.errors import TooLarge
 from gateway.schemas import RunBody
+from gateway.witness import MAX_BODY
 
 router = APIRouter(tags=["audit"])
 _MAX = 2**62
@@ -43,6 +45,17 @@ def event_filter(
 
 
 Filters = Annotated[EventFilter, Depends(event_filter)]
+
+
+async def submission_body(request: Request) -> bytes:
+    """The request body, refused (413) as soon as it outgrows a witness submission."""
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge(f"a checkpoint submission is at most {MAX_BODY} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 @router.get(
@@ -79,10 +92,12 @@ def witness(node: NodeDep) -> dict[str, Any]:
     response_class=PlainTextResponse,
     openapi_extra={"requestBody": {"content": {"text/plain": {}}, "required": True}},
 )
-async def add_checkpoint(request: Request, node: NodeDep) -> Response:
+async def add_checkpoint(
+    body: Annotated[bytes, Depends(submission_body)], node: NodeDep
+) -> Response:
     """``old <size>``, consistency proof lines, a blank line and the checkpoint note; answers
     a cosignature line, or 409 with the size last cosigned (``text/x.tlog.size``)."""
-    answer = await auditing.add_checkpoint(node, await request.body())
+    answer = await auditing.add_checkpoint(node, body)
     return Response(answer.body, status_code=answer.status, media_type=answer.media_type)
 
 
