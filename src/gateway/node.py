@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 
 from audit.checkpoints import Notary, origin_of
 from audit.keys import Signer
@@ -107,9 +108,7 @@ class Node:
         )
         # the log's checkpoints as C2SP notes; this node witnessing its peers, and they it
         self.notary = Notary(self.engine, self.audit.signer, origin_of(self.institution))
-        witness_key = NodeKey.load_or_create(
-            settings.resolved_key_file().with_name("witness_key.pem")
-        )
+        witness_key = _load_key(settings.resolved_key_file().with_name("witness_key.pem"))
         self.witness = Witness(
             self.engine,
             witness_key.private,
@@ -166,3 +165,12 @@ def _guard(peer: PeerConfig, network: NetPolicy) -> Callable[[str], None]:
             raise Unauthorized(f"cannot fetch the keys of peer {peer.institution!r}") from exc
 
     return check
+
+
+def _load_key(path: Path) -> NodeKey:
+    """The key at ``path``, made if missing; a replica that loses the race to make it reads
+    the one the other made."""
+    try:
+        return NodeKey.load_or_create(path)
+    except FileExistsError:
+        return NodeKey.load_or_create(path)
