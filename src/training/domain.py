@@ -12,6 +12,7 @@ that a model trained on data that may not be read carries its domain without mem
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,9 @@ class Domain:
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Distance of each row to the training data, in units of the threshold (<= 1: inside)."""
-        z = (np.asarray(features, float) - self.mean) / self.scale
+        values = np.array(features, dtype=float)
+        values[~np.isfinite(values)] = np.nan
+        z = (values - self.mean) / self.scale
         projected = np.nan_to_num(z) @ self.components.T
         distance = np.sqrt((projected**2 / self.variances).sum(axis=1) / len(self.variances))
         return distance / self.threshold
@@ -53,14 +56,20 @@ class Domain:
 
 def fit_domain(features: np.ndarray) -> Domain | None:
     """The domain of a training feature matrix (None when there are too few rows to tell)."""
-    X = np.asarray(features, float)
+    X = np.array(features, dtype=float)
     if X.ndim != 2 or X.shape[0] < 5 or X.shape[1] == 0:
         return None
-    mean = np.nanmean(X, axis=0)
-    scale = np.nanstd(X, axis=0)
+    X[~np.isfinite(X)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no spread to measure
+        mean = np.nan_to_num(np.nanmean(X, axis=0))
+        scale = np.nan_to_num(np.nanstd(X, axis=0))
     scale = np.where(scale > 0, scale, 1.0)
     z = np.nan_to_num((X - mean) / scale)
-    pca = PCA(n_components=VARIANCE_KEPT, svd_solver="full").fit(z)
+    try:
+        pca = PCA(n_components=VARIANCE_KEPT, svd_solver="full").fit(z)
+    except np.linalg.LinAlgError:
+        return None
     variances = np.maximum(pca.explained_variance_, 1e-12)
     projected = z @ pca.components_.T
     distance = np.sqrt((projected**2 / variances).sum(axis=1) / len(variances))
