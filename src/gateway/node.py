@@ -69,6 +69,7 @@ class Node:
             peers={p.issuer: p.institution for p in config.peers},
             replay=self.replay,
             guards={p.issuer: _guard(p) for p in config.peers},
+            own_issuer=self.issuer.issuer,
         )
         self.peers = Peers(
             config.peers, key=self.key, issuer=self.public_url, institution=self.institution

@@ -34,7 +34,7 @@ def _arrow(peer: str, *, node: str | None = None, extra: bool = False) -> bytes:
         "id": "f" * 32,
         "node": node or peer,
         "dataset": f"{node or peer}/gaps",
-        "principal": "ana@alpha",
+        "principal": "alpha:ana",
         "purpose": "research",
         "query": {"columns": names},
     }

@@ -45,7 +45,7 @@ def _sign(claims, key: OKPKey, alg: str = "Ed25519", kid: str | None = None) -> 
         lambda c: c.update(iss="http://untrusted.example"),
         lambda c: c.pop("sub"),
         lambda c: c.pop("exp"),
-        lambda c: c.update(roles="member"),
+        lambda c: c.update(roles=42),
     ],
     ids=["expired", "wrong-audience", "untrusted-issuer", "no-sub", "no-exp", "roles-not-list"],
 )
