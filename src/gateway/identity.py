@@ -218,7 +218,7 @@ class Authenticator:
             institution=institution,
             roles=roles,
             attrs={k: v for k, v in claims.items() if k in ("name", "email", "jti")},
-            actor=_actor(claims),
+            actor=_actor(claims) if peer is not None else None,  # only a peer speaks for others
             namespace=namespace,
             issuer=config.issuer,
             notes=notes,
