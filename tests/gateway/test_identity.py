@@ -265,3 +265,56 @@ def test_a_guest_token_is_the_same_principal_a_peer_would_assert(api, auth):
 def test_node_tokens_are_held_to_a_lifetime(api, app, changes, status):
     token = _sign(_forge(app, **changes), app.state.node.key.jwk)
     assert api.get("/catalog", headers={"Authorization": f"Bearer {token}"}).status_code == status
+
+
+def test_stored_user_names_are_qualified_by_the_migration(tmp_path):
+    import sqlalchemy as sa
+    from alembic import command
+
+    from gateway.migrations import alembic_config, migrate
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'node.db'}")
+    command.upgrade(alembic_config(engine), "0002")
+    rows = {
+        "casbin_rule": [
+            {"ptype": "p", "v0": "user:bob@kyoto", "v1": "nims", "v2": "*", "v3": "read"},
+            {"ptype": "g", "v0": "user:carol@kyoto", "v1": "role:partner", "v2": "nims", "v3": ""},
+            {"ptype": "p", "v0": "role:member", "v1": "nims", "v2": "*", "v3": "read"},
+        ],
+        "policy_acceptances": [
+            {"agreement": "t", "holder": "user:bob@kyoto", "accepted_by": "bob@kyoto",
+             "accepted_at": "2026-01-01"},
+            {"agreement": "t", "holder": "inst:kyoto", "accepted_by": "erin@kyoto",
+             "accepted_at": "2026-01-01"},
+        ],
+        "jobs": [
+            {"id": "j1", "owner": "mia@aurora", "kind": "train", "created": "2026-01-01",
+             "status": "done", "stage": "", "progress": 1.0},
+        ],
+    }  # fmt: skip
+    with engine.begin() as conn:
+        for table, values in rows.items():
+            conn.execute(sa.insert(sa.table(table, *map(sa.column, values[0]))), values)
+
+    def stored() -> list[tuple[str, ...]]:
+        with engine.connect() as conn:
+            queries = (
+                "SELECT v0 FROM casbin_rule ORDER BY id",
+                "SELECT holder, accepted_by FROM policy_acceptances ORDER BY id",
+                "SELECT owner FROM jobs",
+            )
+            return [tuple(row) for q in queries for row in conn.execute(sa.text(q))]
+
+    before = stored()
+    migrate(engine)
+    assert stored() == [
+        ("user:kyoto:bob",),
+        ("user:kyoto:carol",),
+        ("role:member",),
+        ("user:kyoto:bob", "kyoto:bob"),
+        ("inst:kyoto", "kyoto:erin"),
+        ("aurora:mia",),
+    ]
+    command.downgrade(alembic_config(engine), "0002")
+    assert stored() == before
+    engine.dispose()
