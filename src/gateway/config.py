@@ -11,8 +11,10 @@ Validated on load; an error names the file, the line and the key that is wrong::
 
     [[issuers]]
     issuer = "https://idp.alpha.example"
-    jwks_url = "https://idp.alpha.example/jwks.json"
+    discovery = true                  # or jwks_url = "...", or jwks = { keys = [...] }
+    namespace = "alpha"               # its users are alpha:<sub>
     institution = "alpha"
+    roles_claim = "realm_access.roles"
 
     [[datasets]]
     name = "ni-superalloys"
