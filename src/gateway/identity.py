@@ -146,6 +146,12 @@ class Authenticator:
         institution. Issuers found by discovery are looked up now; failures are logged and
         retried on the first token.
         """
+        issuers = list(issuers)
+        names = [i.issuer for i in issuers]
+        if len(names) != len(set(names)):
+            # One would silently replace the other, with its namespace and its rules.
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"issuers trusted twice (as issuer, peer or this node): {twice}")
         self._http = http_client()
         guards = guards or {}
         self._issuers = {i.issuer: _prepare(i, self._http, guards.get(i.issuer)) for i in issuers}

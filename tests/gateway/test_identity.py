@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from gateway.claims import parse_claim_path, strings_at
 from gateway.config import ConfigError, IssuerConfig, NodeConfig, load_config
+from gateway.identity import Authenticator
 from gateway.keys import NodeKey
 from policies.lines import PolicyLine
 from policies.principals import Principal, split_principal_id
@@ -318,3 +319,10 @@ def test_stored_user_names_are_qualified_by_the_migration(tmp_path):
     command.downgrade(alembic_config(engine), "0002")
     assert stored() == before
     engine.dispose()
+
+
+def test_an_issuer_named_like_the_node_itself_is_refused(app):
+    node = app.state.node
+    same = IssuerConfig(issuer=node.public_url, namespace="lab", institution="aurora", jwks=KEYS)
+    with pytest.raises(ValueError, match="trusted twice"):
+        Authenticator([node.issuer.as_trusted(), same], default_audience=node.public_url)
