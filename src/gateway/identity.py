@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwa import EdDSAAlgorithm
@@ -139,12 +140,14 @@ class Authenticator:
         replay: ReplayCache | None = None,
         guards: Mapping[str, Callable[[str], None]] | None = None,
         own_issuer: str | None = None,
+        http: httpx.Client | None = None,
     ) -> None:
         """``peers`` maps a peer node's issuer to its institution; its tokens are assertions.
 
         ``own_issuer`` is the node's development issuer, whose users are qualified by their
-        institution. Issuers found by discovery are looked up now; failures are logged and
-        retried on the first token.
+        institution. ``http`` fetches discovery documents and JWKS (the node passes one guarded
+        by its network policy; default: ``gateway.jwks.http_client``). Issuers found by
+        discovery are looked up now; failures are logged and retried on the first token.
         """
         issuers = list(issuers)
         names = [i.issuer for i in issuers]
@@ -152,7 +155,7 @@ class Authenticator:
             # One would silently replace the other, with its namespace and its rules.
             twice = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"issuers trusted twice (as issuer, peer or this node): {twice}")
-        self._http = http_client()
+        self._http = http or http_client()
         guards = guards or {}
         self._issuers = {i.issuer: _prepare(i, self._http, guards.get(i.issuer)) for i in issuers}
         self._default_audience = default_audience

@@ -7,8 +7,9 @@ identity provider (nor can a failing provider make every request wait for it). W
 ``jwks_uri`` is read from ``{issuer}/.well-known/openid-configuration``, whose ``issuer`` must
 equal the configured one exactly (OpenID Connect Discovery 1.0, section 4.3).
 
-Every outbound request goes through ``http_client`` (one place to add destination checks) and
-the issuer's ``guard``, if it has one; redirects are not followed; answers are capped in size.
+Every outbound request goes through the client the node gives (one guarded by its network policy,
+``connectors.netguard``; ``http_client`` otherwise) and the issuer's ``guard``, if it has one;
+redirects are not followed; answers are capped in size.
 """
 
 from __future__ import annotations

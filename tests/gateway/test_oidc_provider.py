@@ -98,6 +98,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "roles_claim": "scope",
         },
     ]
+    config["network"] = {"allow": ["127.0.0.1"]}  # the providers listen on loopback
     config["policy"]["lines"] += [
         {"user": "lab:alice", "domain": "aurora", "dataset": "magpie-elements", "action": "read"},
         {"institution": "aurora", "domain": "aurora", "action": "discover"},
@@ -278,3 +279,19 @@ class _Records(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+
+
+def test_an_issuer_outside_the_network_policy_is_never_contacted(world):
+    from connectors.netguard import NetPolicy, guarded_client
+
+    lab = world["lab"]
+    config = world["node"].auth.keys(lab.issuer).config
+    before = lab.hits()
+    http = guarded_client(NetPolicy.from_entries([]), timeout=5.0, follow_redirects=False)
+    auth = Authenticator([config], default_audience=lab.audience, http=http)
+    try:
+        with pytest.raises(Unauthorized, match="cannot fetch the keys"):
+            auth.authenticate(lab.token("alice"))
+    finally:
+        auth.close()
+    assert lab.hits() == before  # loopback is refused before any connection
