@@ -370,6 +370,8 @@ class NodeConfig(_Model):
         # Two issuers may never give the same principal id to two different people.
         institutions = {self.node.institution, *(p.institution for p in self.peers)}
         seen_iss = {p.issuer for p in self.peers}
+        if len(seen_iss) != len(self.peers):
+            raise ValueError("peers: two peers share a public URL (the issuer of their assertions)")
         seen_ns: set[str] = set()
         for i, issuer in enumerate(self.issuers):
             if issuer.issuer in seen_iss:

@@ -170,6 +170,7 @@ def _node_config(issuers, peers=()):
             "another issuer's already",
         ),
         ([{"issuer": "https://a"}, {"issuer": "https://a"}], [], "trusted twice"),
+        ([], [{"institution": "borealis"}, {"institution": "cygnus"}], "share a public URL"),
         ([{"issuer": "https://peer.example"}], [{"institution": "borealis"}], "trusted twice"),
         (
             [{"issuer": "https://a", "namespace": "borealis"}],
