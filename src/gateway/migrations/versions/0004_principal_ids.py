@@ -1,7 +1,7 @@
 """principal ids qualified by their issuer: subject@institution becomes institution:subject
 
-Revision ID: 0003_principal_ids
-Revises: 0002
+Revision ID: 0004_principal_ids
+Revises: 0003_witness
 Create Date: 2026-12-02 03:25:00
 
 Policy lines and role grants naming a user, acceptances of agreements and the owners of jobs
@@ -20,8 +20,8 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_principal_ids"
-down_revision = "0002"
+revision = "0004_principal_ids"
+down_revision = "0003_witness"
 branch_labels = None
 depends_on = None
 
