@@ -14,11 +14,13 @@ from connectors.datasets import Dataset
 from policies.compiled import CompiledPolicy
 from policies.decisions import Action, Decision
 from policies.evaluate import Context, evaluate
-from policies.principals import Principal
+from policies.lines import PUBLIC
+from policies.principals import ANONYMOUS, Principal
 
 __all__ = ["impacts", "stand_ins"]
 
 _ACTIONS = (Action.DISCOVER, Action.READ, Action.TRAIN)
+ANONYMOUS_SUBJECT = PUBLIC
 
 
 def stand_ins(policies: Sequence[CompiledPolicy], domain: str) -> list[Principal]:
@@ -29,7 +31,9 @@ def stand_ins(policies: Sequence[CompiledPolicy], domain: str) -> list[Principal
         subjects += [a.member for a in policy.assignments if a.domain == domain]
         for subject in subjects:
             kind, _, name = subject.partition(":")
-            if kind == "user":
+            if subject == ANONYMOUS_SUBJECT:
+                found.setdefault(subject, ANONYMOUS)
+            elif kind == "user":
                 sub, _, inst = name.partition("@")
                 found.setdefault(subject, Principal(sub, inst))
             elif kind == "inst":

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Principal"]
+__all__ = ["ANONYMOUS", "Principal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +19,13 @@ class Principal:
     roles: frozenset[str] = frozenset()
     attrs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     actor: str | None = None
+    anonymous: bool = False
 
     @property
     def id(self) -> str:
-        """``subject@institution``: unique across the federation."""
-        return f"{self.subject}@{self.institution}"
+        """``subject@institution``: unique across the federation (``anonymous`` without a token)."""
+        return "anonymous" if self.anonymous else f"{self.subject}@{self.institution}"
+
+
+ANONYMOUS = Principal(subject="anonymous", institution="", anonymous=True)
+"""A caller without a token: matches the policy's ``public`` lines and nothing else."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, status
 from connectors.datasets import Dataset, PSPPRole
 from gateway import service
 from gateway.catalog import Criteria
-from gateway.deps import CurrentPrincipal, NodeDep
+from gateway.deps import CurrentPrincipal, MaybePrincipal, NodeDep
 from gateway.schemas import CatalogPage
 
 router = APIRouter(tags=["catalog"])
@@ -30,7 +30,7 @@ def criteria(
 @router.get("/catalog", response_model=CatalogPage, summary="Search the catalog")
 def search_catalog(
     node: NodeDep,
-    principal: CurrentPrincipal,
+    principal: MaybePrincipal,
     found: Annotated[Criteria, Depends(criteria)],
     federated: Annotated[
         bool, Query(description="Search the peers too; each site's status is in meta")
@@ -41,20 +41,20 @@ def search_catalog(
 
 
 @router.get("/catalog.jsonld", summary="The catalog as DCAT (JSON-LD)")
-def catalog_dcat(node: NodeDep, principal: CurrentPrincipal) -> dict[str, Any]:
+def catalog_dcat(node: NodeDep, principal: MaybePrincipal) -> dict[str, Any]:
     """Every dataset you may discover, as a dcat:Catalog."""
     return service.catalog_dcat(node, principal)
 
 
 @router.get("/catalog/{institution}/{name}", response_model=Dataset, summary="A dataset's metadata")
-def get_dataset(institution: str, name: str, node: NodeDep, principal: CurrentPrincipal) -> Dataset:
+def get_dataset(institution: str, name: str, node: NodeDep, principal: MaybePrincipal) -> Dataset:
     """FAIR metadata and the PSPP-labelled column schema of one dataset."""
     return service.get_dataset(node, principal, f"{institution}/{name}")
 
 
 @router.get("/catalog/{institution}/{name}/dcat", summary="A dataset as DCAT (JSON-LD)")
 def get_dataset_dcat(
-    institution: str, name: str, node: NodeDep, principal: CurrentPrincipal
+    institution: str, name: str, node: NodeDep, principal: MaybePrincipal
 ) -> dict[str, Any]:
     """One dataset as a dcat:Dataset."""
     return service.dataset_dcat(node, principal, f"{institution}/{name}")
