@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -12,7 +12,7 @@ from gateway.node import Node
 from gateway.security import authenticate
 from policies.principals import ANONYMOUS, Principal
 
-__all__ = ["CurrentPrincipal", "MaybePrincipal", "NodeDep"]
+__all__ = ["OPTIONAL_AUTH", "CurrentPrincipal", "MaybePrincipal", "NodeDep"]
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from an issuer this node trusts.")
 
@@ -62,3 +62,5 @@ def optional_principal(
 
 
 MaybePrincipal = Annotated[Principal, Depends(optional_principal)]
+OPTIONAL_AUTH: dict[str, Any] = {"security": [{}]}
+"""``openapi_extra`` of a route taking ``MaybePrincipal``: its bearer token is optional."""

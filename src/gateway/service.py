@@ -128,6 +128,8 @@ def stream_slice(
         format=body.format,
     )
     if federation.is_remote(node, dataset_id):
+        if principal.anonymous:
+            raise Unauthorized("a peer's dataset needs a token: peers answer only users")
         return relay.relay_slice(node, principal, dataset_id, req)
     opened = open_slice(node, principal, dataset_id, req)
     name = dataset_id.replace("/", "_") + opened.format.suffix

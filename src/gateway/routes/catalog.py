@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, status
 from connectors.datasets import Dataset, PSPPRole
 from gateway import service
 from gateway.catalog import Criteria
-from gateway.deps import CurrentPrincipal, MaybePrincipal, NodeDep
+from gateway.deps import OPTIONAL_AUTH, CurrentPrincipal, MaybePrincipal, NodeDep
 from gateway.schemas import CatalogPage
 
 router = APIRouter(tags=["catalog"])
@@ -27,7 +27,12 @@ def criteria(
     return Criteria(q, tuple(pspp), column, unit, license, institution)
 
 
-@router.get("/catalog", response_model=CatalogPage, summary="Search the catalog")
+@router.get(
+    "/catalog",
+    response_model=CatalogPage,
+    summary="Search the catalog",
+    openapi_extra=OPTIONAL_AUTH,
+)
 def search_catalog(
     node: NodeDep,
     principal: MaybePrincipal,
@@ -40,19 +45,28 @@ def search_catalog(
     return service.catalog_page(node, principal, found, federated=federated)
 
 
-@router.get("/catalog.jsonld", summary="The catalog as DCAT (JSON-LD)")
+@router.get("/catalog.jsonld", summary="The catalog as DCAT (JSON-LD)", openapi_extra=OPTIONAL_AUTH)
 def catalog_dcat(node: NodeDep, principal: MaybePrincipal) -> dict[str, Any]:
     """Every dataset you may discover, as a dcat:Catalog."""
     return service.catalog_dcat(node, principal)
 
 
-@router.get("/catalog/{institution}/{name}", response_model=Dataset, summary="A dataset's metadata")
+@router.get(
+    "/catalog/{institution}/{name}",
+    response_model=Dataset,
+    summary="A dataset's metadata",
+    openapi_extra=OPTIONAL_AUTH,
+)
 def get_dataset(institution: str, name: str, node: NodeDep, principal: MaybePrincipal) -> Dataset:
     """FAIR metadata and the PSPP-labelled column schema of one dataset."""
     return service.get_dataset(node, principal, f"{institution}/{name}")
 
 
-@router.get("/catalog/{institution}/{name}/dcat", summary="A dataset as DCAT (JSON-LD)")
+@router.get(
+    "/catalog/{institution}/{name}/dcat",
+    summary="A dataset as DCAT (JSON-LD)",
+    openapi_extra=OPTIONAL_AUTH,
+)
 def get_dataset_dcat(
     institution: str, name: str, node: NodeDep, principal: MaybePrincipal
 ) -> dict[str, Any]:
