@@ -44,6 +44,10 @@ def _answer(
     except MatgateError as exc:
         body = queries.error_body(node, where, exc.status, exc.title, exc.detail)
         return JSONResponse(body, status_code=exc.status, media_type=MEDIA)
+    except ModuleNotFoundError as exc:  # the optional extra is not installed on this node
+        detail = f"this node serves no OPTIMADE API: install matgate[optimade] ({exc.name})"
+        body = queries.error_body(node, where, 501, "Not Implemented", detail)
+        return JSONResponse(body, status_code=501, media_type=MEDIA)
 
 
 @_core.get("/info")
