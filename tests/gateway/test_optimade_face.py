@@ -88,6 +88,7 @@ def _validator() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("who", ["anonymous", "partner"])
 def test_the_official_validator_passes(node, who):
     command = [_validator(), f"{node['url']}/optimade", "--json"]

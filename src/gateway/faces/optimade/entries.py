@@ -155,46 +155,60 @@ def _anonymous_symbol(index: int) -> str:
 
 def entries(mapped: Mapped, table: pa.Table, modified: dt.datetime) -> list[dict[str, Any]]:
     """One flat document per row: id, type and attributes side by side (for filtering)."""
-    columns = {name: table.column(name).to_pylist() for name in table.column_names}
+    columns = {name: _json_column(table.column(name)) for name in table.column_names}
     formulas = columns.get(mapped.mapping.formula)
     ids = columns.get(mapped.id_column)
     if ids is None:
         return []  # the naming column is withheld from this caller: no entry can be named
+    base: dict[str, Any] = {
+        "type": "structures",
+        "last_modified": modified,
+        "structure_features": [],
+        **dict.fromkeys(_UNKNOWN),
+        **dict.fromkeys(_SPACE_GROUP),
+    }
+    fields = [(prop, columns[c]) for prop, c in mapped.fields.items() if c in columns]
     out = []
     for i in range(table.num_rows):
         formula = formulas[i] if formulas is not None else None
-        doc: dict[str, Any] = {
-            "id": entry_id(mapped.dataset, ids[i]),
-            "type": "structures",
-            "last_modified": modified,
-            "chemical_formula_descriptive": formula,
-            **(composition(formula) if isinstance(formula, str) else composition("")),
-            "structure_features": [],
-            "space_group_symmetry_operations_xyz": None,
-            "space_group_symbol_hall": None,
-            "space_group_symbol_hermann_mauguin": None,
-            "space_group_symbol_hermann_mauguin_extended": None,
-            "space_group_it_number": None,
-        }
-        doc.update(dict.fromkeys(_UNKNOWN))
-        for prop, column in mapped.fields.items():
-            if column in columns:
-                doc[prop] = _json_value(columns[column][i])
+        doc = dict(base)
+        doc["id"] = entry_id(mapped.dataset, ids[i])
+        doc["chemical_formula_descriptive"] = formula
+        doc.update(composition(formula if isinstance(formula, str) else ""))
+        for prop, values in fields:
+            doc[prop] = values[i]
         out.append(doc)
     return out
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dt.datetime):
-        stamp = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return stamp.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    return value
+_SPACE_GROUP = (
+    "space_group_symmetry_operations_xyz",
+    "space_group_symbol_hall",
+    "space_group_symbol_hermann_mauguin",
+    "space_group_symbol_hermann_mauguin_extended",
+    "space_group_it_number",
+)
+
+
+def _json_column(column: pa.ChunkedArray) -> list[Any]:
+    """A column's values as JSON values, converted by Arrow: NaN as null, times as RFC 3339."""
+    import pyarrow.compute as pc
+
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.cast(kind.value_type)
+        kind = column.type
+    if pa.types.is_floating(kind):
+        column = pc.if_else(pc.is_finite(column), column, pa.scalar(None, kind))
+    elif pa.types.is_timestamp(kind):
+        utc = column.cast(pa.timestamp("us", tz="UTC")) if kind.tz else column
+        text = pc.strftime(utc.cast(pa.timestamp("us")), format="%Y-%m-%dT%H:%M:%S")
+        return [None if v is None else v + "Z" for v in text.to_pylist()]
+    elif pa.types.is_date(kind):
+        column = column.cast(pa.string())
+    elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return [None if v is None else v.hex() for v in column.to_pylist()]
+    return list(column.to_pylist())
 
 
 @functools.lru_cache(maxsize=1)
