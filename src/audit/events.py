@@ -22,6 +22,7 @@ __all__ = [
     "PolicyChanged",
     "RelayForwarded",
     "RunRegistered",
+    "ShareChanged",
     "SliceDelivered",
     "canonical_json",
     "event_from_dict",
@@ -181,6 +182,18 @@ class RelayForwarded(Event):
     error: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShareChanged(Event):
+    """A steward offered (or changed) a Delta Sharing share, or withdrew it."""
+
+    name: ClassVar[str] = "share"
+
+    share: str = ""
+    change: str = ""  # "offered" or "withdrawn"
+    datasets: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
+
+
 _REGISTRY: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -192,6 +205,7 @@ _REGISTRY: dict[str, type[Event]] = {
         AuthenticationFailed,
         RunRegistered,
         RelayForwarded,
+        ShareChanged,
     )
 }
 

@@ -338,3 +338,58 @@ def test_a_url_made_before_access_was_lost_gets_nothing(fresh_node):
     assert fetched.status_code == 403 and b"PAR1" not in fetched.content
     rid = file["url"].split("/files/")[1].split(".parquet")[0]
     assert _decisions(node, rid)[-1]["decision"] == "deny"
+
+
+@pytest.mark.parametrize(
+    ("who", "method", "name", "body", "status"),
+    [
+        ("steward", "PUT", "gaps", {"datasets": [GAPS], "users": ["sam@cygnus"]}, 200),
+        ("ml-user", "PUT", "gaps", {"datasets": [GAPS], "users": ["sam@cygnus"]}, 403),
+        ("partner", "PUT", "gaps", {"datasets": [GAPS], "users": ["sam@cygnus"]}, 403),
+        ("anonymous", "PUT", "gaps", {"datasets": [GAPS], "users": ["sam@cygnus"]}, 401),
+        ("steward", "PUT", "superalloys", {"datasets": [GAPS], "users": ["sam@cygnus"]}, 409),
+        ("steward", "PUT", "gaps", {"datasets": ["no-such"], "users": ["sam@cygnus"]}, 400),
+        ("steward", "PUT", "gaps", {"datasets": [GAPS]}, 422),
+        ("steward", "PUT", "Bad Name", {"datasets": [GAPS], "users": ["sam@cygnus"]}, 422),
+        ("steward", "PUT", "gaps", {"datasets": [GAPS], "users": ["not-a-user"]}, 422),
+        ("steward", "DELETE", "no-such", None, 404),
+        ("steward", "DELETE", "superalloys", None, 409),
+        ("ml-user", "GET", "", None, 403),
+    ],
+)
+def test_who_may_offer_shares(fresh_node, who, method, name, body, status):
+    node = fresh_node
+    headers = {} if who == "anonymous" else _auth(node, who)
+    url = f"{node['url']}/delta-sharing/admin/shares" + (f"/{name}" if name else "")
+    r = httpx.request(method, url, json=body, headers=headers)
+    assert r.status_code == status, r.text
+
+
+def test_an_offered_share_is_read_then_withdrawn(fresh_node):
+    node = fresh_node
+    steward = _auth(node, "steward")
+    offer = {"datasets": [GAPS, NI], "users": ["sam@cygnus"]}
+    url = f"{node['url']}/delta-sharing/admin/shares/gaps"
+    assert httpx.put(url, json=offer, headers=steward).status_code == 200
+    client = delta_sharing.SharingClient(str(_profile(node, "stranger")))
+    assert [s.name for s in client.list_shares()] == ["gaps"]
+    # Offered both, the stranger may discover only the public band gaps: that is all it sees.
+    assert {t.name for t in client.list_all_tables()} == {GAPS}
+    shared = delta_sharing.load_as_pandas(f"{_profile(node, 'stranger')}#gaps.aurora.{GAPS}")
+    pd.testing.assert_frame_equal(shared, _native(node, "stranger", GAPS))
+    listed = httpx.get(f"{node['url']}/delta-sharing/admin/shares", headers=steward).json()
+    assert {(s["name"], s["source"]) for s in listed} == {
+        ("superalloys", "config"),
+        ("members", "config"),
+        ("gaps", "api"),
+    }
+    assert httpx.delete(url, headers=steward).status_code == 204
+    assert client.list_shares() == []
+    events = httpx.get(
+        f"{node['url']}/audit/events", params={"name": "share"}, headers=_auth(node, "auditor")
+    ).json()["events"]
+    assert [(e["share"], e["change"]) for e in events] == [
+        ("gaps", "offered"),
+        ("gaps", "withdrawn"),
+    ]
+    assert all(e["principal"] == "sana@aurora" for e in events)

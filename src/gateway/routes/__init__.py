@@ -30,4 +30,5 @@ routers: tuple[APIRouter, ...] = (
     federation.router,
     optimade.router,
     delta_sharing.router,
+    delta_sharing.admin_router,
 )

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.deps import CurrentPrincipal, NodeDep
 from gateway.errors import MatgateError
-from gateway.faces.delta_sharing import files, shares, tables
+from gateway.faces.delta_sharing import admin, files, shares, tables
 
-__all__ = ["router"]
+__all__ = ["admin_router", "router"]
 
 router = APIRouter(prefix="/delta-sharing", tags=["delta-sharing"], include_in_schema=False)
 NDJSON = "application/x-ndjson; charset=utf-8"
@@ -198,3 +198,47 @@ def get_file(
             files.check_download(node, rid, exp, sig), media_type="application/vnd.apache.parquet"
         )
     )
+
+
+# -- stewards: shares offered through the API (native matgate routes, problem+json errors) ----
+
+admin_router = APIRouter(prefix="/delta-sharing/admin", tags=["delta-sharing"])
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The share is defined in the node's config file"}
+}
+
+
+class ShareOffer(BaseModel):
+    """Datasets a steward offers to recipients, for one purpose."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    datasets: list[str] = Field(min_length=1, max_length=1000, description="Dataset names.")
+    users: list[str] = Field(default=[], max_length=1000, description="subject@institution")
+    institutions: list[str] = Field(default=[], max_length=1000, description="Every user of these.")
+    purpose: str = Field(default="research", max_length=64, description="Purpose of the reads.")
+
+
+@admin_router.get("/shares", summary="Every share of this node (stewards)")
+def steward_shares(node: NodeDep, principal: CurrentPrincipal) -> list[dict[str, Any]]:
+    """The node's shares, from its config and from the API, with their recipients."""
+    return admin.list_for_steward(node, principal)
+
+
+@admin_router.put(
+    "/shares/{name}", summary="Offer or change a share (stewards)", responses=_CONFLICT
+)
+def offer_share(
+    name: str, offer: ShareOffer, node: NodeDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """Offer datasets to recipients; what they get is still decided by policy, per query."""
+    return admin.offer(node, principal, name, offer.model_dump())
+
+
+@admin_router.delete(
+    "/shares/{name}", summary="Withdraw a share (stewards)", status_code=204, responses=_CONFLICT
+)
+def withdraw_share(name: str, node: NodeDep, principal: CurrentPrincipal) -> Response:
+    """Withdraw a share offered through the API."""
+    admin.withdraw(node, principal, name)
+    return Response(status_code=204)

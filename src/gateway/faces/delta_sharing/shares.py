@@ -14,6 +14,7 @@ from connectors.datasets import Dataset
 from gateway.access import visible_datasets
 from gateway.config import ShareConfig
 from gateway.errors import BadRequest, NotFound, Unauthorized
+from gateway.faces.delta_sharing import admin
 from policies.principals import Principal
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def share_for(node: Node, principal: Principal, name: str) -> ShareConfig:
     """The share named ``name`` (case-insensitive), if offered to ``principal``; else 404."""
     if principal.anonymous:
         raise Unauthorized("Delta Sharing needs a bearer token")
-    for share in node.config.shares:
+    for share in admin.all_shares(node):
         if share.name == name.lower() and _is_recipient(share, principal):
             return share
     raise NotFound(f"no share {name!r}")
@@ -93,7 +94,7 @@ def list_shares(node: Node, principal: Principal) -> list[dict[str, Any]]:
         raise Unauthorized("Delta Sharing needs a bearer token")
     return [
         {"name": s.name, "id": _id(node, s.name)}
-        for s in node.config.shares
+        for s in admin.all_shares(node)
         if _is_recipient(s, principal)
     ]
 
