@@ -1,5 +1,5 @@
-"""A stranger (an institution the policy names nowhere) learns nothing, through any door,
-and every attempt is recorded."""
+"""A stranger (an institution the policy names nowhere) learns nothing beyond what is public,
+through any door, and every attempt is recorded."""
 
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ def stranger(app):
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_catalog_is_empty_for_a_stranger(api, stranger):
-    assert api.get("/catalog", headers=stranger).json()["count"] == 0
-    assert api.get("/catalog.jsonld", headers=stranger).json()["dcat:dataset"] == []
+def test_catalog_is_only_the_public_part_for_a_stranger(api, stranger):
+    # What the policy opens to ``public`` (the published band gaps), and nothing else.
+    found = api.get("/catalog", headers=stranger).json()
+    assert found == {**api.get("/catalog").json(), "meta": found["meta"]}
+    assert [f"{d['institution']}/{d['name']}" for d in found["datasets"]] == ["aurora/expt-gap"]
+    graph = api.get("/catalog.jsonld", headers=stranger).json()["dcat:dataset"]
+    assert graph == api.get("/catalog.jsonld").json()["dcat:dataset"] and len(graph) == 1
 
 
 @pytest.mark.parametrize(
