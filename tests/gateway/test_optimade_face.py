@@ -234,3 +234,21 @@ def test_versions_and_the_versioned_base(node):
 def test_a_bad_token_is_refused_not_anonymous(node):
     r = httpx.get(f"{node['url']}/optimade/structures", headers={"Authorization": "Bearer x.y.z"})
     assert r.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("text", "formula"),
+    [
+        ('chemical_formula_descriptive CONTAINS "(AuS)2"', "Ag(AuS)2"),
+        ('chemical_formula_descriptive STARTS WITH "Ag(AuS"', "Ag(AuS)2"),
+        ('chemical_formula_descriptive ENDS "(W3Br7)2"', "Ag(W3Br7)2"),
+        ('id CONTAINS "gap:Ag(AuS)2"', "Ag(AuS)2"),
+    ],
+)
+def test_string_operands_match_literally(node, text, formula):
+    found = {
+        e["attributes"]["chemical_formula_descriptive"]
+        for e in _all(node, "anonymous", filter=text)
+    }
+    assert formula in found
+    assert all(text.split('"')[1] in (f if "id" not in text else f"expt-gap:{f}") for f in found)

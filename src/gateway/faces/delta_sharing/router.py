@@ -58,12 +58,15 @@ def _json(body: dict[str, Any]) -> Response:
     return JSONResponse(body, media_type="application/json; charset=utf-8")
 
 
+_NO_STORE = {"Cache-Control": "no-store"}  # bearer tokens and signed URLs stay out of caches
+
+
 def _lines(found: tuple[int, Iterator[str]]) -> Response:
     version, lines = found
     return StreamingResponse(
         (line + "\n" for line in lines),
         media_type=NDJSON,
-        headers={"Delta-Table-Version": str(version)},
+        headers={"Delta-Table-Version": str(version), **_NO_STORE},
     )
 
 
@@ -73,7 +76,7 @@ def get_profile(
 ) -> Response:
     """A profile file for the Delta Sharing clients, carrying your own bearer token."""
     token = authorization.partition(" ")[2]
-    return _answer(lambda: _json(tables.profile(node, principal, token)))
+    return _answer(lambda: JSONResponse(tables.profile(node, principal, token), headers=_NO_STORE))
 
 
 @router.get("/shares")

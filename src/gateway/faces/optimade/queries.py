@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import urllib.parse
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -295,16 +296,36 @@ def _parser() -> Any:
     return LarkParser(version=(1, 2, 0))
 
 
+@functools.lru_cache(maxsize=1)
+def _transformer() -> type[Any]:
+    """The optimade package's Mongo transformer, matching string operands literally.
+
+    Its CONTAINS, STARTS and ENDS put the operand into a regular expression unescaped, so
+    ``CONTAINS "Ag(SI)2"`` would not match its own text; here the operand is escaped first.
+    """
+    from lark import Token
+    from optimade.filtertransformers.mongo import MongoTransformer
+
+    class Literal(MongoTransformer):
+        def fuzzy_string_op_rhs(self, arg: list[Any]) -> Any:
+            with_keyword = isinstance(arg[1], Token) and arg[1].type == "WITH"
+            operand = arg[2] if with_keyword else arg[1]
+            if isinstance(operand, str):
+                operand = re.escape(operand)
+            return super().fuzzy_string_op_rhs([arg[0], operand])
+
+    return Literal
+
+
 def _mongo(text: str | None) -> dict[str, Any] | None:
     """The OPTIMADE filter as a Mongo query (the optimade package's own reading); 400 if bad."""
     if text is None:
         return None
     from optimade.exceptions import BadRequest as OptimadeBadRequest
-    from optimade.filtertransformers.mongo import MongoTransformer
 
     try:
         tree = _parser().parse(text)
-        query: dict[str, Any] = MongoTransformer().transform(tree)
+        query: dict[str, Any] = _transformer()().transform(tree)
     except OptimadeBadRequest as exc:
         raise BadRequest(f"filter: {exc.detail}") from None
     except Exception as exc:  # the transformer raises lark's own errors on odd trees
