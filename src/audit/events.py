@@ -16,6 +16,7 @@ from audit.canonical import canonical_json, jsonable
 __all__ = [
     "AgreementAccepted",
     "AuthenticationFailed",
+    "CheckpointRefused",
     "DatasetRegistered",
     "DecisionMade",
     "Event",
@@ -183,6 +184,20 @@ class RelayForwarded(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointRefused(Event):
+    """As a witness, this node refused a peer log's checkpoint: a possible fork or rollback."""
+
+    name: ClassVar[str] = "witness-refusal"
+
+    origin: str = ""
+    size: int = 0
+    root: str = ""
+    old_size: int = 0
+    reason: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ShareChanged(Event):
     """A steward offered (or changed) a Delta Sharing share, or withdrew it."""
 
@@ -205,6 +220,7 @@ _REGISTRY: dict[str, type[Event]] = {
         AuthenticationFailed,
         RunRegistered,
         RelayForwarded,
+        CheckpointRefused,
         ShareChanged,
     )
 }

@@ -1,7 +1,7 @@
 """Delta Sharing shares offered by stewards through the API
 
 Revision ID: 0003_shares
-Revises: 0002
+Revises: 0003_witness
 Create Date: 2026-12-02 03:40:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_shares"
-down_revision = "0002"
+down_revision = "0003_witness"
 branch_labels = None
 depends_on = None
 
