@@ -23,6 +23,7 @@ __all__ = [
     "PolicyChanged",
     "RelayForwarded",
     "RunRegistered",
+    "ShareChanged",
     "SliceDelivered",
     "canonical_json",
     "event_from_dict",
@@ -196,6 +197,18 @@ class CheckpointRefused(Event):
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShareChanged(Event):
+    """A steward offered (or changed) a Delta Sharing share, or withdrew it."""
+
+    name: ClassVar[str] = "share"
+
+    share: str = ""
+    change: str = ""  # "offered" or "withdrawn"
+    datasets: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
+
+
 _REGISTRY: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -208,6 +221,7 @@ _REGISTRY: dict[str, type[Event]] = {
         RunRegistered,
         RelayForwarded,
         CheckpointRefused,
+        ShareChanged,
     )
 }
 

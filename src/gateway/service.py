@@ -13,7 +13,7 @@ from connectors.datasets import Dataset
 from gateway import dcat, federation, relay
 from gateway.access import dataset_for, record, visible_datasets
 from gateway.catalog import Criteria, search
-from gateway.errors import Forbidden, NotFound, ServiceUnavailable
+from gateway.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from gateway.node import Node
 from gateway.schemas import CatalogPage, NodeInfo, Provenance, SliceBody
 from gateway.slices import SliceRequest, open_slice
@@ -61,6 +61,8 @@ def catalog_page(
 ) -> CatalogPage:
     """A catalog search, on this node only or across its peers (each site's status in meta)."""
     found = search(visible_datasets(node, principal), criteria)
+    if federated and principal.anonymous:
+        raise Unauthorized("searching the federation needs a token: peers answer only users")
     if not federated:
         return CatalogPage(count=len(found), datasets=found)
     return federation.federated_catalog(node, principal, found, criteria.params())
@@ -69,6 +71,8 @@ def catalog_page(
 def get_dataset(node: Node, principal: Principal, dataset_id: str) -> Dataset:
     """One dataset's metadata (404 if absent or not discoverable), a peer's through the peer."""
     if federation.is_remote(node, dataset_id):
+        if principal.anonymous:
+            raise Unauthorized("a peer's dataset needs a token: peers answer only users")
         return federation.remote_dataset(node, principal, dataset_id)
     return dataset_for(node, principal, dataset_id)
 
@@ -140,6 +144,8 @@ def stream_slice(
         format=body.format,
     )
     if federation.is_remote(node, dataset_id):
+        if principal.anonymous:
+            raise Unauthorized("a peer's dataset needs a token: peers answer only users")
         return relay.relay_slice(node, principal, dataset_id, req)
     opened = open_slice(node, principal, dataset_id, req)
     name = dataset_id.replace("/", "_") + opened.format.suffix

@@ -5,7 +5,8 @@ path in ``compiled`` implements the same meaning over indexes, and a test proves
 
 A principal's request subject is ``user:subject@institution``. It holds, in a domain, every role
 granted to it or to its institution there (``g`` rules), its institution's subject, and, in its
-home domain only, the roles its token carries. ``reference_enforcer`` adds those implicit links.
+home domain only, the roles its token carries; everyone holds ``public`` in every domain. An
+anonymous request's subject is ``public`` itself. ``reference_enforcer`` adds the implicit links.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from casbin.model import FastModel, Model
 from casbin_sqlalchemy_adapter import Adapter
 
-from policies.lines import Rule
+from policies.lines import PUBLIC, Rule
 from policies.principals import Principal
 from policies.store import CasbinRule, policy_changes
 
@@ -133,8 +134,11 @@ class ReferenceEnforcer:
         if key in self._linked:
             return
         self._linked.add(key)
+        if principal.anonymous:
+            return  # the request subject is ``public`` itself, linked to nothing
         user = f"user:{principal.id}"
         links = [[user, f"inst:{principal.institution}", d] for d in self._domains]
+        links += [[user, PUBLIC, d] for d in self._domains]
         links += [[user, f"role:{r}", principal.institution] for r in sorted(principal.roles)]
         if links:
             self._enforcer.add_grouping_policies(links)
@@ -144,9 +148,8 @@ class ReferenceEnforcer:
     ) -> bool:
         """Casbin's answer for this request."""
         self.link(principal)
-        return bool(
-            self._enforcer.enforce(f"user:{principal.id}", domain, dataset, action, purpose)
-        )
+        sub = PUBLIC if principal.anonymous else f"user:{principal.id}"
+        return bool(self._enforcer.enforce(sub, domain, dataset, action, purpose))
 
 
 def reference_enforcer(
