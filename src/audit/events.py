@@ -19,6 +19,7 @@ __all__ = [
     "DatasetRegistered",
     "DecisionMade",
     "Event",
+    "JobChanged",
     "PolicyChanged",
     "RelayForwarded",
     "RunRegistered",
@@ -181,6 +182,18 @@ class RelayForwarded(Event):
     error: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobChanged(Event):
+    """A background job (compute-to-data training) was queued, started, finished or failed."""
+
+    name: ClassVar[str] = "job"
+
+    job_id: str = ""
+    kind: str = ""
+    status: str = ""
+    error: str = ""
+
+
 _REGISTRY: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -192,6 +205,7 @@ _REGISTRY: dict[str, type[Event]] = {
         AuthenticationFailed,
         RunRegistered,
         RelayForwarded,
+        JobChanged,
     )
 }
 

@@ -220,7 +220,8 @@ class AuditLog:
         try:
             with self._engine.connect() as conn:
                 found: list[bytes] = []
-                for idx, digest in conn.execute(query):
+                rows: Iterable[Any] = conn.execute(query)
+                for idx, digest in rows:
                     if idx != size + len(found):
                         break
                     found.append(bytes(digest))

@@ -10,7 +10,7 @@ home domain only, the roles its token carries. ``reference_enforcer`` adds those
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import casbin
@@ -18,9 +18,10 @@ import sqlalchemy as sa
 from casbin.model import FastModel, Model
 from casbin_sqlalchemy_adapter import Adapter
 
+from policies.errors import PolicyConflict
 from policies.lines import Rule
 from policies.principals import Principal
-from policies.store import CasbinRule, policy_changes
+from policies.store import CasbinRule, lock_policy, policy_changes
 
 __all__ = ["MODEL", "CasbinStore", "ReferenceEnforcer", "reference_enforcer"]
 
@@ -92,11 +93,23 @@ class CasbinStore:
         add: Sequence[tuple[str, Rule]],
         remove: Sequence[tuple[str, Rule]],
         change: dict[str, Any],
+        then: Callable[[sa.Connection, int], None] | None = None,
+        *,
+        base: int | None = None,
     ) -> int:
-        """Apply rule changes and record the new version in one transaction; return the version."""
+        """Apply rule changes and record the new version in one transaction, calling ``then``
+        with the connection and the version before it commits; return the version. With
+        ``base``, refuse (PolicyConflict) unless the stored version is still ``base``."""
         with self._engine.begin() as conn:
-            newest = conn.execute(sa.select(sa.func.max(policy_changes.c.version))).scalar()
-            version = int(newest or 0) + 1
+            lock_policy(conn)
+            newest = int(
+                conn.execute(sa.select(sa.func.max(policy_changes.c.version))).scalar() or 0
+            )
+            if base is not None and newest != base:
+                raise PolicyConflict(
+                    f"the policy is at version {newest}, not {base}: another change came first"
+                )
+            version = newest + 1
             table = sa.Table("casbin_rule", CasbinRule.metadata)  # the mapped class's table
             for ptype, rule in remove:
                 cond = [table.c.ptype == ptype]
@@ -112,6 +125,8 @@ class CasbinStore:
                     ],
                 )
             conn.execute(sa.insert(policy_changes), [{**change, "version": version}])
+            if then is not None:
+                then(conn, version)
         return version
 
     def reference(self) -> ReferenceEnforcer:

@@ -69,7 +69,9 @@ def refuse_audit_writes(conn, refuse: bool = True) -> None:  # type: ignore[no-u
     """Make the audit table refuse (or accept again) every insert, with a trigger."""
     pg = conn.dialect.name == "postgresql"
     if not refuse:
-        conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_refuse" + (" ON audit_entries" if pg else ""))
+        conn.exec_driver_sql(
+            "DROP TRIGGER IF EXISTS audit_refuse" + (" ON audit_entries" if pg else "")
+        )
         return
     for statement in REFUSE_PG if pg else (REFUSE_SQLITE,):
         conn.exec_driver_sql(statement)
