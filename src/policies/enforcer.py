@@ -98,8 +98,12 @@ class CasbinStore:
         base: int | None = None,
     ) -> int:
         """Apply rule changes and record the new version in one transaction, calling ``then``
-        with the connection and the version before it commits; return the version. With
-        ``base``, refuse (PolicyConflict) unless the stored version is still ``base``."""
+        with the connection and the version before it commits; return the version.
+
+        Under the write lock the stored rules are the truth: a rule to remove that is gone, or
+        one to add that is there, was changed by another writer since the caller checked, and is
+        refused (PolicyConflict), as is any change when ``base`` is given and the stored version
+        is no longer ``base``."""
         with self._engine.begin() as conn:
             lock_policy(conn)
             newest = int(
@@ -112,9 +116,11 @@ class CasbinStore:
             version = newest + 1
             table = sa.Table("casbin_rule", CasbinRule.metadata)  # the mapped class's table
             for ptype, rule in remove:
-                cond = [table.c.ptype == ptype]
-                cond += [table.c[f"v{i}"] == v for i, v in enumerate(rule)]
-                conn.execute(sa.delete(table).where(*cond))
+                if not conn.execute(sa.delete(table).where(*_same(table, ptype, rule))).rowcount:
+                    raise PolicyConflict(f"{ptype} {list(rule)} was removed by another change")
+            for ptype, rule in add:
+                if conn.execute(sa.select(table.c.id).where(*_same(table, ptype, rule))).first():
+                    raise PolicyConflict(f"{ptype} {list(rule)} was added by another change")
             if add:
                 conn.execute(
                     sa.insert(table),
@@ -132,6 +138,10 @@ class CasbinStore:
     def reference(self) -> ReferenceEnforcer:
         """A plain Casbin Enforcer over the currently loaded rules."""
         return reference_enforcer(self._enforcer.get_policy(), self._enforcer.get_grouping_policy())
+
+
+def _same(table: sa.Table, ptype: str, rule: Rule) -> list[sa.ColumnElement[bool]]:
+    return [table.c.ptype == ptype, *(table.c[f"v{i}"] == v for i, v in enumerate(rule))]
 
 
 class ReferenceEnforcer:

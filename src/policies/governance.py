@@ -276,8 +276,7 @@ class Governance:
         domain: str,
         add: Sequence[Statement],
         remove: Sequence[Statement],
-    ) -> int:
-        """Check an edit against the current policy; returns the version it was checked on."""
+    ) -> None:
         self._require(principal, domain, Action.MANAGE)
         for st in (*add, *remove):
             if st.domain != domain:
@@ -295,7 +294,6 @@ class Governance:
         for st in remove:
             if _entry(st) not in present:
                 raise PolicyValidationError(f"not present: {_json(st)}")
-        return policy.version
 
     def add_lines(
         self,
@@ -328,17 +326,9 @@ class Governance:
         remove: Sequence[Statement],
         record: Record | None,
     ) -> PolicyChange:
-        # checked against the version it is written on: if another replica wrote first, check
-        # again on the newer policy (a line it removed may not be removed twice)
-        for attempt in range(3):
-            base = self._checked(principal, domain, add, remove)
-            try:
-                return self._write(principal.id, domain, add, remove, record, base=base)
-            except PolicyConflict:
-                if attempt == 2:
-                    raise
-                self._reload()
-        raise AssertionError("unreachable")
+        # checked here against this replica's view, and again by the store under its lock
+        self._checked(principal, domain, add, remove)
+        return self._write(principal.id, domain, add, remove, record)
 
     def _write(
         self,
