@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from audit_samples import refuse_audit_writes, SteppingClock, decision
+from audit_samples import SteppingClock, decision, refuse_audit_writes
 
 from audit.bundle import verify_log
 from audit.entries import split_entry

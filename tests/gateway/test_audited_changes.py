@@ -116,7 +116,7 @@ def state(api: TestClient, auth: dict[str, dict[str, str]]) -> dict[str, Any]:
     node = api.app.state.node  # type: ignore[attr-defined]
     with node.engine.connect() as conn:
         counts = {
-            table: conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()  # noqa: S608
+            table: conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
             for table in (
                 "policy_changes",
                 "casbin_rule",
