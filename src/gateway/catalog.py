@@ -84,9 +84,15 @@ class Catalog:
     def sync(self, datasets: Iterable[Dataset], *, by: str, record: Record | None = None) -> None:
         """Make the config's datasets registered as written (at start-up), each change recorded."""
         for dataset in datasets:
-            current = self._load().get(dataset.id)
-            if current != dataset:
-                self.register(dataset, by=by, replace=True, record=record)
+            for attempt in (1, 2):
+                if self._load().get(dataset.id) == dataset:
+                    break
+                try:
+                    self.register(dataset, by=by, replace=True, record=record)
+                    break
+                except Conflict:  # a replica starting with us wrote it first: look again
+                    if attempt == 2:
+                        raise
 
     def validate(self, dataset: Dataset) -> None:
         """Check the declared schema against the store's actual table or file."""
