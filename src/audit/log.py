@@ -136,7 +136,7 @@ def _insert_entries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
                 for row in rows:
                     copy.write_row(tuple(row[c] for c in _COLUMNS))
         except Exception as exc:  # the driver's own errors: give them SQLAlchemy's shape
-            if getattr(exc, "sqlstate", None) == "23505":  # another replica took these indexes
+            if getattr(exc, "sqlstate", None) == "23505":  # a unique index refused a row
                 raise IntegrityError(statement, None, exc) from exc
             raise OperationalError(statement, None, exc) from exc
         return
@@ -148,7 +148,7 @@ def _insert_entries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     conn.execute(entries.insert(), rows)
 
 
-def _write(conn: sa.Connection, rows: list[dict[str, Any]]) -> tuple[int, list[bytes]]:
+def _append_rows(conn: sa.Connection, rows: list[dict[str, Any]]) -> tuple[int, list[bytes]]:
     """Under the log's lock, number and chain ``rows`` after the last entry and insert them;
     returns the first index and the leaf hashes."""
     lock_log(conn)
@@ -305,7 +305,7 @@ class AuditLog:
             return []
         rows = self._rows(events)
         try:
-            first, _ = _write(conn, rows)
+            first, _ = _append_rows(conn, rows)
         except SQLAlchemyError as exc:
             raise AuditUnavailable(
                 f"audit log could not be written: {exc.__class__.__name__}"
@@ -316,7 +316,7 @@ class AuditLog:
         rows = [row for item in batch for row in item.rows]
         try:
             with self._engine.begin() as conn:
-                first, hashes = _write(conn, rows)
+                first, hashes = _append_rows(conn, rows)
         except SQLAlchemyError as exc:
             for item in batch:
                 item.error = exc
