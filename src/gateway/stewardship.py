@@ -17,7 +17,7 @@ from gateway.node import Node
 from gateway.records import acceptance_event, policy_event
 from gateway.schemas import ExplainBody, PolicyEdit
 from policies.decisions import Action
-from policies.governance import PolicyChange, Statement
+from policies.governance import Statement
 from policies.lines import PolicyLine, RoleAssignment
 from policies.principals import Principal
 
@@ -47,19 +47,16 @@ def policy_lines(node: Node, principal: Principal, domain: str) -> dict[str, Any
 
 
 def edit_policy(node: Node, principal: Principal, domain: str, edit: PolicyEdit) -> dict[str, Any]:
-    """Add and/or remove lines of ``domain``: each applied change is a new version, recorded."""
-    changes: list[PolicyChange] = []
+    """Remove and add lines of ``domain`` as one new version, recorded with it (all or nothing)."""
     hook = recorder(node, partial(policy_event, node.institution, principal))
-    remove, add = _statements(edit.remove), _statements(edit.add)
-    if remove:
-        changes.append(node.governance.remove_lines(principal, domain, remove, record=hook))
-    if add:
-        changes.append(node.governance.add_lines(principal, domain, add, record=hook))
-    return {
-        "domain": domain,
-        "version": node.governance.version,
-        "changes": [c.to_dict() for c in changes],
-    }
+    change = node.governance.edit(
+        principal,
+        domain,
+        add=_statements(edit.add),
+        remove=_statements(edit.remove),
+        record=hook,
+    )
+    return {"domain": domain, "version": node.governance.version, "changes": [change.to_dict()]}
 
 
 def dry_run(node: Node, principal: Principal, domain: str, edit: PolicyEdit) -> dict[str, Any]:

@@ -318,6 +318,18 @@ class Governance:
         """Remove policy lines or role assignments from ``domain`` (a new version, as above)."""
         return self._edit(principal, domain, (), lines, record)
 
+    def edit(
+        self,
+        principal: Principal,
+        domain: str,
+        *,
+        add: Sequence[Statement] = (),
+        remove: Sequence[Statement] = (),
+        record: Record | None = None,
+    ) -> PolicyChange:
+        """Remove and add lines of ``domain`` as one change: one new version, all or nothing."""
+        return self._edit(principal, domain, add, remove, record)
+
     def _edit(
         self,
         principal: Principal,

@@ -255,3 +255,19 @@ def test_start_up_registrations_and_seed_policy_are_recorded(node):
     catalog = api.app.state.node.catalog.all()  # type: ignore[attr-defined]
     assert names.count("dataset") == len(catalog)
     assert names.count("policy") == 1  # the seed policy, version 1
+
+
+def test_a_combined_edit_is_one_version_or_nothing(node):
+    api, auth = node
+    steward = auth["steward"]
+    assert api.post("/policies/aurora", json={"add": [LINE]}, headers=steward).is_success
+    version = api.app.state.node.governance.version  # type: ignore[attr-defined]
+    other = {**LINE, "purpose": "research"}
+    duplicate = {"remove": [LINE], "add": [other, other]}  # the add is invalid: nothing happens
+    assert api.post("/policies/aurora", json=duplicate, headers=steward).status_code == 422
+    assert api.app.state.node.governance.version == version  # type: ignore[attr-defined]
+    swap = api.post("/policies/aurora", json={"remove": [LINE], "add": [other]}, headers=steward)
+    assert swap.status_code == 200, swap.text
+    assert swap.json()["version"] == version + 1
+    (change,) = swap.json()["changes"]
+    assert len(change["added"]) == len(change["removed"]) == 1
