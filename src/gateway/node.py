@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
+from audit.checkpoints import Notary, origin_of
 from audit.keys import Signer
 from audit.lineage import Lineage
 from audit.log import AuditLog
 from audit.manifests import sign_manifest
 from audit.ratelimit import FailureLimiter
+from connectors.netguard import NetPolicy, guarded_client
 from gateway.access import recorder
 from gateway.assertions import MemoryReplayCache, RedisReplayCache, ReplayCache
 from gateway.catalog import Catalog
@@ -21,13 +24,16 @@ from gateway.identity import Authenticator, TokenIssuer
 from gateway.jobs import Jobs
 from gateway.keys import ALGORITHM, NodeKey
 from gateway.migrations import migrate
-from gateway.peers import Peers, check_address
+from gateway.peers import Peers, check_address, peer_policy
 from gateway.provenance import ProvenanceStore
 from gateway.records import job_event, policy_event, registration_event
 from gateway.settings import Settings
 from gateway.stores import Stores
+from gateway.witness import Witness
+from gateway.witnessing import Cosigners
 from policies import Governance
 from policies.config import PolicyConfig
+from policies.principals import Principal
 from policies.watcher import RedisWatcher
 
 __all__ = ["Node"]
@@ -50,6 +56,9 @@ class Node:
             or config.node.public_url
             or f"http://{settings.host}:{settings.port}"
         ).rstrip("/")
+        network = config.network.policy()
+        self.stores = Stores(config.stores, network=network)
+        self.stores.check_drivers()  # a store this node cannot open stops it here, in one line
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(settings.resolved_database_url())
         migrate(self.engine)
@@ -76,12 +85,18 @@ class Node:
             default_audience=self.public_url,
             peers={p.issuer: p.institution for p in config.peers},
             replay=self.replay,
-            guards={p.issuer: _guard(p) for p in config.peers},
+            guards={p.issuer: _guard(p, network) for p in config.peers},
+            http=guarded_client(
+                _identity_policy(config, network), timeout=5.0, follow_redirects=False
+            ),
         )
         self.peers = Peers(
-            config.peers, key=self.key, issuer=self.public_url, institution=self.institution
+            config.peers,
+            key=self.key,
+            issuer=self.public_url,
+            institution=self.institution,
+            network=network,
         )
-        self.stores = Stores(config.stores)
         self.catalog = Catalog(self.engine, self.stores)
         self.catalog.sync(
             config.datasets,
@@ -103,6 +118,18 @@ class Node:
             self.catalog.all(),
             record=recorder(self, partial(policy_event, self.institution, config_actor)),
         )
+        # the log's checkpoints as C2SP notes; this node witnessing its peers, and they it
+        self.notary = Notary(self.engine, self.audit.signer, origin_of(self.institution))
+        witness_key = _load_key(settings.resolved_key_file().with_name("witness_key.pem"))
+        self.witness = Witness(
+            self.engine,
+            witness_key.private,
+            f"matgate/{self.institution}/witness",
+            audit=self.audit,
+            clock=clock,
+        )
+        self.service = Principal(subject="witness", institution=self.institution)
+        self.cosigners = Cosigners(self.peers, self.audit, self.notary, self.service)
         self.auth_failures = FailureLimiter(clock=clock)
         self.jobs = Jobs(
             self.engine,
@@ -137,13 +164,29 @@ class Node:
         self.engine.dispose()
 
 
-def _guard(peer: PeerConfig) -> Callable[[str], None]:
+def _identity_policy(config: NodeConfig, network: NetPolicy) -> NetPolicy:
+    """Where JWKS may be fetched from: the node's policy, and peers allowed to be private."""
+    for peer in config.peers:
+        network = peer_policy(peer, network)
+    return network
+
+
+def _guard(peer: PeerConfig, network: NetPolicy) -> Callable[[str], None]:
     """The SSRF check of a peer's JWKS URL, failing as an authentication error."""
 
     def check(url: str) -> None:
         try:
-            check_address(url, allow_private=peer.allow_private_network)
+            check_address(url, allow_private=peer.allow_private_network, network=network)
         except MatgateError as exc:
             raise Unauthorized(f"cannot fetch the keys of peer {peer.institution!r}") from exc
 
     return check
+
+
+def _load_key(path: Path) -> NodeKey:
+    """The key at ``path``, made if missing; a replica that loses the race to make it reads
+    the one the other made."""
+    try:
+        return NodeKey.load_or_create(path)
+    except FileExistsError:
+        return NodeKey.load_or_create(path)
