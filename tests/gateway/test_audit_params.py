@@ -94,6 +94,18 @@ def test_edge_event_queries_are_answered(api, auth, params):
         ("/lineage", {}, 400),
         ("/lineage", {"dataset": "aurora/x", "model": "m"}, 400),
         ("/audit/export", {"format": "xml"}, 422),
+        ("/audit/checkpoint", {"format": "xml"}, 422),
+        ("/audit/report", {}, 422),
+        ("/audit/report", {"dataset": ""}, 422),
+        ("/audit/report", {"dataset": LONG}, 422),
+        ("/audit/report", {"dataset": "aurora/x", "since": "yesterday"}, 422),
+        ("/audit/report", {"dataset": "aurora/x", "since": "0001-01-01T00:00:00+01:00"}, 400),
+        ("/audit/report", {"dataset": "aurora/x", "until": "9999-12-31T23:59:59-01:00"}, 400),
+        (
+            "/audit/report",
+            {"dataset": "aurora/x", "since": "2025-02-01T00:00:00Z", "until": "2025-01-01T00:00Z"},
+            400,
+        ),
     ],
 )
 def test_bad_proof_and_lineage_queries_are_refused(api, auth, path, params, status):
