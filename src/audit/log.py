@@ -229,6 +229,11 @@ class AuditLog:
             raise AuditUnavailable(f"audit store unreadable: {exc.__class__.__name__}") from exc
         self._tree.extend(found)
 
+    def _catch_up_to(self, size: int | None) -> None:
+        # entries never change: a tree that already holds ``size`` leaves needs no query
+        if size is None or size > self._tree.size:
+            self._catch_up()
+
     def _grow(self, first: int, hashes: list[bytes]) -> None:
         """Add this process's newly committed entries ``first``.. to the tree."""
         with self._tree_lock:
@@ -338,7 +343,7 @@ class AuditLog:
     def root(self, size: int | None = None) -> bytes:
         """The tree head at ``size`` (default: now)."""
         with self._tree_lock:
-            self._catch_up()
+            self._catch_up_to(size)
             return self._tree.root(size)
 
     def checkpoint(self) -> Checkpoint:
@@ -389,7 +394,7 @@ class AuditLog:
     def inclusion_proof(self, index: int, size: int | None = None) -> InclusionProof:
         """Proof that entry ``index`` is in the tree of ``size`` entries (default: now)."""
         with self._tree_lock:
-            self._catch_up()
+            self._catch_up_to(size)
             tree = self._tree
             size = tree.size if size is None else size
             if not 0 <= index < size:
@@ -402,7 +407,7 @@ class AuditLog:
     def consistency_proof(self, first: int, second: int | None = None) -> ConsistencyProof:
         """Proof that the log at ``first`` entries is a prefix of the log at ``second``."""
         with self._tree_lock:
-            self._catch_up()
+            self._catch_up_to(second)
             tree = self._tree
             second = tree.size if second is None else second
             if not 0 <= first <= second:
