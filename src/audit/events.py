@@ -20,6 +20,7 @@ __all__ = [
     "DatasetRegistered",
     "DecisionMade",
     "Event",
+    "JobChanged",
     "PolicyChanged",
     "RelayForwarded",
     "RunRegistered",
@@ -184,6 +185,18 @@ class RelayForwarded(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JobChanged(Event):
+    """A background job (compute-to-data training) was queued, started, finished or failed."""
+
+    name: ClassVar[str] = "job"
+
+    job_id: str = ""
+    kind: str = ""
+    status: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointRefused(Event):
     """As a witness, this node refused a peer log's checkpoint: a possible fork or rollback."""
 
@@ -220,6 +233,7 @@ _REGISTRY: dict[str, type[Event]] = {
         AuthenticationFailed,
         RunRegistered,
         RelayForwarded,
+        JobChanged,
         CheckpointRefused,
         ShareChanged,
     )

@@ -7,8 +7,10 @@ else happens, allow or deny; if the log cannot be written, nothing is released (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+import sqlalchemy as sa
 
 from audit.errors import AuditUnavailable
 from audit.events import DecisionMade, Event
@@ -20,7 +22,9 @@ from policies.principals import Principal
 if TYPE_CHECKING:
     from gateway.node import Node
 
-__all__ = ["dataset_for", "ensure", "record", "visible_datasets"]
+__all__ = ["dataset_for", "ensure", "record", "recorder", "visible_datasets"]
+
+T = TypeVar("T")
 
 
 def record(node: Node, event: Event) -> int:
@@ -29,6 +33,22 @@ def record(node: Node, event: Event) -> int:
         return node.audit.append(event)
     except AuditUnavailable as exc:
         raise ServiceUnavailable("the audit log cannot be written; nothing was released") from exc
+
+
+def recorder(node: Node, event: Callable[[T], Event]) -> Callable[[sa.Connection, T], None]:
+    """A hook for a state change's own transaction: it appends ``event(change)`` on the same
+    connection, so the change and its entry commit together; if the entry cannot be written the
+    hook raises 503 and the transaction, change included, rolls back."""
+
+    def hook(conn: sa.Connection, change: T) -> None:
+        try:
+            node.audit.append_in(conn, [event(change)])
+        except AuditUnavailable as exc:
+            raise ServiceUnavailable(
+                "the audit log cannot be written; nothing was changed"
+            ) from exc
+
+    return hook
 
 
 def visible_datasets(node: Node, principal: Principal) -> list[Dataset]:

@@ -11,7 +11,7 @@ anonymous request's subject is ``public`` itself. ``reference_enforcer`` adds th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import casbin
@@ -19,9 +19,10 @@ import sqlalchemy as sa
 from casbin.model import FastModel, Model
 from casbin_sqlalchemy_adapter import Adapter
 
+from policies.errors import PolicyConflict
 from policies.lines import PUBLIC, Rule
 from policies.principals import Principal
-from policies.store import CasbinRule, policy_changes
+from policies.store import CasbinRule, lock_policy, policy_changes
 
 __all__ = ["MODEL", "CasbinStore", "ReferenceEnforcer", "reference_enforcer"]
 
@@ -93,16 +94,34 @@ class CasbinStore:
         add: Sequence[tuple[str, Rule]],
         remove: Sequence[tuple[str, Rule]],
         change: dict[str, Any],
+        then: Callable[[sa.Connection, int], None] | None = None,
+        *,
+        base: int | None = None,
     ) -> int:
-        """Apply rule changes and record the new version in one transaction; return the version."""
+        """Apply rule changes and record the new version in one transaction, calling ``then``
+        with the connection and the version before it commits; return the version.
+
+        Under the write lock the stored rules are the truth: a rule to remove that is gone, or
+        one to add that is there, was changed by another writer since the caller checked, and is
+        refused (PolicyConflict), as is any change when ``base`` is given and the stored version
+        is no longer ``base``."""
         with self._engine.begin() as conn:
-            newest = conn.execute(sa.select(sa.func.max(policy_changes.c.version))).scalar()
-            version = int(newest or 0) + 1
+            lock_policy(conn)
+            newest = int(
+                conn.execute(sa.select(sa.func.max(policy_changes.c.version))).scalar() or 0
+            )
+            if base is not None and newest != base:
+                raise PolicyConflict(
+                    f"the policy is at version {newest}, not {base}: another change came first"
+                )
+            version = newest + 1
             table = sa.Table("casbin_rule", CasbinRule.metadata)  # the mapped class's table
             for ptype, rule in remove:
-                cond = [table.c.ptype == ptype]
-                cond += [table.c[f"v{i}"] == v for i, v in enumerate(rule)]
-                conn.execute(sa.delete(table).where(*cond))
+                if not conn.execute(sa.delete(table).where(*_same(table, ptype, rule))).rowcount:
+                    raise PolicyConflict(f"{ptype} {list(rule)} was removed by another change")
+            for ptype, rule in add:
+                if conn.execute(sa.select(table.c.id).where(*_same(table, ptype, rule))).first():
+                    raise PolicyConflict(f"{ptype} {list(rule)} was added by another change")
             if add:
                 conn.execute(
                     sa.insert(table),
@@ -113,11 +132,17 @@ class CasbinStore:
                     ],
                 )
             conn.execute(sa.insert(policy_changes), [{**change, "version": version}])
+            if then is not None:
+                then(conn, version)
         return version
 
     def reference(self) -> ReferenceEnforcer:
         """A plain Casbin Enforcer over the currently loaded rules."""
         return reference_enforcer(self._enforcer.get_policy(), self._enforcer.get_grouping_policy())
+
+
+def _same(table: sa.Table, ptype: str, rule: Rule) -> list[sa.ColumnElement[bool]]:
+    return [table.c.ptype == ptype, *(table.c[f"v{i}"] == v for i, v in enumerate(rule))]
 
 
 class ReferenceEnforcer:
