@@ -19,6 +19,7 @@ __all__ = [
     "DatasetRegistered",
     "DecisionMade",
     "Event",
+    "ModelQueried",
     "PolicyChanged",
     "RelayForwarded",
     "RunRegistered",
@@ -181,6 +182,19 @@ class RelayForwarded(Event):
     error: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelQueried(Event):
+    """A model kept on the node answered (or refused) a prediction or screening call."""
+
+    name: ClassVar[str] = "model-query"
+
+    job: str = ""
+    kind: str = ""  # predict, screen
+    rows: int = 0
+    refused: int = 0
+    reason: str = ""
+
+
 _REGISTRY: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -192,6 +206,7 @@ _REGISTRY: dict[str, type[Event]] = {
         AuthenticationFailed,
         RunRegistered,
         RelayForwarded,
+        ModelQueried,
     )
 }
 

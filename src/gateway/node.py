@@ -17,6 +17,7 @@ from gateway.db import create_engine
 from gateway.errors import MatgateError, Unauthorized
 from gateway.identity import Authenticator, TokenIssuer
 from gateway.jobs import Jobs
+from gateway.kept import Budgets, KeptModels
 from gateway.keys import ALGORITHM, NodeKey
 from gateway.migrations import migrate
 from gateway.peers import Peers, check_address
@@ -93,6 +94,8 @@ class Node:
         )
         self.auth_failures = FailureLimiter(clock=clock)
         self.jobs = Jobs(self.engine, workers=config.limits.train_workers)
+        self.kept_models = KeptModels()
+        self.budgets = Budgets()
         self.lineage = Lineage(self.engine, self.audit)
         self.provenance = ProvenanceStore(
             self.lineage,

@@ -18,7 +18,7 @@ from policies.principals import Principal
 
 __all__ = ["impacts", "stand_ins"]
 
-_ACTIONS = (Action.DISCOVER, Action.READ, Action.TRAIN)
+_ACTIONS = (Action.DISCOVER, Action.READ, Action.TRAIN, Action.EXPORT_MODEL)
 
 
 def stand_ins(policies: Sequence[CompiledPolicy], domain: str) -> list[Principal]:
