@@ -10,8 +10,9 @@ Every call, in this order:
    recorded (403 with reasons once the policy no longer allows it);
 4. the caller's budget: calls and rows per window (429 with ``Retry-After``);
 5. candidates that equal or nearly equal a training row's inputs (``predict_min_distance``, in
-   units of each feature's spread) are refused: a prediction call holding one is refused whole
-   (422, without saying which), a screening call leaves them out and says how many;
+   units of each input's spread, or the very feature vector of a training row; see
+   ``training.privacy.Guard``) are refused: a prediction call holding one is refused whole (422,
+   without saying which), a screening call leaves them out and says how many;
 6. predictions rounded to ``predict_digits`` significant digits;
 7. a ``ModelQueried`` event appended before the answer leaves (if the log cannot be written,
    nothing leaves).
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
     from training.privacy import Guard
 
 __all__ = ["predict", "screen"]
-
-_EXACT = 1e-6  # distances below this are the same inputs, whatever float noise says
 
 
 @dataclass(frozen=True)
@@ -123,8 +122,7 @@ def screen(node: Node, principal: Principal, job_id: str, body: ScreenBody) -> d
         raise Unprocessable(str(exc)) from exc
     built = int(ranked.attrs.get("candidates", len(ranked)))
     budget = _charge(node, principal, built)
-    distances = call.guard.distances(call.model, ranked)
-    keep = distances > max(node.settings.predict_min_distance, _EXACT)
+    keep = ~call.guard.near(call.model, ranked, node.settings.predict_min_distance)
     withheld = int((~keep).sum())
     ranked = ranked[keep].head(body.top)
     digits = node.settings.predict_digits
@@ -205,10 +203,10 @@ def _near(node: Node, call: _Call, frame: pd.DataFrame) -> int:
     from training.errors import TrainingError
 
     try:
-        distances = call.guard.distances(call.model, frame)
+        near = call.guard.near(call.model, frame, node.settings.predict_min_distance)
     except (TrainingError, ValueError, TypeError) as exc:
         raise Unprocessable(f"the rows do not fit the model's inputs: {exc}") from exc
-    return int((distances <= max(node.settings.predict_min_distance, _EXACT)).sum())
+    return int(near.sum())
 
 
 def _predict(model: ForwardModel, frame: pd.DataFrame) -> tuple[list[float], list[float]]:

@@ -69,8 +69,9 @@ class Settings(BaseSettings):
     predict_min_distance: float = Field(
         default=0.05,
         ge=0,
-        description="Candidates nearer than this to a training row (root mean square of feature "
-        "differences in units of each feature's spread) are refused as probes.",
+        description="Candidates whose numeric inputs are nearer than this to a training row's "
+        "(root mean square of the differences in units of each input's spread) are refused as "
+        "probes, as are those the model sees exactly as a training row.",
     )
     predict_digits: int = Field(
         default=2,

@@ -31,10 +31,19 @@ from training.datasets import InputKind, coerce_inputs
 from training.errors import TrainingError
 from training.models import ForwardModel
 
-__all__ = ["LEAF_FLOOR", "MEMORISING", "Guard", "exportable", "restricted_params"]
+__all__ = [
+    "LEAF_FLOOR",
+    "LEAF_NOISE",
+    "MEMORISING",
+    "SAME",
+    "Guard",
+    "exportable",
+    "restricted_params",
+]
 
 LEAF_FLOOR = 5
 LEAF_NOISE = 0.01
+SAME = 1e-6  # distances below this are the same point, whatever float rounding says
 MEMORISING: Mapping[str, str] = {
     "gaussian_process": "a Gaussian process keeps every training row (inputs and targets) and "
     "predicts by weighing them, so its file and its answers near a training row give rows back",
@@ -59,20 +68,19 @@ def restricted_params(estimator: str, params: Mapping[str, Any] | None = None) -
 
 @dataclass(frozen=True)
 class _Space:
-    """Distinct points in one space, each coordinate's spread, and what stands for a missing one."""
+    """Distinct points in one space and each coordinate's spread. A missing coordinate (NaN)
+    equals a missing one and differs by one spread from any value: what a caller leaves out
+    is not thereby said to match."""
 
     points: np.ndarray
     scale: np.ndarray
-    fill: np.ndarray
 
     @classmethod
     def of(cls, values: np.ndarray) -> _Space:
-        fill = np.nanmean(values, axis=0) if len(values) else np.zeros(values.shape[1])
-        fill = np.where(np.isfinite(fill), fill, 0.0)
-        values = np.where(np.isnan(values), fill, values)
+        scale = np.nanstd(values, axis=0) if len(values) else np.ones(values.shape[1])
+        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
         points = np.unique(values, axis=0) if len(values) else values
-        scale = values.std(axis=0) if len(values) else np.ones(values.shape[1])
-        return cls(points, np.where(np.isfinite(scale) & (scale > 0), scale, 1.0), fill)
+        return cls(points, scale)
 
     def nearest(self, values: np.ndarray) -> np.ndarray:
         """Each row's distance to the nearest point: root mean square of the coordinate
@@ -80,13 +88,19 @@ class _Space:
         nearest = np.full(len(values), np.inf)
         if not len(self.points) or not self.points.shape[1]:
             return nearest
-        probe = np.where(np.isnan(values), self.fill, values) / self.scale
-        p2 = (probe**2).sum(axis=1)[:, None]
+        a, a_known = _split(values / self.scale)
         for start in range(0, len(self.points), _CHUNK):
-            block = self.points[start : start + _CHUNK] / self.scale
-            d2 = p2 + (block**2).sum(axis=1)[None, :] - 2.0 * probe @ block.T
+            b, b_known = _split(self.points[start : start + _CHUNK] / self.scale)
+            d2 = (a**2) @ b_known.T + a_known @ (b**2).T - 2.0 * a @ b.T
+            d2 += a_known @ (1.0 - b_known).T + (1.0 - a_known) @ b_known.T
             nearest = np.minimum(nearest, d2.min(axis=1))
         return np.asarray(np.sqrt(np.maximum(nearest, 0.0) / self.points.shape[1]), dtype=float)
+
+
+def _split(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values with NaN as 0, and 1 where a value is known."""
+    known = np.isfinite(values)
+    return np.where(known, values, 0.0), known.astype(float)
 
 
 @dataclass(frozen=True)
@@ -109,12 +123,14 @@ class Guard:
             spread if np.isfinite(spread) else 0.0,
         )
 
-    def distances(self, model: ForwardModel, frame: pd.DataFrame) -> np.ndarray:
-        """Each candidate's distance to its nearest training row, the smaller of the two spaces'
-        (0 for a training row's inputs): a row is near if its inputs are nearly a training
-        row's, or if the model sees it nearly as it sees one."""
-        features = self.features.nearest(_estimator_space(model, frame))
-        return np.minimum(features, self.inputs.nearest(_numeric_inputs(model, frame)))
+    def near(self, model: ForwardModel, frame: pd.DataFrame, radius: float) -> np.ndarray:
+        """Which candidates probe a training row: their numeric inputs within ``radius`` of a
+        training row's (root mean square of the differences in units of each input's spread;
+        missing equals missing only), or their feature vector, as the estimator sees it after
+        featurising and imputing, the same as a training row's."""
+        given = self.inputs.nearest(_numeric_inputs(model, frame)) <= max(radius, SAME)
+        seen = self.features.nearest(_estimator_space(model, frame)) <= SAME
+        return np.asarray(given | seen, dtype=bool)
 
     def to_bytes(self) -> bytes:
         """The guard as an ``.npz`` (plain arrays: no pickle to trust when it is read back)."""
@@ -122,7 +138,7 @@ class Guard:
         arrays = {
             f"{name}_{part}": getattr(getattr(self, name), part)
             for name in ("features", "inputs")
-            for part in ("points", "scale", "fill")
+            for part in ("points", "scale")
         }
         np.savez(sink, spread=np.array(self.target_spread), **arrays)
         return sink.getvalue()
@@ -132,7 +148,7 @@ class Guard:
         """Inverse of ``to_bytes``."""
         with np.load(io.BytesIO(data), allow_pickle=False) as a:
             spaces = [
-                _Space(*(np.asarray(a[f"{name}_{part}"]) for part in ("points", "scale", "fill")))
+                _Space(np.asarray(a[f"{name}_points"]), np.asarray(a[f"{name}_scale"]))
                 for name in ("features", "inputs")
             ]
             return cls(spaces[0], spaces[1], float(a["spread"]))
