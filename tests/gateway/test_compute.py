@@ -165,3 +165,19 @@ def test_bad_training_requests(api, auth, body, status):
     if status == 202:
         job = wait(api, auth["ml-user"], r.json())
         assert job["status"] == "failed" and "nope" in job["error"]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "status"),
+    [
+        ({"withhold": ["sensitivity:personal"]}, 422),  # a model leaves whole or not at all
+        ({"keep": ["alloy"]}, 422),
+        ({"rows": "test_temperature_c > 600"}, 422),
+        ({"action": "export-models"}, 422),  # not an action
+    ],
+)
+def test_export_model_lines_take_no_column_or_row_rules(api, auth, extra, status):
+    line = {**EXPORT, **extra}
+    r = api.post("/policies/aurora", json={"add": [line]}, headers=auth["steward"])
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
