@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pandas as pd
@@ -18,6 +19,19 @@ from gateway.demo import prepare_federation
 from gateway.demo.borealis import read_superalloy_creep
 
 CREEP = "borealis/superalloy-creep"
+
+
+def _leaks() -> Any:
+    """The security suite's search for training values in answers (tests/security/leaks.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "security" / "leaks.py"
+    spec = importlib.util.spec_from_file_location("leaks", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +97,13 @@ def test_train_through_the_home_node_while_reading_is_refused(federation):
         screened = aurora.post(f"/jobs/{job['id']}/screen", json={"grid": grid, "top": 2})
         assert screened.status_code == 200, screened.text
         assert screened.json()["candidates"] == 3 and len(screened.json()["ranked"]) == 2
-        # A training row's own inputs are refused by the owner, and the refusal is relayed.
+        # None of what came back through Aurora holds Borealis's rupture times.
         creep = read_superalloy_creep(dt.datetime.now(dt.UTC)).to_pandas()
+        leaks = _leaks()
+        targets = creep["stress_rupture_time_h"]
+        for answer in (job, aurora.get(f"/jobs/{job['id']}").json(), predicted.json()):
+            assert leaks.share_appearing(targets, leaks.numbers_in_json(answer)) < 0.01
+        # A training row's own inputs are refused by the owner, and the refusal is relayed.
         probe = {k: (None if pd.isna(v) else v) for k, v in creep[inputs].iloc[0].items()}
         refused = aurora.post(f"/jobs/{job['id']}/predict", json={"rows": [probe]})
         assert refused.status_code == 422, refused.text
