@@ -75,6 +75,8 @@ def create_app(
     )
     app.state.node = node
     app.state.metrics = Metrics()
+    refusals = app.state.metrics.witness_refusals
+    node.witness.on_alarm = lambda origin, reason: refusals.labels(origin, reason).inc()
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     for router in routers:
         app.include_router(router, responses=PROBLEM_RESPONSES)
@@ -83,14 +85,23 @@ def create_app(
 
 
 async def _checkpoints(node: Node) -> None:
-    """Sign the audit log's tree head at the configured interval."""
+    """Sign the audit log's tree head at the configured interval, and have the peers witness
+    it (each round bounded by the interval, at most 5 s)."""
     every = node.settings.audit_checkpoint_seconds
     while True:
         await asyncio.sleep(every)
         try:
-            await asyncio.to_thread(node.audit.checkpoint_if_due, every)
+            cp = await asyncio.to_thread(node.audit.checkpoint_if_due, every)
+            if len(node.peers) == 0:
+                continue
+            cp = cp or await asyncio.to_thread(node.audit.latest_checkpoint)
+            if cp is None:
+                continue
+            have = await asyncio.to_thread(node.notary.cosignatures, cp)
+            if len(have) < len(node.peers):
+                await node.cosigners.round(cp, deadline=min(every, 5.0))
         except Exception:
-            log.exception("audit checkpoint failed")
+            log.exception("audit checkpoint or witnessing failed")
 
 
 def _problem(request: Request, error: MatgateError) -> JSONResponse:
