@@ -48,7 +48,7 @@ MEMORISING: Mapping[str, str] = {
     "gaussian_process": "a Gaussian process keeps every training row (inputs and targets) and "
     "predicts by weighing them, so its file and its answers near a training row give rows back",
 }
-_LEAF_DEFAULTS = {"random_forest": 1, "gradient_boosting": 20}  # scikit-learn's own defaults
+_LEAF_DEFAULTS = {"extra_trees": 1, "random_forest": 1, "gradient_boosting": 20}  # sklearn's
 _CHUNK = 4096
 
 
