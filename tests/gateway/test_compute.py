@@ -101,7 +101,7 @@ def test_train_only_policy_keeps_rows_home_and_masked_columns_out(fresh):
     assert restored.metrics["mae"] == pytest.approx(result["model"]["metrics"]["mae"])
     assert restored.y_true.size == 0 and restored.oof_predictions.size == 0
     # and the lineage shows dataset -> slice -> principal -> run -> model
-    graph = api.get("/lineage", params={"principal": "pablo@borealis"}, headers=partner).json()
+    graph = api.get("/lineage", params={"principal": "borealis:pablo"}, headers=partner).json()
     assert {"dataset", "slice", "principal", "run", "model"} <= {n["type"] for n in graph["nodes"]}
     # nobody else can see the job
     assert api.get(f"/jobs/{job['id']}", headers=auth["ml-user"]).status_code == 404
