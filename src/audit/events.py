@@ -21,6 +21,7 @@ __all__ = [
     "DecisionMade",
     "Event",
     "JobChanged",
+    "ModelQueried",
     "PolicyChanged",
     "RelayForwarded",
     "RunRegistered",
@@ -197,6 +198,19 @@ class JobChanged(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ModelQueried(Event):
+    """A model kept on the node answered (or refused) a prediction or screening call."""
+
+    name: ClassVar[str] = "model-query"
+
+    job: str = ""
+    kind: str = ""  # predict, screen
+    rows: int = 0
+    refused: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointRefused(Event):
     """As a witness, this node refused a peer log's checkpoint: a possible fork or rollback."""
 
@@ -234,6 +248,7 @@ _REGISTRY: dict[str, type[Event]] = {
         RunRegistered,
         RelayForwarded,
         JobChanged,
+        ModelQueried,
         CheckpointRefused,
         ShareChanged,
     )

@@ -106,6 +106,8 @@ async def _checkpoints(node: Node) -> None:
 
 def _problem(request: Request, error: MatgateError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    if error.status == 429 and "retry_after" in error.extra:
+        headers = {"Retry-After": str(int(error.extra["retry_after"]))}
     return JSONResponse(
         error.to_problem(instance=request.url.path),
         status_code=error.status,

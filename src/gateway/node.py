@@ -23,6 +23,7 @@ from gateway.db import create_engine
 from gateway.errors import MatgateError, Unauthorized
 from gateway.identity import Authenticator, TokenIssuer
 from gateway.jobs import Jobs
+from gateway.kept import Budgets, KeptModels
 from gateway.keys import ALGORITHM, NodeKey
 from gateway.migrations import migrate
 from gateway.peers import Peers, check_address, peer_policy
@@ -138,6 +139,8 @@ class Node:
             workers=config.limits.train_workers,
             record=recorder(self, partial(job_event, self.institution)),
         )
+        self.kept_models = KeptModels()
+        self.budgets = Budgets()
         self.lineage = Lineage(self.engine, self.audit)
         self.openlineage = (
             LineageEmitter(

@@ -14,8 +14,10 @@ __all__ = [
     "CatalogPage",
     "FederatedQueryBody",
     "NodeInfo",
+    "PredictBody",
     "Problem",
     "Provenance",
+    "ScreenBody",
     "SliceBody",
 ]
 
@@ -168,6 +170,51 @@ class TrainBody(BaseModel):
     random_state: int | None = 0
     model_name: str | None = Field(default=None, max_length=200)
     model_version: str = Field(default="1", min_length=1, max_length=100)
+
+
+_Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+Cell = float | int | bool | Annotated[str, Field(max_length=1000)] | None
+Row = Annotated[dict[_Name, Cell], Field(max_length=1000)]
+
+
+class PredictBody(BaseModel):
+    """Rows of inputs for a model kept on the node; answered with rounded predictions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: list[Row] = Field(
+        min_length=1, max_length=10_000, description="One object per candidate: input -> value."
+    )
+    return_std: bool = Field(default=True, description="Also the model's spread, where it has one.")
+
+
+class ScreenBody(BaseModel):
+    """Inverse screening with a model kept on the node (see ``training.screening.screen``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidates: list[Row] | None = Field(default=None, max_length=10_000)
+    grid: dict[_Name, Annotated[list[Cell], Field(max_length=1000)]] | None = Field(
+        default=None, max_length=50, description="Input -> values; every combination is built."
+    )
+    ranges: dict[_Name, tuple[float, float]] | None = Field(
+        default=None, max_length=50, description="Input -> (low, high), sampled by Latin hypercube."
+    )
+    samples: int = Field(default=0, ge=0, le=200_000)
+    fixed: Row | None = Field(default=None, description="Inputs set alike for every candidate.")
+    balance: _Name | None = Field(
+        default=None, description="Weight-percent input set to 100 - rest."
+    )
+    constraints: dict[_Name, tuple[float | None, float | None]] | None = Field(
+        default=None, max_length=50, description="Input or pred_mean/pred_std -> (low, high)."
+    )
+    maximize: bool = True
+    top: int = Field(default=20, ge=1, le=100)
+    acquisition: Literal["mean", "ei"] = "mean"
+    best_so_far: float | None = Field(
+        default=None, description="Your best value, for expected improvement (required with 'ei')."
+    )
+    random_state: int | None = 0
 
 
 _DATASET_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}/[a-z0-9][a-z0-9_.-]{0,63}$"

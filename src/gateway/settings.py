@@ -49,6 +49,37 @@ class Settings(BaseSettings):
         description="Redis URL that carries policy changes between replicas sharing a database; "
         "without it each request checks the stored policy version.",
     )
+    predict_window_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Window of the per-principal budget of calls to models kept on this node.",
+    )
+    predict_calls_per_window: int = Field(
+        default=200, gt=0, description="Prediction and screening calls one principal may make."
+    )
+    predict_rows_per_window: int = Field(
+        default=20_000, gt=0, description="Rows (candidates) one principal may have predicted."
+    )
+    predict_max_rows: int = Field(
+        default=100, gt=0, le=10_000, description="Rows one prediction call may carry."
+    )
+    screen_max_candidates: int = Field(
+        default=5000, gt=0, le=200_000, description="Candidates one screening call may build."
+    )
+    predict_min_distance: float = Field(
+        default=0.05,
+        ge=0,
+        description="Candidates whose numeric inputs are nearer than this to a training row's "
+        "(root mean square of the differences in units of each input's spread) are refused as "
+        "probes, as are those the model sees exactly as a training row.",
+    )
+    predict_digits: int = Field(
+        default=2,
+        ge=1,
+        le=15,
+        description="Significant digits of the predictions answered (two: about a forward "
+        "model's accuracy, too coarse to read a stored value back).",
+    )
     audit_checkpoint_seconds: float = Field(
         default=60.0, gt=0, description="How often the audit log's tree head is signed."
     )

@@ -20,6 +20,9 @@ class Action(StrEnum):
     DISCOVER = "discover"
     READ = "read"
     TRAIN = "train"
+    # Taking a model trained on site (compute-to-data) off the node: a right of its own, never
+    # implied by ``train`` or ``read``.
+    EXPORT_MODEL = "export-model"
     MANAGE = "manage"
     AUDIT = "audit"
 

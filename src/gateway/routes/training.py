@@ -1,4 +1,4 @@
-"""Compute-to-data: train on a dataset where it lives; the model leaves, the rows do not."""
+"""Compute-to-data: train on a dataset where it lives; rows and model stay, predictions leave."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from gateway import compute
+from gateway import compute, serving
 from gateway.deps import CurrentPrincipal, NodeDep
-from gateway.schemas import TrainBody
+from gateway.schemas import PredictBody, ScreenBody, TrainBody
 
 router = APIRouter(tags=["training"])
 
@@ -31,12 +31,30 @@ def job(job_id: str, node: NodeDep, principal: CurrentPrincipal) -> dict[str, An
     return compute.job(node, principal, job_id)
 
 
+@router.post("/jobs/{job_id}/predict", summary="Predict with a model kept on the node")
+def predict(
+    job_id: str, body: PredictBody, node: NodeDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """Rounded predictions for your rows; decided, budgeted, audited; probes of training rows
+    refused."""
+    return serving.predict(node, principal, job_id, body)
+
+
+@router.post("/jobs/{job_id}/screen", summary="Screen candidates with a model kept on the node")
+def screen(
+    job_id: str, body: ScreenBody, node: NodeDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """The best candidates by predicted target (or expected improvement over your best)."""
+    return serving.screen(node, principal, job_id, body)
+
+
 @router.get(
     "/jobs/{job_id}/model",
-    summary="The trained model (skops)",
+    summary="The trained model (skops), where policy grants export-model",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 def model(job_id: str, node: NodeDep, principal: CurrentPrincipal) -> Response:
-    """The model file of a finished job, in skops format (load with ``training.loads_model``)."""
+    """The sanitised model file of a finished job (skops; load with ``training.loads_model``),
+    only where policy grants ``export-model`` on its dataset (403 with the reasons otherwise)."""
     return compute.artifact(node, principal, job_id)
