@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, status
 from connectors.datasets import Dataset, PSPPRole
 from gateway import service
 from gateway.catalog import Criteria
-from gateway.deps import CurrentPrincipal, NodeDep
+from gateway.deps import CurrentPrincipal, NodeDep, PathSlug
 from gateway.schemas import CatalogPage
 
 router = APIRouter(tags=["catalog"])
@@ -17,7 +17,9 @@ router = APIRouter(tags=["catalog"])
 
 def criteria(
     q: Annotated[str | None, Query(max_length=500, description="Words to find")] = None,
-    pspp: Annotated[list[PSPPRole], Query(description="Has a column of this PSPP role")] = [],  # noqa: B006
+    pspp: Annotated[
+        list[PSPPRole], Query(max_length=6, description="Has a column of this PSPP role")
+    ] = [],  # noqa: B006
     column: Annotated[str | None, Query(max_length=128)] = None,
     unit: Annotated[str | None, Query(max_length=64)] = None,
     license: Annotated[str | None, Query(max_length=128)] = None,
@@ -47,14 +49,16 @@ def catalog_dcat(node: NodeDep, principal: CurrentPrincipal) -> dict[str, Any]:
 
 
 @router.get("/catalog/{institution}/{name}", response_model=Dataset, summary="A dataset's metadata")
-def get_dataset(institution: str, name: str, node: NodeDep, principal: CurrentPrincipal) -> Dataset:
+def get_dataset(
+    institution: PathSlug, name: PathSlug, node: NodeDep, principal: CurrentPrincipal
+) -> Dataset:
     """FAIR metadata and the PSPP-labelled column schema of one dataset."""
     return service.get_dataset(node, principal, f"{institution}/{name}")
 
 
 @router.get("/catalog/{institution}/{name}/dcat", summary="A dataset as DCAT (JSON-LD)")
 def get_dataset_dcat(
-    institution: str, name: str, node: NodeDep, principal: CurrentPrincipal
+    institution: PathSlug, name: PathSlug, node: NodeDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """One dataset as a dcat:Dataset."""
     return service.dataset_dcat(node, principal, f"{institution}/{name}")

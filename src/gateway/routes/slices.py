@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from gateway import service
-from gateway.deps import CurrentPrincipal, NodeDep
+from gateway.deps import CurrentPrincipal, NodeDep, PathSlug
 from gateway.formats import Format
 from gateway.schemas import SliceBody
 
@@ -26,7 +26,11 @@ _STREAM: dict[int | str, dict[str, Any]] = {
     "/datasets/{institution}/{name}/slice", response_class=StreamingResponse, responses=_STREAM
 )
 def post_slice(
-    institution: str, name: str, body: SliceBody, node: NodeDep, principal: CurrentPrincipal
+    institution: PathSlug,
+    name: PathSlug,
+    body: SliceBody,
+    node: NodeDep,
+    principal: CurrentPrincipal,
 ) -> StreamingResponse:
     """Stream the permitted slice of a dataset for a declared purpose."""
     return service.stream_slice(node, principal, f"{institution}/{name}", body)
@@ -36,8 +40,8 @@ def post_slice(
     "/datasets/{institution}/{name}/slice", response_class=StreamingResponse, responses=_STREAM
 )
 def get_slice(
-    institution: str,
-    name: str,
+    institution: PathSlug,
+    name: PathSlug,
     node: NodeDep,
     principal: CurrentPrincipal,
     purpose: Annotated[str, Query(min_length=1, max_length=64)],

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from gateway import compute
-from gateway.deps import CurrentPrincipal, NodeDep
+from gateway.deps import CurrentPrincipal, NodeDep, PathId, PathSlug
 from gateway.schemas import TrainBody
 
 router = APIRouter(tags=["training"])
@@ -19,14 +19,18 @@ router = APIRouter(tags=["training"])
     summary="Train a model on site (compute-to-data)",
 )
 def train(
-    institution: str, name: str, body: TrainBody, node: NodeDep, principal: CurrentPrincipal
+    institution: PathSlug,
+    name: PathSlug,
+    body: TrainBody,
+    node: NodeDep,
+    principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     """Queue a training job on the permitted slice; follow it at ``/jobs/{id}``."""
     return compute.start_training(node, principal, f"{institution}/{name}", body)
 
 
 @router.get("/jobs/{job_id}", summary="A job's progress and result")
-def job(job_id: str, node: NodeDep, principal: CurrentPrincipal) -> dict[str, Any]:
+def job(job_id: PathId, node: NodeDep, principal: CurrentPrincipal) -> dict[str, Any]:
     """Status, stage, progress; the run, metrics and model card when done."""
     return compute.job(node, principal, job_id)
 
@@ -37,6 +41,6 @@ def job(job_id: str, node: NodeDep, principal: CurrentPrincipal) -> dict[str, An
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def model(job_id: str, node: NodeDep, principal: CurrentPrincipal) -> Response:
+def model(job_id: PathId, node: NodeDep, principal: CurrentPrincipal) -> Response:
     """The model file of a finished job, in skops format (load with ``training.loads_model``)."""
     return compute.artifact(node, principal, job_id)
