@@ -80,6 +80,7 @@ class DecisionMade(Event):
     columns: tuple[str, ...] = ()
     withheld: tuple[str, ...] = ()
     masked: Mapping[str, str] = field(default_factory=dict)
+    mask_key: str | None = None
     row_filter: str | None = None
     obligations: tuple[Mapping[str, str], ...] = ()
     matched: tuple[tuple[str, ...], ...] = ()

@@ -9,7 +9,7 @@ zero-row result yields one (empty) batch that carries the schema.
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,17 +53,25 @@ def column_type(kind: pa.DataType) -> ColumnType | None:
     return None
 
 
-def hash_column(values: pa.Array | pa.ChunkedArray, salt: str) -> pa.Array:
-    """Salted SHA-256 hex of each value's canonical text (Arrow's cast to string); nulls stay."""
+MIN_MASK_KEY_BYTES = 16
+
+
+def hash_column(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
+    """HMAC-SHA-256 hex of each value's canonical text (Arrow's cast to string); nulls stay.
+
+    Keyed, so that nobody without the key can hash guesses (names, ids) and match them; a hash
+    mask without a key fails closed.
+    """
+    if len(key) < MIN_MASK_KEY_BYTES:
+        raise QueryError("a hash mask needs the node's mask key; none was given")
     text = pc.cast(values, pa.string())
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
-    # Hash each distinct value once: masked columns (ids, names) repeat, and hashlib is per value.
+    # Hash each distinct value once: masked columns (ids, names) repeat, and hmac is per value.
     encoded = pc.dictionary_encode(text)
-    prefix = salt.encode("utf-8") + b"\x1f"
     digests = pa.array(
         [
-            hashlib.sha256(prefix + v.encode("utf-8")).hexdigest()
+            hmac.digest(key, v.encode("utf-8"), "sha256").hex()
             for v in encoded.dictionary.to_pylist()
         ],
         pa.string(),
@@ -175,7 +183,7 @@ class Connector(ABC):
             batch = _conform(batch, raw)
             for index, mask in hashed:
                 batch = batch.set_column(
-                    index, out.field(index), hash_column(batch.column(index), mask.salt)
+                    index, out.field(index), hash_column(batch.column(index), mask.key)
                 )
             for start in range(0, batch.num_rows, batch_rows):
                 sent = True

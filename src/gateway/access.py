@@ -91,6 +91,7 @@ def _event(node: Node, principal: Principal, decision: Decision, request_id: str
         columns=decision.columns,
         withheld=decision.withheld,
         masked=summary["masked"],
+        mask_key=summary["mask_key"],
         row_filter=summary["row_filter"],
         obligations=tuple(summary["obligations"]),
         matched=decision.matched,

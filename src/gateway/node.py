@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 
 from audit.keys import Signer
@@ -12,12 +13,12 @@ from audit.manifests import sign_manifest
 from audit.ratelimit import FailureLimiter
 from gateway.assertions import MemoryReplayCache, RedisReplayCache, ReplayCache
 from gateway.catalog import Catalog
-from gateway.config import IssuerConfig, NodeConfig, PeerConfig
+from gateway.config import ConfigError, IssuerConfig, NodeConfig, PeerConfig
 from gateway.db import create_engine
 from gateway.errors import MatgateError, Unauthorized
 from gateway.identity import Authenticator, TokenIssuer
 from gateway.jobs import Jobs
-from gateway.keys import ALGORITHM, NodeKey
+from gateway.keys import ALGORITHM, MaskSecret, NodeKey, mask_secret_for
 from gateway.migrations import migrate
 from gateway.peers import Peers, check_address
 from gateway.provenance import ProvenanceStore
@@ -81,11 +82,15 @@ class Node:
             if settings.policy_sync_url
             else None
         )
+        policy = PolicyConfig.model_validate(config.policy)
+        self.mask = _mask_secret(settings, policy)
         self.governance = Governance(
             self.engine,
-            PolicyConfig.model_validate(config.policy),
+            policy,
             clock=clock,
             watcher=self.watcher,
+            mask_key=self.mask.key,
+            mask_key_id=self.mask.kid,
         )
         self.governance.seed(self.catalog.all())
         self.audit = AuditLog(
@@ -119,6 +124,16 @@ class Node:
         self.stores.close()
         self.auth.close()
         self.engine.dispose()
+
+
+def _mask_secret(settings: Settings, policy: PolicyConfig) -> MaskSecret:
+    """The key of the node's hash masks; a node without one does not start."""
+    shared = {k.name: k.env for k in policy.shared_mask_keys}
+    path = settings.resolved_mask_secret_file()
+    try:
+        return mask_secret_for(policy.mask_key, shared, path, os.environ)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"policy.mask_key: {exc}") from exc
 
 
 def _guard(peer: PeerConfig) -> Callable[[str], None]:
