@@ -18,6 +18,7 @@ __all__ = [
     "AuthenticationFailed",
     "DatasetRegistered",
     "DecisionMade",
+    "DenialsSuppressed",
     "Event",
     "PolicyChanged",
     "RelayForwarded",
@@ -154,6 +155,17 @@ class AuthenticationFailed(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DenialsSuppressed(Event):
+    """Denied requests of one principal counted, not logged one by one, in ``[since, until)``."""
+
+    name: ClassVar[str] = "denials-suppressed"
+
+    suppressed: int = 0
+    since: str = ""
+    until: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunRegistered(Event):
     """A training run that consumed manifests of this node and produced a model."""
 
@@ -191,6 +203,7 @@ _REGISTRY: dict[str, type[Event]] = {
         AgreementAccepted,
         DatasetRegistered,
         AuthenticationFailed,
+        DenialsSuppressed,
         RunRegistered,
         RelayForwarded,
     )

@@ -71,6 +71,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             metrics.stop_listener()
+            _flush_denials(node, everything=True)
             node.close()
 
     app = FastAPI(
@@ -104,6 +105,17 @@ async def _checkpoints(node: Node) -> None:
             await asyncio.to_thread(node.audit.checkpoint_if_due, every)
         except Exception:
             log.exception("audit checkpoint failed")
+        await asyncio.to_thread(_flush_denials, node)
+
+
+def _flush_denials(node: Node, *, everything: bool = False) -> None:
+    """Record the summaries of suppressed denials; a failure is logged and retried later."""
+    from gateway.access import flush_denials
+
+    try:
+        flush_denials(node, everything=everything)
+    except Exception:
+        log.exception("recording suppressed denials failed; their counts are lost")
 
 
 def _problem(request: Request, error: MatgateError) -> JSONResponse:

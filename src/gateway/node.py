@@ -10,7 +10,7 @@ from audit.keys import Signer
 from audit.lineage import Lineage
 from audit.log import AuditLog
 from audit.manifests import sign_manifest
-from audit.ratelimit import FailureLimiter
+from audit.ratelimit import DenialLimiter, FailureLimiter
 from gateway.assertions import MemoryReplayCache, RedisReplayCache, ReplayCache
 from gateway.catalog import Catalog
 from gateway.config import ConfigError, IssuerConfig, NodeConfig, PeerConfig
@@ -97,6 +97,11 @@ class Node:
             self.engine, Signer(self.key.private, self.key.kid), node=self.institution, clock=clock
         )
         self.auth_failures = FailureLimiter(clock=clock)
+        self.denials = DenialLimiter(
+            burst=settings.denial_burst,
+            window_seconds=settings.denial_window_seconds,
+            clock=clock,
+        )
         self.jobs = Jobs(self.engine, workers=config.limits.train_workers)
         self.lineage = Lineage(self.engine, self.audit)
         self.provenance = ProvenanceStore(
