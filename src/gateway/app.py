@@ -20,7 +20,12 @@ from gateway.config import NodeConfig, load_config
 from gateway.errors import BadRequest, MatgateError, ServiceUnavailable, Unprocessable, for_status
 from gateway.limits import BodyLimitMiddleware
 from gateway.node import Node
-from gateway.observability import Metrics, ObservabilityMiddleware, configure_logging
+from gateway.observability import (
+    Metrics,
+    ObservabilityMiddleware,
+    configure_logging,
+    request_id_var,
+)
 from gateway.problems import PROBLEM, from_foreign, generic, problem_response, speaks_for_a_driver
 from gateway.routes import routers
 from gateway.schemas import Problem
@@ -158,7 +163,9 @@ def _handlers(app: FastAPI) -> None:
         if isinstance(exc, TableError | SchemaMismatchError):
             return _problem(request, from_foreign(exc, Unprocessable.status))
         # A store's failure speaks the driver's language (SQL, schema, server): never sent out.
-        log.error("store error answered as 503: %s", exc, exc_info=exc)
+        log.error(
+            "request %s: store error answered as 503: %s", request_id_var.get(), exc, exc_info=exc
+        )
         return _problem(request, ServiceUnavailable(generic(ServiceUnavailable.status)))
 
     @app.exception_handler(RequestValidationError)

@@ -169,7 +169,9 @@ class ObservabilityMiddleware:
         except Exception:
             # Nothing handled it: log it here, where the request id is still known, and answer
             # a problem without the error's text. After the first byte there is no answer left.
-            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            log.exception(
+                "request %s: unhandled error in %s %s", rid, scope["method"], scope["path"]
+            )
             if started:
                 raise
             await _internal_error(scope, send_with_id)

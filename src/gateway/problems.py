@@ -91,7 +91,14 @@ def public_detail(exc: BaseException, status: int) -> str:
     text = getattr(exc, "detail", None) or str(exc)
     if not speaks_for_a_driver(exc):
         return str(text)
-    log.error("%s answered as a generic %s: %s", type(exc).__name__, status, text, exc_info=exc)
+    log.error(
+        "request %s: %s answered as a generic %s: %s",
+        request_id_var.get(),
+        type(exc).__name__,
+        status,
+        text,
+        exc_info=exc,
+    )
     return generic(status)
 
 
