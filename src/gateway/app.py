@@ -90,7 +90,6 @@ def create_app(
     # Outermost first: ids and logs, then body limits, all before authentication and parsing.
     app.add_middleware(
         BodyLimitMiddleware,
-        routes=app.router.routes,
         default=settings.max_body_bytes,
         limits=settings.body_limits,
     )

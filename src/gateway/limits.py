@@ -13,10 +13,11 @@ settings (``MATGATE_MAX_BODY_BYTES``, ``MATGATE_BODY_LIMITS``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
-from starlette.routing import BaseRoute, Match
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import BadRequest, TooLarge
@@ -25,8 +26,9 @@ from gateway.problems import problem_response
 __all__ = ["ROUTE_LIMITS", "BodyLimitMiddleware", "BodyTooLarge"]
 
 KIB = 1024
-# Code defaults per route template; the settings' ``body_limits`` override them, and routes not
-# named here get the settings' ``max_body_bytes``. Methods that carry no body get none.
+# Code defaults per route template; the settings' ``body_limits`` override them, and paths that
+# match no template get the settings' ``max_body_bytes``. Methods that carry no body get none.
+# Templates are matched here, on the raw path, so that the limit holds before any routing.
 ROUTE_LIMITS: Mapping[str, int] = {
     "/datasets/{institution}/{name}/slice": 64 * KIB,
     "/datasets/{institution}/{name}/train": 64 * KIB,
@@ -53,26 +55,23 @@ class BodyLimitMiddleware:
     """Refuses bodies larger than their route's limit, while they stream in."""
 
     def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        routes: Sequence[BaseRoute],
-        default: int,
-        limits: Mapping[str, int] | None = None,
+        self, app: ASGIApp, *, default: int, limits: Mapping[str, int] | None = None
     ) -> None:
         self.app = app
-        self.routes = routes  # the app's live list: routes added later are found too
         self.default = default
-        self.limits = {**ROUTE_LIMITS, **(limits or {})}
+        merged = {**ROUTE_LIMITS, **(limits or {})}
+        self.limits: list[tuple[re.Pattern[str], int]] = [
+            (compile_path(template)[0], limit) for template, limit in merged.items()
+        ]
 
     def limit_for(self, scope: Scope) -> int:
         """The body limit of the route ``scope`` addresses (0 for methods without a body)."""
         if scope["method"] in _BODILESS:
             return 0
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                return self.limits.get(getattr(route, "path", ""), self.default)
+        path = scope["path"]
+        for pattern, limit in self.limits:
+            if pattern.match(path):
+                return limit
         return self.default
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
