@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from starlette.responses import JSONResponse
 
+from connectors.errors import StoreError
 from gateway.errors import MatgateError, for_status
 from gateway.observability import request_id_var
 
@@ -69,10 +70,11 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def speaks_for_a_driver(exc: BaseException) -> bool:
-    """True if ``exc`` or its cause chain holds a driver, Arrow or operating-system error."""
+    """True if ``exc`` or its cause chain holds a store's failure (whose text is the driver's,
+    whatever the driver raised) or a driver, Arrow or operating-system error."""
     for e in _chain(exc):
         root = type(e).__module__.split(".", 1)[0]
-        if root in _DRIVERS or isinstance(e, OSError):
+        if root in _DRIVERS or isinstance(e, OSError | StoreError):
             return True
     return False
 
