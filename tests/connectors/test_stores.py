@@ -219,6 +219,9 @@ def test_hash_column_hashes_each_value_once_and_keeps_nulls() -> None:
     assert hash_column(pa.array([1]), b"b" * 16).to_pylist()[0] != out[0]
     with pytest.raises(QueryError):
         hash_column(pa.array([1]), b"")
+    for key in (b"k" * 16, b"k" * 64, b"a much longer shared key " * 8):
+        want = [hmac.new(key, t.encode(), hashlib.sha256).hexdigest() for t in ("x", "")]
+        assert hash_column(pa.array(["x", ""]), key).to_pylist() == want
 
 
 def test_open_store_refuses_unknown_kinds() -> None:
