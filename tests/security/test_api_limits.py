@@ -351,3 +351,24 @@ def test_every_list_and_string_has_a_bound(
     headers = {**auth[persona], "Content-Type": "application/json"}
     r = api.request(method, path, headers=headers, **kwargs)
     assert_problem(r, status)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("title", "t" * 501),
+        ("description", "d" * 50_001),
+        ("keywords", ["k"] * 201),
+        ("creators", ["c" * 501]),
+        ("citation", "c" * 5_001),
+    ],
+)
+def test_a_registration_is_bounded_field_by_field(
+    api: TestClient, auth: dict[str, dict[str, str]], field: str, value: Any
+) -> None:
+    """A dataset's metadata otherwise valid, one field too large: 422 naming that field."""
+    dataset = api.get("/catalog/aurora/ni-superalloys", headers=auth["steward"]).json()
+    dataset = {**dataset, "name": "bounded-probe", field: value}
+    r = api.post("/catalog", json=dataset, headers=auth["steward"])
+    body = assert_problem(r, 422)
+    assert any(field in e["loc"] for e in body["errors"]), body
