@@ -13,6 +13,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -249,12 +250,15 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def open_store(kind: str, target: str, base_dir: Path | None = None) -> Connector:
-    """A connector for a store: ``sql`` (SQLAlchemy URL), ``files`` (folder), ``optimade`` (URL)."""
+def open_store(kind: str, target: str, base_dir: Path | None = None, **options: Any) -> Connector:
+    """A connector for a store: ``sql`` (SQLAlchemy URL), ``files`` (folder), ``optimade`` (URL).
+
+    ``options`` go to the connector (``scope`` for sql, ``network`` for optimade).
+    """
     if kind == "sql":
         from connectors.sql import SQLConnector
 
-        return SQLConnector(target, base_dir=base_dir)
+        return SQLConnector(target, base_dir=base_dir, **options)
     if kind == "files":
         from connectors.files import FilesConnector
 
@@ -265,5 +269,5 @@ def open_store(kind: str, target: str, base_dir: Path | None = None) -> Connecto
     if kind == "optimade":
         from connectors.optimade import OptimadeConnector
 
-        return OptimadeConnector(target)
+        return OptimadeConnector(target, **options)
     raise ConnectorError(f"unknown store kind {kind!r}; expected 'sql', 'files' or 'optimade'")

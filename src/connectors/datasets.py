@@ -74,7 +74,14 @@ class Store(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     store: str = Field(description="Name of a store configured on the node.")
-    table: str = Field(description="Table name (SQL), file or folder path relative to the store.")
+    table: str = Field(
+        description=(
+            "Table name (SQL: name or schema.name, within the store's configured scope), "
+            "file or folder path relative to the store."
+        ),
+        min_length=1,
+        max_length=1024,
+    )
 
 
 class Dataset(BaseModel):

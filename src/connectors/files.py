@@ -5,6 +5,10 @@ follows the extension (``.csv``, ``.parquet``/``.pq``; a folder takes the format
 Projection and the compiled filter are pushed into the dataset scanner, which streams batches;
 ``order_by`` materialises the filtered, projected rows to sort them, so an ordered read holds the
 whole slice in memory (an unordered one holds one batch).
+
+Nothing outside the root is read: a table path is resolved (``..`` and symlinks followed) and
+must stay under the root, and so must every file of a folder table; hidden files (``.``, ``_``)
+are skipped as pyarrow's discovery skips them, and the dataset is opened on the checked list.
 """
 
 from __future__ import annotations
@@ -61,18 +65,36 @@ class FilesConnector(Connector):
             if found is not None:
                 return found
             path = self._path(table)
-            files = sorted(path.rglob("*")) if path.is_dir() else [path]
-            formats = {_FORMATS.get(f.suffix.lower()) for f in files if f.is_file()}
-            formats.discard(None)
+            files = self._files(table, path)
+            formats = {_FORMATS.get(f.suffix.lower()) for f in files}
             if len(formats) != 1:
                 raise TableError(f"{table!r} must hold CSV or Parquet files, one format only")
             try:
                 kind = formats.pop()
-                found = ds.dataset(str(path), format=_CSV if kind == "csv" else kind)
+                found = ds.dataset([str(f) for f in files], format=_CSV if kind == "csv" else kind)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise TableError(f"cannot read {table!r}: {exc}") from exc
             self._datasets[table] = found
             return found
+
+    def _files(self, table: str, path: Path) -> list[Path]:
+        """The data files of ``table``, each resolved and checked to lie under the root."""
+        if not path.is_dir():
+            return [path]
+        found = []
+        for entry in sorted(path.rglob("*")):
+            parts = entry.relative_to(path).parts
+            if any(p.startswith((".", "_")) for p in parts):
+                continue
+            real = entry.resolve()
+            if not real.is_relative_to(self.root):
+                inner = str(entry.relative_to(path))
+                raise TableError(f"{table!r} holds {inner!r}, a link outside the store")
+            if real.is_file() and entry.suffix.lower() in _FORMATS:
+                found.append(real)
+        if not found:
+            raise TableError(f"{table!r} must hold CSV or Parquet files, one format only")
+        return found
 
     def _arrow_schema(self, table: str) -> pa.Schema:
         fields = []

@@ -8,8 +8,8 @@ filtered or sorted on, and ``unknown`` ones are not served. ``id`` and ``type`` 
 
 The filter is compiled by ``compile_optimade`` and pushed down with ``filter``, the projection
 with ``response_fields``, the order with ``sort``, offset with ``page_offset``; pages are followed
-through ``links.next`` (on the provider's own host only), one Arrow batch per page, and no page
-is fetched beyond the query's limit.
+through ``links.next`` (on the provider's own origin only: host and port), one Arrow batch per
+page, and no page is fetched beyond the query's limit.
 
 Semantics, and where a provider may differ:
 
@@ -25,6 +25,10 @@ Semantics, and where a provider may differ:
 - The provider evaluates the filter: a provider that deviates from the specification (the
   reference server matches CONTAINS/STARTS/ENDS as regular expressions, does not unescape ``\\"``
   in strings, and refuses boolean literals) answers differently, or with an error.
+
+Every request goes through a ``connectors.netguard`` client: the provider's host is resolved,
+checked against the node's network policy (``network``; by default only public addresses) and
+connected to at the checked address; a redirect to another host or port is refused.
 
 ``licence()`` and ``info()`` read the provider's ``/info``: the ``license`` link and
 ``available_licenses`` of OPTIMADE 1.1.
@@ -48,6 +52,7 @@ from connectors.base import ARROW_TYPES, Connector
 from connectors.datasets import ColumnType
 from connectors.errors import ConnectorError, FilterError, QueryError, StoreError, TableError
 from connectors.filters import fields
+from connectors.netguard import DestinationRefused, NetPolicy, guarded_client, same_origin
 from connectors.optimadecompile import IDENTIFIER, compile_optimade
 from connectors.query import MaskKind, Query
 from connectors.sqlcompile import REDACTED
@@ -230,14 +235,17 @@ class OptimadeConnector(Connector):
         page_limit: int = 100,
         timeout: float = 10.0,
         client: httpx.Client | None = None,
+        network: NetPolicy | None = None,
     ) -> None:
+        """``client`` (tests) is used as given; otherwise one guarded by ``network`` is made."""
         if page_limit < 1:
             raise ConnectorError(f"page_limit must be positive, got {page_limit}")
         if timeout <= 0:
             raise ConnectorError(f"timeout must be positive, got {timeout}")
         self.base_url = _api_root(base_url)
         try:
-            self._host = httpx.URL(self.base_url).host
+            self._origin = httpx.URL(self.base_url)
+            self._host = self._origin.host
         except httpx.InvalidURL as exc:
             raise ConnectorError(f"{base_url!r} is not a URL: {exc}") from None
         if not self.base_url.startswith(("http://", "https://")) or not self._host:
@@ -246,9 +254,11 @@ class OptimadeConnector(Connector):
         self.page_limit = page_limit
         self.timeout = timeout
         self._owns_client = client is None
-        self._client = client or httpx.Client(
+        self._client = client or guarded_client(
+            network or NetPolicy(),
             timeout=timeout,
             follow_redirects=True,
+            max_redirects=5,
             headers={"Accept": "application/vnd.api+json, application/json"},
         )
         self._info: ProviderInfo | None = None
@@ -268,13 +278,16 @@ class OptimadeConnector(Connector):
     def _get(self, url: str, params: dict[str, str] | None = None, filtered: str = "") -> Any:
         try:
             response = self._client.get(url, params=params)
+        except DestinationRefused as exc:
+            where = self.base_url
+            raise StoreError(f"OPTIMADE provider {where} may not be reached: {exc}") from None
         except httpx.TimeoutException:
             raise StoreError(
                 f"OPTIMADE provider {self.base_url} did not answer within {self.timeout} s"
             ) from None
         except httpx.HTTPError as exc:
             raise StoreError(f"cannot reach OPTIMADE provider {self.base_url}: {exc}") from None
-        if response.url.host != self._host:
+        if not same_origin(self._origin, response.url):
             # Pages, redirects included, come from the provider's host only (http->https is fine).
             raise StoreError(f"OPTIMADE provider {self.base_url} redirected to {response.url}")
         try:
@@ -443,7 +456,7 @@ class OptimadeConnector(Connector):
             url = httpx.URL(target)
         except httpx.InvalidURL:
             raise StoreError(f"OPTIMADE provider {self.base_url} sent a bad next link") from None
-        if url.host != self._host:
+        if not same_origin(self._origin, url):
             raise StoreError(f"OPTIMADE provider {self.base_url} sent a next link to {target}")
         if left is not None and "page_limit" in url.params:
             # The last page asks for only the rows still wanted.

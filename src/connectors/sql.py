@@ -5,10 +5,15 @@ URLs through a server-side cursor (see ``connectors.sqlreaders``). Stored types 
 logical ``ColumnType`` and its canonical Arrow type: integers to int64, floating and NUMERIC/DECIMAL
 to float64, character types to string, booleans to bool, DATETIME/TIMESTAMP to timestamp[us]
 (UTC when the column has a time zone), DATE to date32; other types (BLOB, JSON, ...) are not served.
+
+A connector reaches only the tables its ``Scope`` exposes (``connectors.sqlscope``): every table
+is checked when it is first reflected, which every registration and every query goes through.
+A URL whose drivers are not installed is refused with the extra to install (``missing_driver``).
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 import threading
 from collections.abc import Iterator
@@ -30,8 +35,35 @@ from connectors.sqlreaders import (
     read_connectorx,
     read_sqlalchemy,
 )
+from connectors.sqlscope import Scope, check_table
 
-__all__ = ["SQLConnector", "logical_type"]
+__all__ = ["SQLConnector", "logical_type", "missing_driver"]
+
+# Modules each backend's readers need beyond its SQLAlchemy DBAPI, and the extra that brings them.
+_DRIVERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "postgresql": ("PostgreSQL", "postgres", ("adbc_driver_postgresql", "psycopg")),
+    "mysql": ("MySQL/MariaDB", "mysql", ("connectorx", "sqlglot")),
+    "mariadb": ("MySQL/MariaDB", "mysql", ("connectorx", "sqlglot")),
+    "sqlite": ("SQLite", "", ("adbc_driver_sqlite",)),
+}
+
+
+def missing_driver(url: str | sa.URL) -> str | None:
+    """Why a store at ``url`` cannot be opened here (a driver is not installed), or None."""
+    parsed = sa.make_url(url)
+    backend = parsed.get_backend_name()
+    label, extra, modules = _DRIVERS.get(backend, (backend, "", ()))
+    hint = f"pip install 'matgate[{extra}]'" if extra else "reinstall matgate"
+    try:
+        parsed.get_dialect().import_dbapi()
+        for module in modules:
+            importlib.import_module(module)
+    except ImportError as exc:
+        return f"the {label} driver is not installed ({exc}); add it with: {hint}"
+    except sa.exc.NoSuchModuleError:
+        return f"no SQLAlchemy dialect for {parsed.drivername!r}"
+    return None
+
 
 _TABLE = re.compile(r"^(?:([A-Za-z_][A-Za-z0-9_]*)\.)?([A-Za-z_][A-Za-z0-9_$]*)$")
 
@@ -67,8 +99,13 @@ class SQLConnector(Connector):
 
     kind = "sql"
 
-    def __init__(self, url: str, base_dir: Path | None = None) -> None:
+    def __init__(self, url: str, base_dir: Path | None = None, scope: Scope | None = None) -> None:
+        """Open the store at ``url``; only tables within ``scope`` (default schema) are served."""
         parsed = sa.make_url(url)
+        problem = missing_driver(parsed)
+        if problem is not None:
+            raise StoreError(problem)
+        self.scope = scope or Scope()
         self.backend = parsed.get_backend_name()
         if self.backend == "sqlite" and parsed.database and parsed.database != ":memory:":
             path = Path(parsed.database)
@@ -118,6 +155,7 @@ class SQLConnector(Connector):
             if found is not None:
                 return found
             schema, table = match.groups()
+            check_table(self.engine, self.scope, schema, table)
             try:
                 found = sa.Table(table, sa.MetaData(), schema=schema, autoload_with=self.engine)
             except sa.exc.NoSuchTableError:

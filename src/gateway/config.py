@@ -5,9 +5,13 @@ Validated on load; an error names the file, the line and the key that is wrong::
     [node]
     institution = "alpha"
 
+    [network]
+    allow = ["127.0.0.1", "idp.internal", "10.20.0.0/16"]   # beyond the public internet
+
     [stores.lab]
-    kind = "sql"                      # or "files"
+    kind = "sql"                      # or "files", "optimade"
     url = "sqlite:///stores/lab.db"   # relative paths are relative to this file
+    schemas = ["main"]                # what registration may reach (default: the default schema)
 
     [[issuers]]
     issuer = "https://idp.alpha.example"
@@ -27,16 +31,18 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from connectors.datasets import Dataset
+from connectors.netguard import NetPolicy, parse_allow
 
 __all__ = [
     "ConfigError",
     "IssuerConfig",
     "Limits",
+    "NetworkConfig",
     "NodeConfig",
     "NodeInfo",
     "PeerConfig",
@@ -61,6 +67,10 @@ class NodeInfo(_Model):
     public_url: str | None = Field(default=None, description="URL under which others reach it.")
 
 
+_IDENT = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$"
+_QUALIFIED = r"^(?:[A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$"
+
+
 class StoreConfig(_Model):
     """One store the node fronts."""
 
@@ -69,6 +79,23 @@ class StoreConfig(_Model):
         default=None, description="SQLAlchemy URL (sql) or base URL (optimade)."
     )
     path: str | None = Field(default=None, description="Folder of CSV/Parquet files (files).")
+    schemas: tuple[Annotated[str, Field(pattern=_IDENT)], ...] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "sql: the schemas whose tables and views datasets may use (databases on MariaDB, "
+            "attached database names on SQLite); default: the connection's default schema only "
+            "(current_schema() on PostgreSQL, the URL's database on MariaDB, main on SQLite)."
+        ),
+    )
+    tables: tuple[Annotated[str, Field(pattern=_QUALIFIED)], ...] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "sql: if set, only these tables or views (name, or schema.name) may back datasets; "
+            "they must lie in the allowed schemas."
+        ),
+    )
 
     @model_validator(mode="after")
     def _target(self) -> StoreConfig:
@@ -76,6 +103,8 @@ class StoreConfig(_Model):
             raise ValueError("a 'files' store needs 'path'")
         if self.kind in ("sql", "optimade") and not self.url:
             raise ValueError(f"a '{self.kind}' store needs 'url'")
+        if self.kind != "sql" and (self.schemas is not None or self.tables is not None):
+            raise ValueError("'schemas' and 'tables' apply to 'sql' stores only")
         return self
 
     @property
@@ -119,7 +148,12 @@ class PeerConfig(_Model):
     jwks_url: str | None = Field(default=None, description="The peer node's JWKS URL.")
     jwks: dict[str, Any] | None = Field(default=None, description="The peer node's inline JWKS.")
     allow_private_network: bool = Field(
-        default=False, description="Allow a loopback or private address (demos and tests)."
+        default=False,
+        description=(
+            "Allow this peer's own host (url, jwks_url) although it resolves to a loopback or "
+            "private address; [network] allow is the node-wide form. Metadata addresses stay "
+            "refused."
+        ),
     )
     connect_timeout: float = Field(default=3.0, gt=0, description="Seconds to connect.")
     read_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for any byte.")
@@ -166,6 +200,32 @@ class PeerConfig(_Model):
         return (self.public_url or self.url).rstrip("/")
 
 
+class NetworkConfig(_Model):
+    """Where the node may send requests besides the public internet (see connectors.netguard)."""
+
+    allow: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Host names, IP addresses or CIDR networks that OPTIMADE stores, peers and JWKS URLs "
+            "may resolve to although they are loopback, private or link-local; a cloud metadata "
+            "address passes only when listed as that exact address."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _entries(self) -> NetworkConfig:
+        for i, entry in enumerate(self.allow):
+            try:
+                parse_allow(entry)
+            except ValueError as exc:
+                raise ValueError(f"allow[{i}]: {exc}") from None
+        return self
+
+    def policy(self) -> NetPolicy:
+        """The allow-list as the policy every outbound client checks."""
+        return NetPolicy.from_entries(self.allow)
+
+
 class Limits(_Model):
     """Bounds on the work a node does for one request."""
 
@@ -186,6 +246,7 @@ class NodeConfig(_Model):
     peers: tuple[PeerConfig, ...] = ()
     policy: dict[str, Any] = Field(default_factory=dict, description="Policy seed (see policies).")
     limits: Limits = Field(default_factory=Limits)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -142,9 +142,13 @@ class Authenticator:
         peers: Mapping[str, str] | None = None,
         replay: ReplayCache | None = None,
         guards: Mapping[str, Callable[[str], None]] | None = None,
+        http: httpx.Client | None = None,
     ) -> None:
-        """``peers`` maps a peer node's issuer to its institution; its tokens are assertions."""
-        self._http = httpx.Client(timeout=5.0, follow_redirects=False)
+        """``peers`` maps a peer node's issuer to its institution; its tokens are assertions.
+
+        ``http`` fetches JWKS URLs (the node passes one guarded by its network policy).
+        """
+        self._http = http or httpx.Client(timeout=5.0, follow_redirects=False)
         guards = guards or {}
         self._issuers = {i.issuer: _Keys(i, self._http, guards.get(i.issuer)) for i in issuers}
         self._default_audience = default_audience

@@ -11,6 +11,7 @@ from audit.lineage import Lineage
 from audit.log import AuditLog
 from audit.manifests import sign_manifest
 from audit.ratelimit import DenialLimiter, FailureLimiter
+from connectors.netguard import NetPolicy, guarded_client
 from gateway.assertions import MemoryReplayCache, RedisReplayCache, ReplayCache
 from gateway.catalog import Catalog
 from gateway.config import ConfigError, IssuerConfig, NodeConfig, PeerConfig
@@ -20,7 +21,7 @@ from gateway.identity import Authenticator, TokenIssuer
 from gateway.jobs import Jobs
 from gateway.keys import ALGORITHM, MaskSecret, NodeKey, mask_secret_for
 from gateway.migrations import migrate
-from gateway.peers import Peers, check_address
+from gateway.peers import Peers, check_address, peer_policy
 from gateway.provenance import ProvenanceStore
 from gateway.settings import Settings
 from gateway.stores import Stores
@@ -48,6 +49,9 @@ class Node:
             or config.node.public_url
             or f"http://{settings.host}:{settings.port}"
         ).rstrip("/")
+        network = config.network.policy()
+        self.stores = Stores(config.stores, network=network)
+        self.stores.check_drivers()  # a store this node cannot open stops it here, in one line
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.engine = create_engine(settings.resolved_database_url())
         migrate(self.engine)
@@ -69,12 +73,18 @@ class Node:
             default_audience=self.public_url,
             peers={p.issuer: p.institution for p in config.peers},
             replay=self.replay,
-            guards={p.issuer: _guard(p) for p in config.peers},
+            guards={p.issuer: _guard(p, network) for p in config.peers},
+            http=guarded_client(
+                _identity_policy(config, network), timeout=5.0, follow_redirects=False
+            ),
         )
         self.peers = Peers(
-            config.peers, key=self.key, issuer=self.public_url, institution=self.institution
+            config.peers,
+            key=self.key,
+            issuer=self.public_url,
+            institution=self.institution,
+            network=network,
         )
-        self.stores = Stores(config.stores)
         self.catalog = Catalog(self.engine, self.stores)
         self.catalog.sync(config.datasets, by=f"config@{self.institution}")
         self.watcher = (
@@ -141,12 +151,19 @@ def _mask_secret(settings: Settings, policy: PolicyConfig) -> MaskSecret:
         raise ConfigError(f"policy.mask_key: {exc}") from exc
 
 
-def _guard(peer: PeerConfig) -> Callable[[str], None]:
+def _identity_policy(config: NodeConfig, network: NetPolicy) -> NetPolicy:
+    """Where JWKS may be fetched from: the node's policy, and peers allowed to be private."""
+    for peer in config.peers:
+        network = peer_policy(peer, network)
+    return network
+
+
+def _guard(peer: PeerConfig, network: NetPolicy) -> Callable[[str], None]:
     """The SSRF check of a peer's JWKS URL, failing as an authentication error."""
 
     def check(url: str) -> None:
         try:
-            check_address(url, allow_private=peer.allow_private_network)
+            check_address(url, allow_private=peer.allow_private_network, network=network)
         except MatgateError as exc:
             raise Unauthorized(f"cannot fetch the keys of peer {peer.institution!r}") from exc
 

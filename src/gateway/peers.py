@@ -1,9 +1,11 @@
 """Calling peer nodes safely: SSRF checks, timeouts, deadlines, retries, breakers, size caps.
 
-Every call to a peer goes through one ``Peer``: its URL must not resolve to a loopback,
-link-local, private or otherwise special address (unless the peer's config sets
-``allow_private_network``), checked before connecting and again on the connected socket, so a
-DNS answer that changes in between is caught; redirects are never followed. Idempotent calls
+Every call to a peer goes through one ``Peer``, whose client is built by
+``connectors.netguard``: the peer's host is resolved once, every address is checked against the
+node's network policy (loopback, private, link-local and metadata addresses refused unless the
+node's ``[network] allow`` list, or the peer's ``allow_private_network``, names them), and the
+connection goes to the checked address, so DNS cannot change the target in between; redirects
+are never followed. Idempotent calls
 (GET) are retried with jittered backoff inside the call's deadline; a slice (POST) never is. A
 circuit breaker per peer opens after ``breaker_failures`` consecutive failures and lets one trial
 call through after ``breaker_cooldown`` seconds. Failures become the errors of ``gateway.errors``::
@@ -16,21 +18,19 @@ call through after ``breaker_cooldown`` seconds. Failures become the errors of `
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import random
-import socket
 import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
+from connectors.netguard import DestinationRefused, NetPolicy, guarded_async_client
 from gateway.assertions import mint_assertion
 from gateway.config import PeerConfig
 from gateway.errors import (
@@ -43,7 +43,7 @@ from gateway.errors import (
 from gateway.keys import NodeKey
 from policies.principals import Principal
 
-__all__ = ["Breaker", "Peer", "Peers", "check_address", "site_status"]
+__all__ = ["Breaker", "Peer", "Peers", "check_address", "peer_policy", "site_status"]
 
 _JWKS_TTL = 300.0
 
@@ -56,39 +56,28 @@ class _Transient(Exception):
         self.error = error
 
 
-def _forbidden_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        ip.is_loopback
-        or ip.is_link_local
-        or ip.is_private
-        or ip.is_reserved
-        or ip.is_multicast
-        or ip.is_unspecified
-        or not ip.is_global
-    )
+def peer_policy(config: PeerConfig, network: NetPolicy) -> NetPolicy:
+    """The node's network policy, plus the peer's own host when it may be private."""
+    if not config.allow_private_network:
+        return network
+    hosts = {httpx.URL(u).host for u in (config.url, config.jwks_url) if u}
+    return network.extended(sorted(hosts))
 
 
-def check_address(url: str, *, allow_private: bool) -> None:
-    """Refuse ``url`` unless it is http(s) and every address its host resolves to is public."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadGateway(f"peer URL {url!r} is not an http(s) URL")
-    if allow_private:
-        return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+def check_address(url: str, *, allow_private: bool, network: NetPolicy | None = None) -> None:
+    """Refuse ``url`` unless it is http(s) and the network policy lets its host be reached."""
+    policy = network or NetPolicy()
     try:
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ServiceUnavailable(f"peer host {parts.hostname!r} does not resolve") from exc
-    bad = sorted({str(i[4][0]) for i in infos if _forbidden_address(str(i[4][0]))})
-    if bad:
-        raise BadGateway(
-            f"peer host {parts.hostname!r} resolves to a non-public address ({', '.join(bad)}); "
-            "set allow_private_network for this peer to allow it"
-        )
+        host = httpx.URL(url).host
+    except httpx.InvalidURL:
+        host = ""
+    if allow_private and host:
+        policy = policy.extended([host])
+    try:
+        policy.check_url(url)
+    except DestinationRefused as exc:
+        hint = "" if allow_private else "; set allow_private_network for this peer to allow it"
+        raise BadGateway(f"peer URL {url!r} may not be reached: {exc}{hint}") from None
 
 
 def site_status(error: BaseException) -> str:
@@ -149,8 +138,17 @@ class Breaker:
 class Peer:
     """One peer node, called on behalf of this node's users."""
 
-    def __init__(self, config: PeerConfig, *, key: NodeKey, issuer: str, institution: str) -> None:
+    def __init__(
+        self,
+        config: PeerConfig,
+        *,
+        key: NodeKey,
+        issuer: str,
+        institution: str,
+        network: NetPolicy | None = None,
+    ) -> None:
         self.config = config
+        self.network = peer_policy(config, network or NetPolicy())
         self.institution = config.institution
         self.breaker = Breaker(config.breaker_failures, config.breaker_cooldown)
         self._key = key
@@ -174,24 +172,13 @@ class Peer:
         if self._ssl is None:
             self._ssl = ssl.create_default_context()  # made once: loading CA files is slow
         c = self.config
-        return httpx.AsyncClient(
+        return guarded_async_client(
+            self.network,
             base_url=c.base_url,
             timeout=httpx.Timeout(c.read_timeout, connect=c.connect_timeout, read=read_timeout),
             follow_redirects=False,
-            trust_env=False,  # no proxy from the environment: the SSRF checks see the real target
             verify=self._ssl,
         )
-
-    async def _check(self, url: str) -> None:
-        allow = self.config.allow_private_network
-        await anyio.to_thread.run_sync(lambda: check_address(url, allow_private=allow))
-
-    def _connected_to_private(self, response: httpx.Response) -> bool:
-        if self.config.allow_private_network:
-            return False
-        stream = response.extensions.get("network_stream")
-        addr: Any = stream.get_extra_info("server_addr") if stream is not None else None
-        return bool(addr) and _forbidden_address(str(addr[0]))
 
     def admit(self) -> None:
         """Raise ServiceUnavailable while the peer's circuit is open."""
@@ -280,8 +267,6 @@ class Peer:
         json_body: Any = None,
     ) -> AsyncIterator[httpx.Response]:
         """An open response of the peer, its headers read; transport failures translated."""
-        url = self.config.base_url + path
-        await self._check(url)
         read = max(0.05, min(self.config.read_timeout, end - time.monotonic()))
         async with self._client(read) as client:
             try:
@@ -289,6 +274,8 @@ class Peer:
                     method, path, headers=dict(headers), params=params, json=json_body
                 )
                 response = await client.send(request, stream=True)
+            except DestinationRefused as exc:
+                raise BadGateway(f"peer {self.institution!r} may not be reached: {exc}") from exc
             except httpx.TimeoutException as exc:
                 self.breaker.failure()
                 raise GatewayTimeout(f"peer {self.institution!r} timed out: {exc!r}") from exc
@@ -298,9 +285,6 @@ class Peer:
                     f"peer {self.institution!r} cannot be reached ({type(exc).__name__})"
                 ) from exc
             try:
-                if self._connected_to_private(response):
-                    self.breaker.failure()
-                    raise BadGateway(f"peer {self.institution!r} connected to a private address")
                 yield response
             except httpx.TimeoutException as exc:
                 self.breaker.failure()
@@ -348,10 +332,17 @@ class Peers:
     """The peers of a node, by institution."""
 
     def __init__(
-        self, configs: tuple[PeerConfig, ...], *, key: NodeKey, issuer: str, institution: str
+        self,
+        configs: tuple[PeerConfig, ...],
+        *,
+        key: NodeKey,
+        issuer: str,
+        institution: str,
+        network: NetPolicy | None = None,
     ) -> None:
         self._peers = {
-            c.institution: Peer(c, key=key, issuer=issuer, institution=institution) for c in configs
+            c.institution: Peer(c, key=key, issuer=issuer, institution=institution, network=network)
+            for c in configs
         }
 
     def __contains__(self, institution: object) -> bool:

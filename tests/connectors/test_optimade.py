@@ -25,9 +25,13 @@ from connectors.datasets import ColumnType
 from connectors.errors import ConnectorError, FilterError, QueryError, StoreError, TableError
 from connectors.filterparser import parse
 from connectors.filters import And, Compare, CompareOp, Filter, Known, Match, MatchOp, Not, Or
+from connectors.netguard import NetPolicy
 from connectors.optimade import OptimadeConnector, compile_optimade, licence_id, provider_info
 from connectors.query import Mask, MaskKind, Query
 from connectors.sqlcompile import REDACTED
+
+# The reference server listens on loopback: the node's network policy names it.
+LOOPBACK = NetPolicy.from_entries(["127.0.0.1"])
 
 GAP = f"_{PREFIX}_band_gap"
 METALLIC = f"_{PREFIX}_metallic"
@@ -230,7 +234,7 @@ def recorded(provider: Provider) -> Iterator[tuple[OptimadeConnector, Recorder]]
 @pytest.fixture(scope="module")
 def store(provider: Provider) -> Iterator[OptimadeConnector]:
     """A connector on the reference server, shared by the module."""
-    with OptimadeConnector(provider.url, page_limit=200, timeout=30) as connector:
+    with OptimadeConnector(provider.url, page_limit=200, timeout=30, network=LOOPBACK) as connector:
         yield connector
 
 
@@ -438,7 +442,7 @@ def test_a_filter_the_provider_rejects(store: OptimadeConnector) -> None:
 def test_an_optimade_error_document_is_a_store_error(provider: Provider) -> None:
     """A page size above the provider's maximum is answered with an error document."""
     with (
-        OptimadeConnector(provider.url, page_limit=10_000) as connector,
+        OptimadeConnector(provider.url, page_limit=10_000, network=LOOPBACK) as connector,
         pytest.raises(StoreError, match=r"answered 403: .*page_limit"),
     ):
         list(connector.batches(Query("structures", ("id",))))
@@ -447,7 +451,7 @@ def test_an_optimade_error_document_is_a_store_error(provider: Provider) -> None
 def test_an_unreachable_provider_is_a_store_error() -> None:
     """Nothing listens on the port: StoreError naming the provider."""
     url = f"http://127.0.0.1:{free_port()}"
-    with OptimadeConnector(url, timeout=5) as connector:
+    with OptimadeConnector(url, timeout=5, network=LOOPBACK) as connector:
         with pytest.raises(StoreError, match=re.escape(f"cannot reach OPTIMADE provider {url}/v1")):
             connector.licence()
         with pytest.raises(StoreError):
@@ -457,7 +461,7 @@ def test_an_unreachable_provider_is_a_store_error() -> None:
 def test_a_non_json_answer_is_a_store_error(provider: Provider) -> None:
     """A web page where /info should be is refused."""
     with (
-        OptimadeConnector(f"{provider.pages_url}/licences") as connector,
+        OptimadeConnector(f"{provider.pages_url}/licences", network=LOOPBACK) as connector,
         pytest.raises(StoreError, match="text/plain, not JSON"),
     ):
         connector.info()
@@ -466,7 +470,7 @@ def test_a_non_json_answer_is_a_store_error(provider: Provider) -> None:
 def test_next_links_stay_on_the_provider(provider: Provider) -> None:
     """A next link to another host is refused rather than followed."""
     with (
-        OptimadeConnector(f"{provider.pages_url}/hostile") as connector,
+        OptimadeConnector(f"{provider.pages_url}/hostile", network=LOOPBACK) as connector,
         pytest.raises(StoreError, match=re.escape("next link to http://169.254.169.254")),
     ):
         list(connector.batches(Query("structures", ("id",))))
@@ -477,7 +481,7 @@ def test_open_store_and_dataset_validation(provider: Provider) -> None:
     from connectors.datasets import Column, Dataset, PSPPRole, Store
     from connectors.errors import SchemaMismatchError
 
-    opened = open_store("optimade", provider.url)
+    opened = open_store("optimade", provider.url, network=LOOPBACK)
     assert isinstance(opened, OptimadeConnector)
     connector = opened
     columns = (

@@ -38,6 +38,7 @@ def node(tmp_path_factory, data_dir) -> Iterator[tuple[TestClient, dict[str, str
         config = NodeConfig.model_validate(
             {
                 "node": {"institution": "aurora"},
+                "network": {"allow": ["127.0.0.1"]},  # the reference server is on loopback
                 "stores": {"provider": {"kind": "optimade", "url": provider.url}},
                 "datasets": [
                     {
