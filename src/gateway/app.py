@@ -24,9 +24,8 @@ from gateway.observability import (
     Metrics,
     ObservabilityMiddleware,
     configure_logging,
-    request_id_var,
 )
-from gateway.problems import PROBLEM, from_foreign, generic, problem_response, speaks_for_a_driver
+from gateway.problems import PROBLEM, from_foreign, problem_response, speaks_for_a_driver
 from gateway.routes import routers
 from gateway.schemas import Problem
 from gateway.settings import Settings
@@ -161,11 +160,9 @@ def _handlers(app: FastAPI) -> None:
             return _problem(request, BadRequest(str(exc)))
         if isinstance(exc, TableError | SchemaMismatchError):
             return _problem(request, from_foreign(exc, Unprocessable.status))
-        # A store's failure speaks the driver's language (SQL, schema, server): never sent out.
-        log.error(
-            "request %s: store error answered as 503: %s", request_id_var.get(), exc, exc_info=exc
-        )
-        return _problem(request, ServiceUnavailable(generic(ServiceUnavailable.status)))
+        # A store's failure mostly speaks the driver's language (SQL, schema, server): kept
+        # in the log under the request id, unless all of it is matgate's own words.
+        return _problem(request, from_foreign(exc, ServiceUnavailable.status))
 
     @app.exception_handler(RequestValidationError)
     @app.exception_handler(ValidationError)

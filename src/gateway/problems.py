@@ -50,6 +50,7 @@ _DRIVERS = frozenset(
         "_sqlite3",
     }
 )
+_OURS = frozenset({"audit", "connectors", "gateway", "policies", "training"})
 _GENERIC = {
     500: "the node failed to answer this request; the operator can find it by its request id",
     503: "a store or the audit log failed; nothing was released. The operator can find the "
@@ -57,26 +58,32 @@ _GENERIC = {
 }
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and the exceptions it was raised from or while handling (cycles cut)."""
+def _chain(exc: BaseException, *, unsuppressed: bool = False) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling (cycles cut); with
+    ``unsuppressed``, also those hidden by ``raise ... from None``."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         yield current
-        current = current.__cause__ or (
-            None if current.__suppress_context__ else current.__context__
-        )
+        hidden = current.__suppress_context__ and not unsuppressed
+        current = current.__cause__ or (None if hidden else current.__context__)
+
+
+def _root(exc: BaseException) -> str:
+    return type(exc).__module__.split(".", 1)[0]
 
 
 def speaks_for_a_driver(exc: BaseException) -> bool:
-    """True if ``exc`` or its cause chain holds a store's failure (whose text is the driver's,
-    whatever the driver raised) or a driver, Arrow or operating-system error."""
-    for e in _chain(exc):
-        root = type(e).__module__.split(".", 1)[0]
-        if root in _DRIVERS or isinstance(e, OSError | StoreError):
-            return True
-    return False
+    """True if ``exc`` may carry a driver's, Arrow's or the operating system's words.
+
+    A store's failure is trusted only when everything it came from is matgate's own (a refused
+    destination, say), even what ``from None`` hid: drivers raise anything, builtins included.
+    Any other error is suspect when its chain holds a driver, Arrow or operating-system error.
+    """
+    if any(isinstance(e, StoreError) for e in _chain(exc)):
+        return any(_root(e) not in _OURS for e in _chain(exc, unsuppressed=True))
+    return any(_root(e) in _DRIVERS or isinstance(e, OSError) for e in _chain(exc))
 
 
 def generic(status: int) -> str:
