@@ -2,7 +2,7 @@
 
 from audit.bundle import read_bundle, verify_bundle, verify_log, write_bundle
 from audit.canonical import canonical_json
-from audit.checkpoints import Checkpoint
+from audit.checkpoints import Checkpoint, Notary
 from audit.errors import (
     AuditError,
     AuditUnavailable,
@@ -28,9 +28,10 @@ from audit.log import AuditLog, ConsistencyProof, InclusionProof
 from audit.manifests import sign_manifest, verify_manifest
 from audit.provenance import to_openlineage, to_prov_json
 from audit.ratelimit import FailureLimiter
+from audit.report import build_report, verify_report
 from audit.search import EventFilter, EventPage
 from audit.store import create_tables, metadata
-from audit.verify import Problem, Report, verify
+from audit.verify import Problem, Report, Trust, verify
 
 __all__ = [
     "AgreementAccepted",
@@ -50,6 +51,7 @@ __all__ = [
     "Lineage",
     "LineageError",
     "ManifestError",
+    "Notary",
     "PolicyChanged",
     "Problem",
     "ProofError",
@@ -59,7 +61,9 @@ __all__ = [
     "RunRegistered",
     "Signer",
     "SliceDelivered",
+    "Trust",
     "UnknownKey",
+    "build_report",
     "canonical_json",
     "create_tables",
     "metadata",
@@ -72,5 +76,6 @@ __all__ = [
     "verify_bundle",
     "verify_log",
     "verify_manifest",
+    "verify_report",
     "write_bundle",
 ]

@@ -16,6 +16,7 @@ from audit.canonical import canonical_json, jsonable
 __all__ = [
     "AgreementAccepted",
     "AuthenticationFailed",
+    "CheckpointRefused",
     "DatasetRegistered",
     "DecisionMade",
     "DenialsSuppressed",
@@ -194,6 +195,20 @@ class RelayForwarded(Event):
     error: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointRefused(Event):
+    """As a witness, this node refused a peer log's checkpoint: a possible fork or rollback."""
+
+    name: ClassVar[str] = "witness-refusal"
+
+    origin: str = ""
+    size: int = 0
+    root: str = ""
+    old_size: int = 0
+    reason: str = ""
+    note: str = ""
+
+
 _REGISTRY: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -206,6 +221,7 @@ _REGISTRY: dict[str, type[Event]] = {
         DenialsSuppressed,
         RunRegistered,
         RelayForwarded,
+        CheckpointRefused,
     )
 }
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,7 @@ __all__ = [
     "b64url_decode",
     "public_jwk",
     "public_keys",
+    "thumbprint",
     "verify_signature",
 ]
 
@@ -103,3 +106,14 @@ def verify_signature(key: Ed25519PublicKey, signature: bytes, data: bytes) -> bo
     except InvalidSignature:
         return False
     return True
+
+
+def thumbprint(jwk: Mapping[str, Any]) -> str:
+    """The RFC 7638 SHA-256 thumbprint of an OKP public JWK (base64url): a key fingerprint."""
+    required = {
+        "crv": str(jwk.get("crv", "")),
+        "kty": str(jwk.get("kty", "")),
+        "x": str(jwk.get("x", "")),
+    }
+    data = json.dumps(required, separators=(",", ":"), sort_keys=True).encode()
+    return b64url(hashlib.sha256(data).digest())

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "checkpoints",
+    "cosignatures",
     "create_tables",
     "entries",
     "grant_append_only",
@@ -21,6 +22,7 @@ __all__ = [
     "run_inputs",
     "runs",
     "slices",
+    "witnessed",
 ]
 
 metadata = sa.MetaData()
@@ -58,6 +60,30 @@ checkpoints = sa.Table(
     sa.Column("node", sa.String(255), nullable=False),
     sa.Column("kid", sa.String(255), nullable=False),
     sa.Column("signature", sa.String(128), nullable=False),
+)
+
+# cosignatures that witnesses returned for this log's checkpoints (C2SP signature lines)
+cosignatures = sa.Table(
+    "audit_cosignatures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("size", sa.BigInteger, nullable=False, index=True),
+    sa.Column("root", sa.String(64), nullable=False),
+    sa.Column("witness", sa.String(255), nullable=False),
+    sa.Column("line", sa.Text, nullable=False),
+    sa.Column("time", sa.String(40), nullable=False),
+    sa.UniqueConstraint("size", "root", "witness", name="uq_audit_cosignatures"),
+)
+
+# as a witness: the latest checkpoint cosigned for each peer log (by its C2SP origin)
+witnessed = sa.Table(
+    "audit_witnessed",
+    metadata,
+    sa.Column("origin", sa.String(255), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("root", sa.String(64), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("time", sa.String(40), nullable=False),
 )
 
 slices = sa.Table(

@@ -1,69 +1,165 @@
-"""Verify a log, live or exported, against its signed checkpoints and say exactly what is wrong.
+"""Verify a log, live or exported, against signed checkpoints and say exactly what was proven.
 
-Three independent witnesses: each checkpoint's Ed25519 signature (under the node's JWKS); the
-Merkle root of the entries as given at every checkpointed size; and the hash chain inside the
-entries (each holds its ``seq`` and its predecessor's leaf hash), which pins a change to one entry:
-an altered entry is no longer referenced by its successor, a deleted one leaves a gap in ``seq``,
-a moved one breaks the order, an inserted one duplicates a ``seq`` or links to nothing.
+Trust comes from the auditor, never from the copy: the log keys are a JWKS file or pinned key
+fingerprints (``Trust``), witnesses are C2SP verifier keys, and without any key the answer is
+``unauthenticated``, never ``ok``. A copy verifies only when a checkpoint signed by a trusted key
+covers every entry given (its size is the number of entries and its root is recomputed), with as
+many cosignatures from trusted witnesses as the auditor asked for.
+
+Three independent checks find what is wrong: each checkpoint's signature (JSON or C2SP note);
+the Merkle root of the entries at every checkpointed size; and the hash chain inside the entries
+(each holds its ``seq`` and its predecessor's leaf hash), which pins a change to one entry: an
+altered entry is no longer referenced by its successor, a deleted one leaves a gap in ``seq``, a
+moved one breaks the order, an inserted one duplicates a ``seq`` or links to nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
-from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from audit.checkpoints import Checkpoint
-from audit.entries import GENESIS, split_entry
-from audit.keys import public_keys
-from audit.merkle import MerkleTree
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-__all__ = ["Problem", "Report", "verify"]
+from audit.chain import Problem, chain_problems, scan
+from audit.checkpoints import Checkpoint
+from audit.keys import public_keys, thumbprint
+from audit.merkle import MerkleTree, verify_consistency
+from audit.notes import ED25519, Note, NoteKey, parse_checkpoint, parse_note
+
+__all__ = ["Problem", "Report", "Trust", "consistent_with", "verify", "verify_checkpoint"]
+
+VERIFIED, FAILED, UNAUTHENTICATED = "verified", "failed", "unauthenticated"
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
-    """One finding: ``kind`` (altered, deleted, inserted, reordered, malformed, truncated,
-    root-mismatch, fork, bad-signature, unknown-key), the entry index it concerns, and why."""
+class Trust:
+    """What the auditor trusts: log keys by kid, witness keys, and how many cosignatures to ask."""
 
-    kind: str
-    index: int | None
-    detail: str
+    keys: Mapping[str, Ed25519PublicKey] = field(default_factory=dict)
+    witnesses: tuple[NoteKey, ...] = ()
+    required: int = 0
+    unmatched: tuple[str, ...] = ()  # pinned fingerprints that no offered key has
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"kind": self.kind, "index": self.index, "detail": self.detail}
+    @property
+    def named(self) -> bool:
+        """Whether the auditor named any trust root at all."""
+        return bool(self.keys or self.unmatched)
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        jwks: Mapping[str, Any] | None = None,
+        pins: Iterable[str] = (),
+        offered: Mapping[str, Any] | None = None,
+        witnesses: Iterable[str | NoteKey] = (),
+        required: int = 0,
+    ) -> Trust:
+        """Log keys from a trusted JWKS and pinned keys, witness keys from vkeys.
+
+        A pin is a C2SP vkey (it holds the key) or an RFC 7638 thumbprint, which accepts the key
+        of that thumbprint from ``offered`` (a JWKS the verified copy or node handed over):
+        offered keys count only through a pin."""
+        keys = dict(public_keys(jwks)) if jwks is not None else {}
+        offered_keys = {thumbprint(k): k for k in _jwks_list(offered)}
+        unmatched: list[str] = []
+        for pin in pins:
+            pin = pin.strip()
+            if "+" in pin:
+                nk = NoteKey.from_vkey(pin)
+                keys[f"vkey:{nk.name}"] = nk.public
+            elif pin in offered_keys:
+                jwk = offered_keys[pin]
+                keys.update(public_keys([{**jwk, "kid": jwk.get("kid", pin)}]))
+            else:
+                unmatched.append(pin)
+        wkeys = tuple(w if isinstance(w, NoteKey) else NoteKey.from_vkey(w) for w in witnesses)
+        if required > len(wkeys):
+            raise ValueError(f"{required} cosignatures asked for but {len(wkeys)} witnesses named")
+        return cls(keys, wkeys, required, tuple(unmatched))
+
+    def log_signer(self, note: Note) -> str | None:
+        """The kid of the trusted log key that signed ``note`` (Ed25519, type 0x01), if any."""
+        text = note.text.encode()
+        for sig in note.signatures:
+            for kid, key in self.keys.items():
+                if NoteKey(sig.name, ED25519, key).verify(text, sig) is not None:
+                    return kid
+        return None
+
+
+def _jwks_list(jwks: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    if not jwks:
+        return []
+    keys = jwks.get("keys", [jwks])
+    return [k for k in keys if isinstance(k, Mapping)] if isinstance(keys, list) else []
 
 
 @dataclass(slots=True)
 class Report:
-    """The outcome of a verification: sizes checked and every problem found."""
+    """The outcome of a verification: what was proven, and every problem found."""
 
     size: int
     root: str
     checkpoints: int
     verified_size: int
     problems: list[Problem] = field(default_factory=list)
+    authenticated: bool = True
+    signer: str | None = None
+    cosigners: list[str] = field(default_factory=list)
+    witnesses_required: int = 0
+    checkpoint_time: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``verified``, ``failed`` or ``unauthenticated`` (nothing wrong found, but no trusted
+        key was named, so nothing about who wrote the log was checked)."""
+        if self.problems:
+            return FAILED
+        return VERIFIED if self.authenticated else UNAUTHENTICATED
 
     @property
     def ok(self) -> bool:
-        """True when nothing is wrong."""
-        return not self.problems
+        """True only when the entries are proven by a trusted, covering checkpoint."""
+        return self.status == VERIFIED
 
     def kinds(self) -> set[tuple[str, int | None]]:
         """``(kind, index)`` of every problem, for quick checks."""
         return {(p.kind, p.index) for p in self.problems}
 
+    def summary(self) -> str:
+        """One sentence saying what was proven, or why not."""
+        if self.status == UNAUTHENTICATED:
+            return (
+                f"authenticity NOT checked: no trusted key was given (--trust-key or "
+                f"--trust-jwks); the {self.size} entries are only self-consistent"
+            )
+        if self.status == FAILED:
+            return f"verification FAILED: {len(self.problems)} problem(s), first: " + (
+                self.problems[0].detail
+            )
+        wit = f", cosigned by {', '.join(self.cosigners)}" if self.cosigners else ""
+        return (
+            f"{self.size} entries proven: checkpoint of size {self.verified_size}, root "
+            f"{self.root}, signed by {self.signer}{wit}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form for the CLI and the API."""
         return {
             "ok": self.ok,
+            "status": self.status,
+            "summary": self.summary(),
+            "entries": self.size,
             "size": self.size,
             "root": self.root,
             "checkpoints": self.checkpoints,
             "verified_size": self.verified_size,
+            "checkpoint_time": self.checkpoint_time,
+            "signer": self.signer,
+            "cosigners": self.cosigners,
+            "witnesses_required": self.witnesses_required,
             "problems": [p.to_dict() for p in self.problems],
         }
 
@@ -71,11 +167,13 @@ class Report:
 def verify(
     entries: Iterable[bytes],
     checkpoints: Iterable[Checkpoint | Mapping[str, Any]],
-    public_keys_: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+    trust: Trust | Mapping[str, Any] | Iterable[Mapping[str, Any]] | None,
 ) -> Report:
-    """Verify entry bytes (in stored order) against checkpoints signed by keys of a JWKS."""
-    keys = public_keys(public_keys_)
-    hashes, seqs, prevs, malformed = _scan(entries)
+    """Verify entry bytes (in stored order) against checkpoints, trusting only ``trust`` (a
+    ``Trust``, or a JWKS the caller trusts; None: nothing is trusted)."""
+    if not isinstance(trust, Trust):
+        trust = Trust(public_keys(trust) if trust is not None else {})
+    hashes, seqs, prevs, malformed = scan(entries)
     n = len(hashes)
     tree = MerkleTree(hashes)
     problems = [
@@ -83,87 +181,175 @@ def verify(
     ]
     chain_ok = seqs is None
     if seqs is not None and prevs is not None:
-        problems += _chain_problems(hashes, seqs, prevs)
+        problems += chain_problems(hashes, seqs, prevs)
     checked = [_parse(c) for c in checkpoints]
-    problems += _checkpoint_problems(checked, keys, tree, n, chain_ok=chain_ok)
-    valid = [c for c in checked if c.kid in keys and c.verify(keys[c.kid])]
-    covered = max((c.size for c in valid if c.size <= n), default=0)
-    return Report(n, tree.root().hex(), len(checked), covered, problems)
+    authenticated = trust.named
+    found, signers = _checkpoint_problems(checked, trust, tree, n, chain_ok=chain_ok)
+    found += [
+        Problem("unknown-key", None, f"the pinned key {pin} signed nothing in this copy")
+        for pin in trust.unmatched
+    ]
+    report = Report(n, tree.root().hex(), len(checked), 0, authenticated=authenticated)
+    report.witnesses_required = trust.required
+    valid = [c for c in checked if id(c) in signers]
+    covering = [c for c in valid if c.size == n and tree.root(n).hex() == c.root]
+    report.verified_size = max((c.size for c in valid if c.size <= n), default=0)
+    if authenticated:
+        problems += found
+        if not any(c.size >= n for c in valid):  # (a larger one is reported as truncation)
+            problems.append(_uncovered(n, report.verified_size))
+    if covering:
+        best = max(covering, key=lambda c: len(_cosigners(c, trust)))
+        report.signer = signers[id(best)]
+        report.cosigners = sorted(_cosigners(best, trust))
+        report.checkpoint_time = best.time
+        if len(report.cosigners) < trust.required:
+            problems.append(
+                Problem(
+                    "witnesses",
+                    None,
+                    f"the checkpoint of size {n} has {len(report.cosigners)} cosignature(s) "
+                    f"from trusted witnesses, {trust.required} required",
+                    n,
+                )
+            )
+    report.problems = problems
+    return report
 
 
-def _scan(
-    entries: Iterable[bytes],
-) -> tuple[list[bytes], array[int] | None, list[bytes] | None, list[int]]:
-    """Leaf hashes of all entries, and (only when the chain is not intact) each entry's seq and
-    prev. The intact case is one hash and one ``endswith`` per entry: an entry is in place when
-    it ends with the chain suffix its position predicts."""
-    sha256 = hashlib.sha256
-    hashes: list[bytes] = []
-    append = hashes.append
-    prev = GENESIS.encode()
-    iterator = iter(entries)
-    # the head of an entry is not checked here: a wrong one changes the leaf hash, which the
-    # signed roots catch; this loop only decides whether the chain needs a closer look
-    for position, body in enumerate(iterator):
-        digest = sha256(b"\x00" + body).digest()
-        append(digest)
-        if not body.endswith(b',"prev":"%s","seq":%d}' % (prev, position)):
-            break
-        prev = digest.hex().encode()
+def verify_checkpoint(cp: Checkpoint | Mapping[str, Any], trust: Trust) -> Report:
+    """Check one checkpoint alone: signed by a trusted key, cosigned by enough trusted
+    witnesses. The report's sizes are the checkpoint's."""
+    cp = _parse(cp)
+    report = Report(cp.size, cp.root, 1, cp.size, authenticated=trust.named)
+    report.witnesses_required = trust.required
+    report.checkpoint_time = cp.time
+    if not trust.named:
+        return report
+    kid, why = _signer(cp, trust)
+    if kid is None:
+        report.problems.append(
+            Problem(
+                why,
+                None,
+                f"the checkpoint of size {cp.size} is not signed by a trusted key",
+                cp.size,
+            )
+        )
+        return report
+    report.signer = kid
+    report.problems += [
+        Problem("unknown-key", None, f"the pinned key {pin} did not sign this checkpoint")
+        for pin in trust.unmatched
+    ]
+    report.cosigners = sorted(_cosigners(cp, trust))
+    if len(report.cosigners) < trust.required:
+        report.problems.append(
+            Problem(
+                "witnesses",
+                None,
+                f"the checkpoint of size {cp.size} has {len(report.cosigners)} cosignature(s) "
+                f"from trusted witnesses, {trust.required} required",
+                cp.size,
+            )
+        )
+    return report
+
+
+def consistent_with(
+    previous: tuple[int, str], current: tuple[int, str], proof: Iterable[str]
+) -> Problem | None:
+    """Whether the log ``current`` (size, hex root) extends the ``previous`` one an auditor
+    accepted before, by an RFC 6962 consistency proof (hex hashes); the problem if not."""
+    (old, old_root), (new, new_root) = previous, current
+    if new < old:
+        return Problem(
+            "rollback",
+            new,
+            f"the log has {new} entries, fewer than the {old} accepted before: it was rolled back",
+            old,
+        )
+    path = [bytes.fromhex(p) for p in proof]
+    if not verify_consistency(old, new, bytes.fromhex(old_root), bytes.fromhex(new_root), path):
+        return Problem(
+            "fork",
+            None,
+            f"the log of size {new} does not extend the checkpoint of "
+            f"size {old} accepted before: the log was forked or rewritten",
+            old,
+        )
+    return None
+
+
+def _uncovered(n: int, covered: int) -> Problem:
+    if n == covered:
+        detail = f"no checkpoint signed by a trusted key covers the {n} entries given"
     else:
-        return hashes, None, None, []
-    # a link is broken: keep every entry's seq and prev from here on for the diagnosis
-    m = len(hashes) - 1
-    seqs = array("q", range(m))
-    prevs = [GENESIS.encode()] + [h.hex().encode() for h in hashes[: m - 1]] if m else []
-    malformed: list[int] = []
+        detail = (
+            f"entries {covered}..{n - 1} are covered by no checkpoint signed by a trusted key "
+            f"(the largest trusted checkpoint has size {covered})"
+        )
+    return Problem("uncovered", covered if covered < n else None, detail)
 
-    def record(position: int, body: bytes) -> None:
-        try:
-            seq, prev_hex, _ = split_entry(body)
-        except ValueError:
-            malformed.append(position)
-            seq, prev_hex = -1, GENESIS
-        seqs.append(seq)
-        prevs.append(prev_hex.encode("ascii"))
 
-    record(m, body)
-    for position, body in enumerate(iterator, start=m + 1):
-        append(sha256(b"\x00" + body).digest())
-        record(position, body)
-    return hashes, seqs, prevs, malformed
+def _cosigners(cp: Checkpoint, trust: Trust) -> list[str]:
+    if not cp.note or not trust.witnesses:
+        return []
+    try:
+        note = parse_note(cp.note)
+        _, size, root = parse_checkpoint(note.text)
+    except ValueError:
+        return []
+    if (size, root.hex()) != (cp.size, cp.root):
+        return []  # cosignatures of another tree head do not vouch for this one
+    return list(note.verified_by(trust.witnesses))
 
 
 def _parse(cp: Checkpoint | Mapping[str, Any]) -> Checkpoint:
     return cp if isinstance(cp, Checkpoint) else Checkpoint.from_dict(cp)
 
 
+def _signer(cp: Checkpoint, trust: Trust) -> tuple[str | None, str]:
+    """The kid of the trusted key that signed ``cp`` (JSON signature, or its C2SP note over the
+    same size and root), or None and why not: ``unknown-key`` or ``bad-signature``."""
+    key = trust.keys.get(cp.kid)
+    if key is not None and cp.verify(key):
+        return cp.kid, ""
+    if key is None:  # a key pinned under another name (a vkey) may still have signed it
+        for kid, other in trust.keys.items():
+            if cp.verify(other):
+                return kid, ""
+    if cp.note:
+        try:
+            note = parse_note(cp.note)
+            _, size, root = parse_checkpoint(note.text)
+        except ValueError:
+            return None, "bad-signature"
+        signer = trust.log_signer(note)
+        if signer is not None:
+            same = (size, root.hex()) == (cp.size, cp.root)
+            return (signer, "") if same else (None, "bad-signature")
+    return None, "bad-signature" if key is not None else "unknown-key"
+
+
 def _checkpoint_problems(
-    checked: list[Checkpoint], keys: Mapping[str, Any], tree: MerkleTree, n: int, *, chain_ok: bool
-) -> list[Problem]:
+    checked: list[Checkpoint], trust: Trust, tree: MerkleTree, n: int, *, chain_ok: bool
+) -> tuple[list[Problem], dict[int, str]]:
     problems: list[Problem] = []
+    signers: dict[int, str] = {}
     roots_by_size: dict[int, set[str]] = {}
     good_sizes: list[int] = []
     for cp in checked:
-        key = keys.get(cp.kid)
-        if key is None:
-            problems.append(
-                Problem(
-                    "unknown-key",
-                    None,
-                    f"checkpoint at size {cp.size} names unknown key {cp.kid!r}",
-                )
+        kid, why = _signer(cp, trust)
+        if kid is None:
+            detail = (
+                f"checkpoint at size {cp.size} names key {cp.kid!r}, which is not trusted"
+                if why == "unknown-key"
+                else f"checkpoint at size {cp.size}: signature does not verify with key {cp.kid!r}"
             )
+            problems.append(Problem(why, None, detail, cp.size))
             continue
-        if not cp.verify(key):
-            problems.append(
-                Problem(
-                    "bad-signature",
-                    None,
-                    f"checkpoint at size {cp.size}: signature does not verify with key {cp.kid!r}",
-                )
-            )
-            continue
+        signers[id(cp)] = kid
         roots_by_size.setdefault(cp.size, set()).add(cp.root)
         if cp.size > n:
             problems.append(
@@ -172,6 +358,7 @@ def _checkpoint_problems(
                     n,
                     f"log has {n} entries but a checkpoint signed size {cp.size}: "
                     f"entries {n}..{cp.size - 1} are missing",
+                    cp.size,
                 )
             )
         elif tree.root(cp.size).hex() != cp.root:
@@ -183,6 +370,7 @@ def _checkpoint_problems(
                     suspect,
                     f"entries {good}..{cp.size - 1} do not hash to the root "
                     f"signed at size {cp.size}",
+                    cp.size,
                 )
             )
         else:
@@ -195,107 +383,7 @@ def _checkpoint_problems(
                     None,
                     f"{len(roots)} checkpoints of size {size} sign different "
                     f"roots: {sorted(roots)}",
+                    size,
                 )
             )
-    return problems
-
-
-def _chain_problems(hashes: list[bytes], seqs: array[int], prevs: list[bytes]) -> list[Problem]:
-    """Pin the broken links of the hash chain on single entries."""
-    n = len(hashes)
-    hexes = [h.hex().encode() for h in hashes]
-    at_seq: dict[int, list[int]] = {}
-    for pos, seq in enumerate(seqs):
-        if seq >= 0:
-            at_seq.setdefault(seq, []).append(pos)
-
-    def referenced(pos: int) -> bool | None:
-        following = at_seq.get(seqs[pos] + 1)
-        if not following:
-            return None  # nothing after it vouches for (or against) its bytes
-        return any(prevs[q] == hexes[pos] for q in following)
-
-    def linked_back(pos: int) -> bool | None:
-        seq = seqs[pos]
-        if seq == 0:
-            return prevs[pos] == GENESIS.encode()
-        before = at_seq.get(seq - 1)
-        if not before:
-            return None
-        return any(prevs[pos] == hexes[q] for q in before)
-
-    def _successor_altered(pos: int) -> bool:
-        # a changed "prev" in the successor breaks both of its links: blame it, not this entry
-        following = at_seq.get(seqs[pos] + 1, [])
-        return bool(following) and all(referenced(q) is False for q in following)
-
-    problems: list[Problem] = []
-    inserted: set[int] = set()
-    for seq, positions in at_seq.items():
-        if len(positions) > 1:
-            genuine = [p for p in positions if referenced(p)] or positions[:1]
-            for p in positions:
-                if p not in genuine[:1]:
-                    inserted.add(p)
-                    problems.append(
-                        Problem(
-                            "inserted",
-                            p,
-                            f"entry at position {p} repeats seq {seq} and is not "
-                            f"the one the chain continues from",
-                        )
-                    )
-        elif referenced(positions[0]) is None and linked_back(positions[0]) is None and seq != 0:
-            inserted.add(positions[0])
-            problems.append(
-                Problem(
-                    "inserted",
-                    positions[0],
-                    f"entry at position {positions[0]} (seq {seq}) links to no other entry",
-                )
-            )
-    kept = [p for p in range(n) if seqs[p] >= 0 and p not in inserted]
-    present = {seqs[p] for p in kept}
-    top = max(present, default=-1)
-    missing = [s for s in range(top + 1) if s not in present]
-    for first, last in _runs(missing):
-        what = f"entry {first}" if first == last else f"entries {first}..{last}"
-        problems.append(Problem("deleted", first, f"{what} missing: seq jumps over it"))
-    highest = -1
-    for p in kept:
-        seq = seqs[p]
-        if seq < highest:
-            problems.append(
-                Problem(
-                    "reordered", seq, f"entry {seq} found at position {p}, after entry {highest}"
-                )
-            )
-        highest = max(highest, seq)
-        if referenced(p) is False and not _successor_altered(p):
-            back = linked_back(p)
-            problems.append(
-                Problem(
-                    "altered",
-                    seq,
-                    f"entry {seq} (position {p}) no longer hashes to the value "
-                    f"recorded by entry {seq + 1}"
-                    + ("" if back is not False else "; its own link is broken too"),
-                )
-            )
-        elif referenced(p) is None and linked_back(p) is False:
-            problems.append(
-                Problem(
-                    "altered", seq, f"entry {seq} (position {p}) does not link to entry {seq - 1}"
-                )
-            )
-    return problems
-
-
-def _runs(values: list[int]) -> list[tuple[int, int]]:
-    runs: list[tuple[int, int]] = []
-    for v in values:
-        if runs and runs[-1][1] == v - 1:
-            runs[-1] = (runs[-1][0], v)
-        else:
-            runs.append((v, v))
-    return runs
+    return problems, signers

@@ -86,6 +86,8 @@ def create_app(
     )
     app.state.node = node
     app.state.metrics = metrics
+    refusals = metrics.witness_refusals
+    node.witness.on_alarm = lambda origin, reason: refusals.labels(origin, reason).inc()
     # Outermost first: ids and logs, then body limits, all before authentication and parsing.
     app.add_middleware(
         BodyLimitMiddleware,
@@ -100,19 +102,28 @@ def create_app(
 
 
 async def _checkpoints(node: Node) -> None:
-    """Sign the audit log's tree head at the configured interval."""
+    """Sign the audit log's tree head at the configured interval, and have the peers witness
+    it (each round bounded by the interval, at most 5 s)."""
     every = node.settings.audit_checkpoint_seconds
     while True:
         await asyncio.sleep(every)
+        await asyncio.to_thread(_flush_denials, node)  # denial windows that closed meanwhile
         try:
-            await asyncio.to_thread(node.audit.checkpoint_if_due, every)
+            cp = await asyncio.to_thread(node.audit.checkpoint_if_due, every)
+            if len(node.peers) == 0:
+                continue
+            cp = cp or await asyncio.to_thread(node.audit.latest_checkpoint)
+            if cp is None:
+                continue
+            have = await asyncio.to_thread(node.notary.cosignatures, cp)
+            if len(have) < len(node.peers):
+                await node.cosigners.round(cp, deadline=min(every, 5.0))
         except Exception:
-            log.exception("audit checkpoint failed")
-        await asyncio.to_thread(_flush_denials, node)
+            log.exception("audit checkpoint or witnessing failed")
 
 
 def _flush_denials(node: Node, *, everything: bool = False) -> None:
-    """Record the summaries of suppressed denials; a failure is logged and retried later."""
+    """Record the summaries of suppressed denials; a failure is logged (their counts are lost)."""
     from gateway.access import flush_denials
 
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -9,13 +10,17 @@ from typing import Any
 from audit.bundle import verify_log, write_bundle
 from audit.provenance import to_openlineage, to_prov_json
 from audit.search import EventFilter
+from gateway import witnessing
 from gateway.errors import BadRequest, Forbidden
 from gateway.node import Node
+from gateway.reports import dataset_report, witnessed_checkpoint
 from gateway.schemas import RunBody
+from gateway.witness import Answer
 from policies.decisions import Action
 from policies.principals import Principal
 
 __all__ = [
+    "add_checkpoint",
     "checkpoint",
     "consistency",
     "events",
@@ -23,7 +28,9 @@ __all__ = [
     "inclusion",
     "lineage",
     "register_run",
+    "report",
     "verify",
+    "witness_info",
 ]
 
 
@@ -34,8 +41,18 @@ def _ensure_auditor(node: Node, principal: Principal) -> None:
 
 
 def checkpoint(node: Node) -> dict[str, Any]:
-    """The signed tree head of the log now (signed on demand if the log grew)."""
-    return node.audit.checkpoint().to_dict()
+    """The signed tree head of the log now (signed on demand if the log grew), with its note."""
+    return witnessing.checkpoint_view(node.audit, node.notary)
+
+
+def witness_info(node: Node) -> dict[str, Any]:
+    """This node's witness identity and what it last cosigned for each peer."""
+    return witnessing.witness_info(node.witness, node.peers)
+
+
+async def add_checkpoint(node: Node, body: bytes) -> Answer:
+    """A peer log asks this node to witness its checkpoint."""
+    return await witnessing.add_checkpoint(node.witness, node.peers, node.service, body)
 
 
 def inclusion(node: Node, index: int, size: int | None) -> dict[str, Any]:
@@ -74,8 +91,9 @@ def export(node: Node, principal: Principal, filters: EventFilter, fmt: str) -> 
 def bundle(node: Node, principal: Principal) -> Iterator[bytes]:
     """The whole log with its checkpoints and keys, for offline verification."""
     _ensure_auditor(node, principal)
+    head = witnessed_checkpoint(node)  # the copy's last checkpoint, cosigned if peers answer
     spool = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+b")  # noqa: SIM115
-    write_bundle(node.audit, spool)
+    write_bundle(node.audit, spool, node.notary, head)
     spool.seek(0)
     return _chunks(spool)
 
@@ -89,7 +107,27 @@ def _chunks(spool: Any) -> Iterator[bytes]:
 def verify(node: Node, principal: Principal) -> dict[str, Any]:
     """Verify the live log against its checkpoints (auditors)."""
     _ensure_auditor(node, principal)
-    return verify_log(node.audit).to_dict()
+    return verify_log(node.audit, notary=node.notary).to_dict()
+
+
+def report(
+    node: Node,
+    principal: Principal,
+    dataset: str,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+) -> dict[str, Any]:
+    """Where did ``dataset`` go: its entries and models with proofs (auditors)."""
+    _ensure_auditor(node, principal)
+    since, until = _aware(since), _aware(until)
+    if since is not None and until is not None and since >= until:
+        raise BadRequest("since must be before until")
+    return dataset_report(node, dataset, since, until)
+
+
+def _aware(when: dt.datetime | None) -> dt.datetime | None:
+    """A time without a zone is taken as UTC (so times compare)."""
+    return when.replace(tzinfo=dt.UTC) if when is not None and when.tzinfo is None else when
 
 
 def register_run(node: Node, principal: Principal, body: RunBody) -> dict[str, Any]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable
+from pathlib import Path
 
+from audit.checkpoints import Notary, origin_of
 from audit.keys import Signer
 from audit.lineage import Lineage
 from audit.log import AuditLog
@@ -25,8 +27,11 @@ from gateway.peers import Peers, check_address, peer_policy
 from gateway.provenance import ProvenanceStore
 from gateway.settings import Settings
 from gateway.stores import Stores
+from gateway.witness import Witness
+from gateway.witnessing import Cosigners
 from policies import Governance
 from policies.config import PolicyConfig
+from policies.principals import Principal
 from policies.watcher import RedisWatcher
 
 __all__ = ["Node"]
@@ -106,6 +111,18 @@ class Node:
         self.audit = AuditLog(
             self.engine, Signer(self.key.private, self.key.kid), node=self.institution, clock=clock
         )
+        # the log's checkpoints as C2SP notes; this node witnessing its peers, and they it
+        self.notary = Notary(self.engine, self.audit.signer, origin_of(self.institution))
+        witness_key = _load_key(settings.resolved_key_file().with_name("witness_key.pem"))
+        self.witness = Witness(
+            self.engine,
+            witness_key.private,
+            f"matgate/{self.institution}/witness",
+            audit=self.audit,
+            clock=clock,
+        )
+        self.service = Principal(subject="witness", institution=self.institution)
+        self.cosigners = Cosigners(self.peers, self.audit, self.notary, self.service)
         self.auth_failures = FailureLimiter(clock=clock)
         self.denials = DenialLimiter(
             burst=settings.denial_burst,
@@ -168,3 +185,12 @@ def _guard(peer: PeerConfig, network: NetPolicy) -> Callable[[str], None]:
             raise Unauthorized(f"cannot fetch the keys of peer {peer.institution!r}") from exc
 
     return check
+
+
+def _load_key(path: Path) -> NodeKey:
+    """The key at ``path``, made if missing; a replica that loses the race to make it reads
+    the one the other made."""
+    try:
+        return NodeKey.load_or_create(path)
+    except FileExistsError:
+        return NodeKey.load_or_create(path)

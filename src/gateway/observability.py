@@ -86,6 +86,12 @@ class Metrics:
         self.rows = Counter(
             "matgate_slice_rows", "Rows delivered in slices", registry=self.registry
         )
+        self.witness_refusals = Counter(
+            "matgate_witness_refusals",
+            "Peer checkpoints refused as inconsistent (fork, rollback, bad proof): an alarm",
+            ["origin", "reason"],
+            registry=self.registry,
+        )
         self._listener: Any = None
 
     def start_listener(self, host: str, port: int) -> int:

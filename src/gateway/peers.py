@@ -265,13 +265,19 @@ class Peer:
         end: float,
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
+        content: bytes | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """An open response of the peer, its headers read; transport failures translated."""
         read = max(0.05, min(self.config.read_timeout, end - time.monotonic()))
         async with self._client(read) as client:
             try:
                 request = client.build_request(
-                    method, path, headers=dict(headers), params=params, json=json_body
+                    method,
+                    path,
+                    headers=dict(headers),
+                    params=params,
+                    json=json_body,
+                    content=content,
                 )
                 response = await client.send(request, stream=True)
             except DestinationRefused as exc:

@@ -10,7 +10,7 @@ numbers as they are), so that a raw candidate table can be scored by the same pi
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -270,6 +270,35 @@ class TrainingSet:
         matrix = pre.fit_transform(self.X)
         return pd.DataFrame(matrix, columns=list(pre.get_feature_names_out()))
 
+    def duplicate_groups(self) -> np.ndarray:
+        """A group number per row: rows with identical inputs (one composition, say) share one."""
+        keys = self.X.copy()
+        for spec in self.inputs:
+            if spec.kind == InputKind.FORMULA:
+                keys[spec.name] = keys[spec.name].astype(str).str.replace(r"\s+", "", regex=True)
+        hashed = pd.util.hash_pandas_object(keys, index=False).to_numpy()
+        return np.asarray(pd.factorize(hashed)[0])  # numbered in order of first appearance
+
+    def duplicates(self) -> dict[str, int]:
+        """How many rows share their inputs with another row, and in how many groups."""
+        groups = self.duplicate_groups()
+        counts = np.bincount(groups)
+        return {
+            "rows": len(groups),
+            "distinct_inputs": len(counts),
+            "rows_with_twins": int(counts[counts > 1].sum()),
+            "groups_with_twins": int((counts > 1).sum()),
+        }
+
+    def aggregated(self) -> TrainingSet:
+        """One row per distinct input, its target the mean of the duplicates' targets."""
+        groups = self.duplicate_groups()
+        first = np.unique(groups, return_index=True)[1]
+        y = pd.Series(self.y.to_numpy(float)).groupby(groups).mean().to_numpy()
+        X = self.X.iloc[first].reset_index(drop=True)
+        target = pd.Series(y, name=self.y.name)
+        return replace(self, X=X, y=target)
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready description: inputs, target, rows, and what was left out and why."""
         return {
@@ -278,6 +307,7 @@ class TrainingSet:
             "rows": len(self.y),
             "rows_without_target": self.rows_without_target,
             "dropped": dict(self.dropped),
+            "duplicates": self.duplicates(),
         }
 
 

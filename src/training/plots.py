@@ -14,7 +14,7 @@ import pandas as pd
 
 from training.errors import TrainingError
 from training.models import ForwardModel
-from training.screening import EI, MEAN, STD
+from training.screening import DOMAIN, EI, HIGH, IN_DOMAIN, LOW, MEAN, STD
 
 __all__ = ["parity_plot", "screening_plot"]
 
@@ -66,20 +66,43 @@ def screening_plot(result: pd.DataFrame, path: str | Path, top: int = 20) -> Pat
     shown = result.head(top).iloc[::-1]
     figure = _figure(9.0, max(2.5, 0.3 * len(shown) + 1.2))
     ax = figure.add_subplot()
-    std = shown[STD].to_numpy(float) if STD in shown else None
-    std = None if std is None or np.isnan(std).all() else np.nan_to_num(std)
+    if LOW in shown and HIGH in shown:
+        mean = shown[MEAN].to_numpy(float)
+        err: Any = np.vstack(
+            [mean - shown[LOW].to_numpy(float), shown[HIGH].to_numpy(float) - mean]
+        )
+        band = "95 % conformal interval"
+    else:
+        std = shown[STD].to_numpy(float) if STD in shown else None
+        err = None if std is None or np.isnan(std).all() else np.nan_to_num(std)
+        band = "± 1 std"
     # points, not bars: the candidates differ by a little near a large value, bars from 0 hide it
-    ax.errorbar(shown[MEAN], np.arange(len(shown)), xerr=std, fmt="o", capsize=3)
+    ax.errorbar(shown[MEAN], np.arange(len(shown)), xerr=err, fmt="o", capsize=3)
+    if IN_DOMAIN in shown and not shown[IN_DOMAIN].all():
+        out = ~shown[IN_DOMAIN].to_numpy(bool)
+        ax.plot(
+            shown[MEAN][out],
+            np.arange(len(shown))[out],
+            "x",
+            color="red",
+            markersize=9,
+            label="outside the model's domain",
+        )
+        ax.legend(loc="lower right", fontsize=7)
     # label each bar with what differs between the shown candidates, not the shared settings
-    scored = (MEAN, STD, EI, "rank")
+    scored = (MEAN, STD, EI, "rank", LOW, HIGH, DOMAIN, IN_DOMAIN)
     varied = [c for c in shown.columns if c not in scored and shown[c].nunique(dropna=False) > 1]
     labels = [_candidate_label(row, varied) for _, row in shown.iterrows()]
     ax.set_yticks(np.arange(len(shown)), labels)
     ax.tick_params(axis="y", labelsize=7)
     target = result.attrs.get("target", "target")
-    ax.set_xlabel(f"predicted {_label(target, result.attrs.get('unit'))} (± 1 std)")
+    ax.set_xlabel(f"predicted {_label(target, result.attrs.get('unit'))} ({band})")
     by = "expected improvement" if EI in result.columns else "predicted mean"
-    ax.set_title(f"Top {len(shown)} candidates, ranked by {by}", fontsize=10, loc="left")
+    title = f"Top {len(shown)} candidates, ranked by {by}"
+    ties = int(result.attrs.get("indistinguishable_from_first", 0))
+    if ties:
+        title += f"\n{ties} of the others cannot be told apart from #1 (68 % intervals overlap)"
+    ax.set_title(title, fontsize=10, loc="left")
     out = Path(path)
     figure.savefig(out, format="png", bbox_inches="tight")
     return out

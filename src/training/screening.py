@@ -5,7 +5,16 @@ Candidates come from a table, a full grid, a Latin-hypercube sample over ranges,
 are set from ``fixed`` (the same for all) or ``base`` (a reference row); inputs still missing are
 left to the pipeline's median imputation and listed in ``attrs["imputed"]`` so that nobody mistakes
 them for chosen values. Expected improvement (``acquisition="ei"``) picks the next experiment by
-trading predicted mean against the model's uncertainty.
+trading predicted mean against the model's calibrated uncertainty (the half-width of its 68 %
+conformal interval, ``training.conformal``), not against a spread assumed to be normal.
+
+Every candidate gets its applicability-domain score (``training.domain``): above 1 it lies further
+from the training data than 99 % of the training rows do, where a tree ensemble only repeats its
+nearest leaf. ``domain="flag"`` marks such candidates, ``"exclude"`` drops them. The incumbent
+best that expected improvement measures against is taken at the screen's fixed conditions from a
+``reference`` table (the training slice), not over every row whatever its conditions. ``attrs``
+says how many of the top candidates the model cannot tell apart from the first (their 68 %
+intervals overlap), so that a ranking inside the error bars is not read as a finding.
 """
 
 from __future__ import annotations
@@ -24,9 +33,24 @@ from training.datasets import InputKind
 from training.errors import ScreeningError
 from training.models import ForwardModel
 
-__all__ = ["EI", "MEAN", "RANK", "STD", "Constraint", "expected_improvement", "screen"]
+__all__ = [
+    "DOMAIN",
+    "EI",
+    "HIGH",
+    "IN_DOMAIN",
+    "LOW",
+    "MEAN",
+    "RANK",
+    "STD",
+    "Constraint",
+    "expected_improvement",
+    "screen",
+]
 
 MEAN, STD, EI, RANK = "pred_mean", "pred_std", "expected_improvement", "rank"
+LOW, HIGH = "pred_low_95", "pred_high_95"
+DOMAIN, IN_DOMAIN = "domain_score", "in_domain"
+DOMAIN_MODES = ("flag", "exclude", "ignore")
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "<": operator.lt,
     "<=": operator.le,
@@ -149,6 +173,8 @@ def screen(
     top: int | None = 20,
     acquisition: str = "mean",
     best_so_far: float | None = None,
+    reference: pd.DataFrame | None = None,
+    domain: str = "flag",
     xi: float = 0.0,
     random_state: int | None = 0,
     max_candidates: int = 200_000,
@@ -159,15 +185,19 @@ def screen(
     base element of an alloy); ``derive`` recomputes inputs that depend on others (a total
     heat-treatment time, say) once candidates are built. Constraints may name inputs or the
     ``pred_mean``/``pred_std`` columns. The result holds the candidate columns, ``pred_mean``,
-    ``pred_std``, for "ei" ``expected_improvement``, and ``rank`` (1 is best); ``attrs``
-    describes the screen.
+    ``pred_std`` (calibrated), the 95 % interval, the domain score, for "ei"
+    ``expected_improvement``, and ``rank`` (1 is best); ``attrs`` describes the screen.
+    ``reference`` (rows with the model's inputs and target, e.g. the training slice) gives the
+    incumbent best at the ``fixed`` conditions for "ei" when ``best_so_far`` is not given.
     """
     if acquisition not in ("mean", "ei"):
         raise ScreeningError(f"acquisition must be 'mean' or 'ei', not {acquisition!r}")
+    if domain not in DOMAIN_MODES:
+        raise ScreeningError(f"domain must be one of {list(DOMAIN_MODES)}, not {domain!r}")
     if acquisition == "ei" and not model.has_uncertainty:
         raise ScreeningError(
             f"expected improvement needs an uncertainty; {model.estimator} gives none "
-            "(use random_forest or gaussian_process)"
+            "(train with cross-validation to calibrate intervals)"
         )
     frame = _candidates(model, candidates, grid, ranges, samples, random_state, max_candidates)
     for name, value in (fixed or {}).items():
@@ -186,15 +216,23 @@ def screen(
         _balance(model, frame, balance)
     if derive is not None:
         frame = derive(frame)
-    mean, std = model.predict(frame, return_std=True)
+    mean, std = model.calibrated_std(frame)
     frame[MEAN], frame[STD] = mean, std
-    best = best_so_far
+    if model.conformal is not None:
+        _, frame[LOW], frame[HIGH] = model.predict_interval(frame, 0.95)
+    frame[DOMAIN] = model.domain_score(frame)
+    frame[IN_DOMAIN] = frame[DOMAIN] <= 1.0
+    best, incumbent = best_so_far, "given" if best_so_far is not None else None
     if acquisition == "ei":
         if best is None:
-            best = float(model.y_true.max() if maximize else model.y_true.min())
+            best, incumbent = _incumbent(model, reference, fixed or {}, maximize)
         frame[EI] = expected_improvement(mean, std, best, maximize, xi)
     n_candidates = len(frame)
-    frame = frame[_feasible(frame, constraints)]
+    outside = int((~frame[IN_DOMAIN]).sum())
+    keep = _feasible(frame, constraints)
+    if domain == "exclude":
+        keep &= frame[IN_DOMAIN].to_numpy()
+    frame = frame[keep]
     key = EI if acquisition == "ei" else MEAN
     ascending = acquisition == "mean" and not maximize
     frame = frame.sort_values(key, ascending=ascending, kind="stable").reset_index(drop=True)
@@ -209,12 +247,59 @@ def screen(
             "acquisition": acquisition,
             "maximize": maximize,
             "best_so_far": best,
+            "incumbent": incumbent,
             "candidates": n_candidates,
             "feasible": int(frame[RANK].max()) if len(frame) else 0,
             "imputed": imputed,
+            "outside_domain": outside,
+            "domain": domain,
+            "indistinguishable_from_first": _ties(frame),
         }
     )
     return frame
+
+
+def _ties(frame: pd.DataFrame) -> int:
+    """How many of the shown candidates after the first have a 68 % interval overlapping it."""
+    if len(frame) < 2 or not np.isfinite(frame[STD]).all():
+        return 0
+    first = frame.iloc[0]
+    mean, std = frame[MEAN].to_numpy()[1:], frame[STD].to_numpy()[1:]
+    overlap = np.abs(mean - first[MEAN]) <= std + first[STD]
+    return int(overlap.sum())
+
+
+def _incumbent(
+    model: ForwardModel,
+    reference: pd.DataFrame | None,
+    fixed: Mapping[str, Any],
+    maximize: bool,
+) -> tuple[float, str]:
+    """The best measured target at the fixed conditions, and where it was taken from."""
+    pick = np.nanmax if maximize else np.nanmin
+    target = model.target.name
+    if reference is not None:
+        if target not in reference.columns:
+            raise ScreeningError(f"the reference table has no {target!r} column")
+        rows = reference
+        for name, value in fixed.items():
+            if name in rows.columns:
+                column = rows[name]
+                if pd.api.types.is_numeric_dtype(column):
+                    rows = rows[np.isclose(column.astype(float), float(value))]
+                else:
+                    rows = rows[column == value]
+        values = pd.to_numeric(rows[target], errors="coerce").dropna()
+        if len(values):
+            where = ", ".join(f"{k}={v}" for k, v in fixed.items()) or "all rows"
+            return float(pick(values)), f"best of {len(values)} reference rows at {where}"
+        raise ScreeningError(
+            f"no reference row at the fixed conditions {dict(fixed)}: give best_so_far"
+        )
+    if len(model.y_true) == 0:
+        raise ScreeningError("the model keeps no targets: give best_so_far or a reference table")
+    note = "best over all training rows (no reference: fixed conditions not taken into account)"
+    return float(pick(model.y_true)), note
 
 
 def _balance(model: ForwardModel, frame: pd.DataFrame, balance: str) -> None:

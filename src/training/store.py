@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from training.cards import ModelCard
+from training.conformal import Conformal
 from training.datasets import InputSpec
+from training.domain import Domain
 from training.errors import TrainingError, UntrustedModelError
 from training.models import ForwardModel
 
@@ -81,8 +83,20 @@ def _payload(model: ForwardModel) -> dict[str, Any]:
         "manifests": list(model.manifests),
         "warnings": list(model.warnings),
         "excluded": model.excluded,
+        "duplicates": model.duplicates,
+        "conformal": model.conformal.to_dict() if model.conformal else None,
     }
+    domain = model.domain
     return {
+        "domain": None
+        if domain is None
+        else {
+            "mean": domain.mean,
+            "scale": domain.scale,
+            "components": domain.components,
+            "variances": domain.variances,
+            "threshold": float(domain.threshold),
+        },
         "meta": json.dumps(meta, default=str),  # one string: no types to trust for metadata
         "pipeline": model.pipeline,
         "oof_predictions": np.asarray(model.oof_predictions, dtype=float),
@@ -111,7 +125,18 @@ def _model(payload: dict[str, Any], source: str) -> ForwardModel:
         manifests=tuple(meta["manifests"]),
         warnings=tuple(meta["warnings"]),
         excluded=meta["excluded"],
+        duplicates=meta.get("duplicates", {}),
+        conformal=Conformal.from_dict(meta["conformal"]) if meta.get("conformal") else None,
+        domain=_domain(payload.get("domain")),
     )
+
+
+def _domain(data: dict[str, Any] | None) -> Domain | None:
+    if not data:
+        return None
+    arrays = {k: np.asarray(data[k], dtype=float) for k in ("mean", "scale", "components")}
+    variances = np.asarray(data["variances"], dtype=float)
+    return Domain(**arrays, variances=variances, threshold=float(data["threshold"]))
 
 
 def dumps_model(model: ForwardModel, card: ModelCard | None = None) -> tuple[bytes, ModelCard]:

@@ -108,19 +108,24 @@ def test_policy_list_and_explain(as_user, capsys):
     assert json.loads(capsys.readouterr().out)["allowed"] is False
 
 
-def test_audit_verify_online_and_from_an_export(as_user, tmp_path, capsys):
+def test_audit_verify_online_and_from_an_export(as_user, tmp_path, capsys, api, auth):
     as_user("auditor")
-    assert main(["audit", "verify"]) == 0
+    state = ["--state", str(tmp_path / "state.json")]
+    assert main(["audit", "verify", *state]) == 1  # no trust root named: not authenticated
+    assert json.loads(capsys.readouterr().out)["status"] == "unauthenticated"
+    fingerprint = api.get("/audit/checkpoint", headers=auth["auditor"]).json()["fingerprint"]
+    pin = [f"--trust-key={fingerprint}"]  # "=": a fingerprint may start with "-"
+    assert main(["audit", "verify", *pin, *state]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
     bundle = tmp_path / "log.jsonl"
     assert main(["audit", "export", "-o", str(bundle)]) == 0
-    assert main(["audit", "verify", str(bundle)]) == 0
+    assert main(["audit", "verify", str(bundle), *pin]) == 0
     capsys.readouterr()
     lines = bundle.read_text().splitlines()
     entry = next(i for i, line in enumerate(lines) if '"decision"' in line and '"allow"' in line)
     lines[entry] = lines[entry].replace('"allow"', '"deny"', 1)
     bundle.write_text("\n".join(lines) + "\n")
-    assert main(["audit", "verify", str(bundle)]) == 1
+    assert main(["audit", "verify", str(bundle), *pin]) == 1
     assert json.loads(capsys.readouterr().out)["ok"] is False
 
 

@@ -25,3 +25,12 @@ def test_superalloy_screening_example(live, tokens, tmp_path, monkeypatch):
     for name in ("parity.png", "screening.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "ni-yield-strength" in (out / "model_card.md").read_text()
+    import pandas as pd
+
+    result = pd.read_csv(out / "screening.csv")
+    temps = result[[f"ht{i}_temperature_c" for i in range(1, 6)]]
+    # derived inputs recomputed per schedule, constraints held, nothing outside the domain
+    assert (result["max_ht_temperature_c"] == temps.max(axis=1)).all()
+    assert (result["ht2_temperature_c"] < result["ht1_temperature_c"]).all()
+    assert result["in_domain"].all()
+    assert (result["pred_low_95"] < result["pred_mean"]).all()

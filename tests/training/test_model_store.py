@@ -17,6 +17,7 @@ from training.cards import ModelCard
 from training.datasets import TrainingSet
 from training.errors import TrainingError, UntrustedModelError
 from training.models import train_forward
+from training.pipelines import SPREAD_ESTIMATORS
 from training.store import card_path, dumps_model, load_card, load_model, loads_model, save_model
 
 
@@ -34,6 +35,7 @@ def steels_set(steels_frame: pd.DataFrame) -> TrainingSet:
 
 
 PARAMS = {
+    "extra_trees": {"n_estimators": 10},
     "random_forest": {"n_estimators": 10},
     "gradient_boosting": {"max_iter": 20},
     "ridge": None,
@@ -53,7 +55,9 @@ def test_round_trip_every_estimator(
         rows = ts.X.head(7)
         assert np.allclose(loaded.predict(rows), model.predict(rows))
         _, std = loaded.predict(rows, return_std=True)
-        assert np.isfinite(std).all() == model.has_uncertainty
+        assert np.isfinite(std).all() == (estimator in {*SPREAD_ESTIMATORS, "gaussian_process"})
+        assert np.allclose(loaded.predict_interval(rows)[1], model.predict_interval(rows)[1])
+        assert np.allclose(loaded.domain_score(rows), model.domain_score(rows))
         assert loaded.metrics == pytest.approx(model.metrics)
         assert loaded.inputs == model.inputs and loaded.target == model.target
         assert np.allclose(loaded.oof_predictions, model.oof_predictions)

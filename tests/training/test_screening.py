@@ -18,7 +18,7 @@ def ni_model(ni_frame: pd.DataFrame) -> ForwardModel:
     """A small forest on 400 labelled superalloys (no CV: screening needs only the fit)."""
     labelled = ni_frame.dropna(subset=["yield_strength_mpa"]).sample(400, random_state=5)
     ts = TrainingSet.from_frame(labelled, ni_superalloy_columns(), "yield_strength_mpa")
-    return train_forward(ts, cv=None, random_state=0, params={"n_estimators": 30})
+    return train_forward(ts, "random_forest", cv=None, random_state=0, params={"n_estimators": 30})
 
 
 @pytest.fixture(scope="module")

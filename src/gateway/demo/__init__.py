@@ -169,6 +169,7 @@ def _settings(plan: dict[str, Any]) -> Any:
         public_url=plan["url"],
         log_json=False,
         log_level="WARNING",
+        audit_checkpoint_seconds=10.0,  # the three nodes witness each other every 10 s
     )
 
 
@@ -214,7 +215,17 @@ def main(data_dir: Path, port: int) -> int:
     apps = {p["institution"]: create_app(_settings(p)) for p in plans}
     nodes = {name: app.state.node for name, app in apps.items()}
     demo = {
-        "nodes": [{"institution": p["institution"], "url": p["url"]} for p in plans],
+        "nodes": [
+            {
+                "institution": p["institution"],
+                "url": p["url"],
+                # what an auditor pins: the log key's fingerprint and the witness key
+                "log_key": nodes[p["institution"]].notary.key.vkey(),
+                "fingerprint": nodes[p["institution"]].key.kid,
+                "witness": nodes[p["institution"]].witness.key.vkey(),
+            }
+            for p in plans
+        ],
         "personas": personas(nodes),
         "embargo_until": cygnus.embargo_until(now).date().isoformat(),
     }

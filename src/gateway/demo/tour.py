@@ -17,6 +17,20 @@ def _persona(demo: dict[str, Any], name: str) -> dict[str, Any]:
     return next(p for p in demo["personas"] if p["name"] == name)
 
 
+def _fingerprint(demo: dict[str, Any], node: dict[str, Any]) -> str:
+    """The log key fingerprint an auditor pins (from demo.json)."""
+    return str(node.get("fingerprint", "FINGERPRINT"))
+
+
+def _witnesses(demo: dict[str, Any], node: dict[str, Any]) -> str:
+    """The other nodes' witness keys as verify options."""
+    others = [n["witness"] for n in demo["nodes"] if n is not node and n.get("witness")]
+    if not others:
+        return ""
+    keys = "".join(f" \\\n      --witness '{w}'" for w in others)
+    return f"{keys} --witnesses {len(others)}"
+
+
 def guide(demo: dict[str, Any], path: Path) -> str:
     """What to type next: the nodes, the personas' tokens and the numbered tour."""
     urls = {n["institution"]: n["url"] for n in demo["nodes"]}
@@ -34,6 +48,7 @@ def guide(demo: dict[str, Any], path: Path) -> str:
     bearer = 'curl -sH "Authorization: Bearer'
     json_type = '-H "Content-Type: application/json"'
     embargo = demo.get("embargo_until", "its embargo date")
+    pin = _fingerprint(demo, first)
     return f"""
 matgate demo is running: {len(urls)} institution(s) of a federation, on loopback.
 {nodes}
@@ -102,9 +117,12 @@ PY
   {bearer} $PABLO_AT_AURORA" -X POST "$AURORA/agreements/aurora-steels-terms/accept"
   {bearer} $PABLO" "$BOREALIS/datasets/aurora/steels-yield/slice?purpose=research&limit=5"
 
-9. The audit log: Ari reads who got what, and verifies the log's integrity:
+9. The audit log: Ari reads who got what, and verifies the log trusting only the key she
+   pinned and the two other nodes, which witness Aurora's log (they cosign every 10 s):
   MATGATE_TOKEN=$ARI matgate audit events --dataset aurora/ni-superalloys --limit 5
-  MATGATE_TOKEN=$ARI matgate audit verify
+  MATGATE_TOKEN=$ARI matgate audit verify --trust-key={pin}{_witnesses(demo, first)}
+  MATGATE_TOKEN=$ARI matgate audit report --dataset aurora/ni-superalloys -o ni-report.json
+  matgate audit verify-report ni-report.json --trust-key={pin}
 
 Ctrl-C stops every server.
 """

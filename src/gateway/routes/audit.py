@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, status
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from audit.search import EventFilter
 from gateway import auditing
 from gateway.deps import CurrentPrincipal, NodeDep
+from gateway.errors import TooLarge
 from gateway.schemas import RunBody
+from gateway.witness import MAX_BODY
 
 router = APIRouter(tags=["audit"])
 _MAX = 2**62
@@ -45,10 +47,58 @@ def event_filter(
 Filters = Annotated[EventFilter, Depends(event_filter)]
 
 
-@router.get("/audit/checkpoint", summary="The log's signed tree head")
-def checkpoint(node: NodeDep, _principal: CurrentPrincipal) -> dict[str, Any]:
-    """Size, root hash, time and the node's Ed25519 signature (signed now if the log grew)."""
-    return auditing.checkpoint(node)
+async def submission_body(request: Request) -> bytes:
+    """The request body, refused (413) as soon as it outgrows a witness submission."""
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge(f"a checkpoint submission is at most {MAX_BODY} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+@router.get(
+    "/audit/checkpoint",
+    summary="The log's signed tree head, with its witnesses' cosignatures",
+    response_class=JSONResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def checkpoint(
+    request: Request,
+    node: NodeDep,
+    _principal: CurrentPrincipal,
+    format: Literal["json", "note"] | None = None,
+) -> Response:
+    """JSON (size, root, time, signature, the C2SP note, the log's vkey and fingerprint), or with
+    ``format=note`` or ``Accept: text/plain`` the C2SP checkpoint note with cosignatures."""
+    view = auditing.checkpoint(node)
+    accept = request.headers.get("accept", "")
+    if format == "note" or (format is None and accept.startswith("text/plain")):
+        return PlainTextResponse(view["note"])
+    return JSONResponse(view)
+
+
+@router.get("/audit/witness", summary="This node's witness key and what it cosigned")
+def witness(node: NodeDep) -> dict[str, Any]:
+    """The witness name and C2SP vkey (pin it to count its cosignatures), and the latest
+    checkpoint it cosigned for each peer log."""
+    return auditing.witness_info(node)
+
+
+@router.post(
+    "/audit/witness/add-checkpoint",
+    summary="Witness a peer's checkpoint (c2sp.org/tlog-witness)",
+    response_class=PlainTextResponse,
+    openapi_extra={"requestBody": {"content": {"text/plain": {}}, "required": True}},
+)
+async def add_checkpoint(
+    body: Annotated[bytes, Depends(submission_body)], node: NodeDep
+) -> Response:
+    """``old <size>``, consistency proof lines, a blank line and the checkpoint note; answers
+    a cosignature line, or 409 with the size last cosigned (``text/x.tlog.size``)."""
+    answer = await auditing.add_checkpoint(node, body)
+    return Response(answer.body, status_code=answer.status, media_type=answer.media_type)
 
 
 @router.get("/audit/proof/inclusion", summary="Inclusion proof (RFC 6962)")
@@ -105,6 +155,19 @@ def export(
 def bundle(node: NodeDep, principal: CurrentPrincipal) -> StreamingResponse:
     """Entries, checkpoints and the node's keys, for ``matgate audit verify FILE``."""
     return StreamingResponse(auditing.bundle(node, principal), media_type="application/x-ndjson")
+
+
+@router.get("/audit/report", summary="Where did a dataset go, with proofs (auditors)")
+def report(
+    node: NodeDep,
+    principal: CurrentPrincipal,
+    dataset: Annotated[str, Query(min_length=1, max_length=200)],
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Every decision, release and relay of the dataset and every model trained on it, each
+    with an inclusion proof against one witnessed checkpoint (``matgate audit verify-report``)."""
+    return auditing.report(node, principal, dataset, since, until)
 
 
 @router.get("/audit/verify", summary="Verify the live log (auditors)")
