@@ -103,7 +103,7 @@ def create_app(
 
 async def _checkpoints(node: Node) -> None:
     """Sign the audit log's tree head at the configured interval, and have the peers witness
-    it (each round bounded by the interval, at most 5 s)."""
+    it (each round bounded by the interval, at most 5 s); record suppressed-denial summaries."""
     every = node.settings.audit_checkpoint_seconds
     while True:
         await asyncio.sleep(every)
