@@ -90,8 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     rotate.set_defaults(handler=_rotate_mask_secret)
 
     from gateway.cli_client import add_client_commands
+    from gateway.cli_verify import add_verify_command
 
     add_client_commands(sub)
+    add_verify_command(sub)
     return parser
 
 
