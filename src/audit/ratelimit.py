@@ -25,6 +25,7 @@ class _Window:
     start: datetime
     logged: int = 0
     suppressed: int = 0
+    institution: str = ""
 
 
 class FailureLimiter:
@@ -73,6 +74,7 @@ class Suppressed:
     count: int
     since: datetime
     until: datetime
+    institution: str = ""
 
 
 class DenialLimiter:
@@ -95,7 +97,7 @@ class DenialLimiter:
         self._pending: list[Suppressed] = []
         self._lock = threading.Lock()
 
-    def admit(self, principal: str) -> bool:
+    def admit(self, principal: str, institution: str = "") -> bool:
         """Whether to log this denial of ``principal`` (else it is counted)."""
         now = self._clock()
         with self._lock:
@@ -107,7 +109,7 @@ class DenialLimiter:
                 if len(self._windows) >= self._max:
                     oldest = next(iter(self._windows))
                     self._close(oldest, self._windows[oldest], at=now)
-                self._windows[principal] = _Window(now, logged=1)
+                self._windows[principal] = _Window(now, logged=1, institution=institution)
                 return True
             if state.logged < self._burst:
                 state.logged += 1
@@ -129,4 +131,6 @@ class DenialLimiter:
         del self._windows[principal]
         if state.suppressed:
             until = min(at, state.start + self._window) if at else state.start + self._window
-            self._pending.append(Suppressed(principal, state.suppressed, state.start, until))
+            self._pending.append(
+                Suppressed(principal, state.suppressed, state.start, until, state.institution)
+            )

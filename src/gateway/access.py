@@ -82,7 +82,7 @@ def ensure(
 
 def _record_decision(node: Node, principal: Principal, decision: Decision, request_id: str) -> None:
     """Record an allow always; a denial unless the principal's denials are being counted."""
-    logged = decision.allowed or node.denials.admit(principal.id)
+    logged = decision.allowed or node.denials.admit(principal.id, principal.institution)
     flush_denials(node)
     if logged:
         record(node, _event(node, principal, decision, request_id))
@@ -91,13 +91,12 @@ def _record_decision(node: Node, principal: Principal, decision: Decision, reque
 def flush_denials(node: Node, *, everything: bool = False) -> None:
     """Record the summaries of denials counted in closed windows (all windows: ``everything``)."""
     for s in node.denials.drain(everything=everything):
-        institution = s.principal.rpartition("@")[2]
         record(
             node,
             DenialsSuppressed(
                 node=node.institution,
                 principal=s.principal,
-                institution=institution,
+                institution=s.institution,
                 decision="deny",
                 suppressed=s.count,
                 since=s.since.isoformat(),

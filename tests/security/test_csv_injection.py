@@ -66,10 +66,11 @@ def node(tmp_path: Path) -> Any:
 
 
 def test_audit_csv_export_neutralises_what_an_attacker_wrote(node: Any) -> None:
-    """User names and purposes chosen by an attacker reach the log; the CSV does not run them."""
+    """Purposes (and any text) chosen by an attacker reach the log; the CSV does not run them.
+    (User names cannot start a cell: a principal's id begins with its issuer's namespace.)"""
     with TestClient(node) as client:
-        for payload in PAYLOADS:
-            headers = bearer(node, user=payload)
+        for i, payload in enumerate(PAYLOADS):
+            headers = bearer(node, user=f"attacker{i}")
             r = client.post(
                 "/datasets/lab/samples/slice", json={"purpose": payload}, headers=headers
             )
@@ -83,10 +84,9 @@ def test_audit_csv_export_neutralises_what_an_attacker_wrote(node: Any) -> None:
     cells = [c for row in body for c in row]
     for cell in cells:
         assert not cell or cell[0] not in "=+-@\t\r\uff1d" or _number(cell), cell
-    principal, purpose = header.index("principal"), header.index("purpose")
+    purpose = header.index("purpose")
     denied = [row for row in body if row[purpose].startswith("'")]
     assert {row[purpose] for row in denied} >= {"'" + p for p in PAYLOADS}
-    assert {row[principal] for row in denied} >= {"'" + p + "@lab" for p in PAYLOADS}
     # JSON Lines is for machines: the values are kept exactly as recorded.
     recorded = {json.loads(x)["purpose"] for x in lines.text.splitlines() if x}
     assert set(PAYLOADS) <= recorded
