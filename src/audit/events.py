@@ -19,6 +19,7 @@ __all__ = [
     "CheckpointRefused",
     "DatasetRegistered",
     "DecisionMade",
+    "DenialsSuppressed",
     "Event",
     "JobChanged",
     "ModelQueried",
@@ -84,6 +85,7 @@ class DecisionMade(Event):
     columns: tuple[str, ...] = ()
     withheld: tuple[str, ...] = ()
     masked: Mapping[str, str] = field(default_factory=dict)
+    mask_key: str | None = None
     row_filter: str | None = None
     obligations: tuple[Mapping[str, str], ...] = ()
     matched: tuple[tuple[str, ...], ...] = ()
@@ -154,6 +156,17 @@ class AuthenticationFailed(Event):
     issuer: str = ""
     reason: str = ""
     suppressed: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DenialsSuppressed(Event):
+    """Denied requests of one principal counted, not logged one by one, in ``[since, until)``."""
+
+    name: ClassVar[str] = "denials-suppressed"
+
+    suppressed: int = 0
+    since: str = ""
+    until: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -245,6 +258,7 @@ _REGISTRY: dict[str, type[Event]] = {
         AgreementAccepted,
         DatasetRegistered,
         AuthenticationFailed,
+        DenialsSuppressed,
         RunRegistered,
         RelayForwarded,
         JobChanged,

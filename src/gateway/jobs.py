@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from gateway.db import jobs_table
 from gateway.errors import NotFound, ServiceUnavailable
+from gateway.problems import public_detail
 
 __all__ = ["Job", "Jobs", "model_response"]
 
@@ -130,7 +131,8 @@ class Jobs:
             self._save(job, status="done", progress=1.0, result=_json(result), artifact=artifact)
         except Exception as exc:  # the job's failure is its result; the worker lives on
             status = getattr(exc, "status", 500)
-            error = {"status": status, "title": type(exc).__name__, "detail": str(exc)}
+            detail = public_detail(exc, status)  # the job's owner never sees driver text
+            error = {"status": status, "title": type(exc).__name__, "detail": detail}
             self._save(job, status="failed", error=error)
         finally:
             with self._lock:

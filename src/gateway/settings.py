@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -83,6 +83,45 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(
         default=60.0, gt=0, description="How often the audit log's tree head is signed."
     )
+    max_body_bytes: int = Field(
+        default=256 * 1024,
+        ge=0,
+        le=1 << 30,
+        description="Largest request body of a route without a limit of its own (bytes).",
+    )
+    body_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description="Body limits per route template, overriding the built-in ones, as JSON: "
+        '{"/catalog": 2097152}. See gateway/limits.py for the defaults.',
+    )
+    mask_secret_file: Path | None = Field(
+        default=None,
+        description="File of the node's hash-mask secret (made, mode 0600, if missing); "
+        "default: mask_secret beside the signing key.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token a Prometheus scraper may present at /metrics (besides the "
+        "node's auditors and operators).",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve /metrics on this separate port only, without authentication "
+        "(keep it on a private interface: metrics_host).",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Interface of the separate metrics listener."
+    )
+    denial_burst: int = Field(
+        default=20,
+        gt=0,
+        description="Denials recorded one by one per principal and window; more are counted.",
+    )
+    denial_window_seconds: float = Field(
+        default=60.0, gt=0, description="Window of the per-principal denial limit."
+    )
 
     openlineage_url: str | None = Field(
         default=None,
@@ -108,3 +147,7 @@ class Settings(BaseSettings):
     def resolved_key_file(self) -> Path:
         """The signing key's path, defaulting to ``data_dir/node_key.pem``."""
         return self.key_file or self.data_dir / "node_key.pem"
+
+    def resolved_mask_secret_file(self) -> Path:
+        """The hash-mask secret's path, defaulting to ``mask_secret`` beside the signing key."""
+        return self.mask_secret_file or self.resolved_key_file().with_name("mask_secret")
