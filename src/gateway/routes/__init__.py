@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from gateway.console import router as console_router
+
 from gateway.routes import (
     audit,
     catalog,
@@ -26,4 +28,5 @@ routers: tuple[APIRouter, ...] = (
     audit.router,
     training.router,
     federation.router,
+    console_router,
 )
