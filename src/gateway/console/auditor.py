@@ -19,8 +19,17 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 Ctx = Annotated[Context, Depends(context)]
 Short = Annotated[str | None, Query(max_length=300)]
 PAGE = 50
-KINDS = ("decision", "slice", "relay", "policy", "run", "dataset", "agreement", "auth-failure",
-         "witness-refusal")
+KINDS = (
+    "decision",
+    "slice",
+    "relay",
+    "policy",
+    "run",
+    "dataset",
+    "agreement",
+    "auth-failure",
+    "witness-refusal",
+)
 
 
 @router.get("/audit")
@@ -33,6 +42,7 @@ def events(
     decision: Annotated[Literal["allow", "deny", ""], Query()] = "",
     name: Annotated[str | None, Query(max_length=64)] = None,
     before: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = PAGE,
 ) -> Response:
     """The event log, newest first, filtered; ``before`` pages to older events."""
     values = {"since": since, "until": until, "principal": principal, "dataset": dataset,
@@ -48,10 +58,10 @@ def events(
             decision=decision or None,
             name=name or None,
         )
-        found, older = views.events_newest_first(ctx.node, who, filters, before, PAGE)
+        found, older = views.events_newest_first(ctx.node, who, filters, before, limit)
     except Exception as exc:
         return error_page(ctx, exc)
-    query = {k: v for k, v in values.items() if v}
+    query = {k: v for k, v in values.items() if v} | ({"limit": limit} if limit != PAGE else {})
     return render(ctx, "audit.html", events=found, older=older, f=values, query=query, kinds=KINDS)
 
 

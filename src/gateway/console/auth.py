@@ -50,9 +50,7 @@ def _oidc_issuers(ctx: Context, conf: ConsoleSettings) -> list[str]:
 @router.get("/signin")
 def signin(ctx: Ctx, conf: Conf) -> Response:
     """The sign-in page."""
-    return render(
-        ctx, "signin.html", personas=_personas(conf), issuers=_oidc_issuers(ctx, conf)
-    )
+    return render(ctx, "signin.html", personas=_personas(conf), issuers=_oidc_issuers(ctx, conf))
 
 
 @router.post("/signin/demo")
@@ -164,9 +162,7 @@ def oidc_callback(
             "client_id": conf.oidc_client_id,
             "code_verifier": flow["verifier"],
         }
-        auth = (
-            (conf.oidc_client_id, conf.oidc_client_secret) if conf.oidc_client_secret else None
-        )
+        auth = (conf.oidc_client_id, conf.oidc_client_secret) if conf.oidc_client_secret else None
         answer = httpx.post(meta["token_endpoint"], data=form, auth=auth, timeout=10.0)
         if answer.status_code != 200:
             raise Forbidden(f"the token endpoint refused the code ({answer.status_code})")

@@ -18,7 +18,12 @@ from gateway.errors import NotFound
 router = APIRouter(prefix="/console", include_in_schema=False)
 Ctx = Annotated[Context, Depends(context)]
 STATIC = {p.name: p for p in (HERE / "static").iterdir() if p.is_file()}
-MEDIA = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml", ".txt": "text/plain"}
+MEDIA = {
+    ".css": "text/css",
+    ".js": "text/javascript",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain",
+}
 
 
 @router.get("/static/{name}")
@@ -81,4 +86,3 @@ def dataset(ctx: Ctx, institution: str, name: str) -> Response:
     except Exception as exc:
         return error_page(ctx, exc)
     return render(ctx, "dataset.html", ds=found, decisions=decisions, local=local)
-

@@ -129,7 +129,10 @@ def dry_run(
         if op == "remove":
             raw = _loads(line)
         else:
-            if kind not in ("role", "user", "institution") or columns_mode not in ("keep", "withhold"):
+            if kind not in ("role", "user", "institution") or columns_mode not in (
+                "keep",
+                "withhold",
+            ):
                 raise BadRequest("unknown subject kind or column mode")
             raw = _line(form, domain)
             try:
@@ -185,7 +188,9 @@ def apply(
 def matrix(ctx: Ctx, institution: str, name: str) -> Response:
     """Roles and partner institutions x actions x purposes for one dataset."""
     try:
-        principal = ctx.require_domain(Action.MANAGE) if not ctx.can(Action.AUDIT) else ctx.require()
+        principal = (
+            ctx.require_domain(Action.MANAGE) if not ctx.can(Action.AUDIT) else ctx.require()
+        )
         found, heads, rows = views.access_matrix(ctx.node, principal, f"{institution}/{name}")
     except Exception as exc:
         return error_page(ctx, exc)

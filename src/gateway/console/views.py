@@ -79,15 +79,20 @@ class Subject:
     principal: Principal
 
 
-def matrix_subjects(node: Node, roles: Iterable[str]) -> list[Subject]:
-    """Stand-ins: one member of the domain per role, one member per peer institution."""
+def matrix_subjects(
+    node: Node, roles: Iterable[str], statements: Iterable[dict[str, Any]]
+) -> list[Subject]:
+    """Stand-ins: one member of the domain per role, one member per partner institution (the
+    peers, and the institutions the policy names)."""
     out = [
         Subject(f"role {r}", Principal(f"any-{r}", node.institution, frozenset({r})))
         for r in sorted(roles)
     ]
+    partners = {p.institution for p in node.config.peers}
+    partners |= {str(s["institution"]) for s in statements if s.get("institution")}
     out += [
-        Subject(f"{p.institution} member", Principal("any-member", p.institution))
-        for p in node.config.peers
+        Subject(f"{inst} member", Principal("any-member", inst))
+        for inst in sorted(partners - {node.institution})
     ]
     return out
 
@@ -96,14 +101,14 @@ def access_matrix(
     node: Node, principal: Principal, dataset_id: str
 ) -> tuple[Dataset, list[str], list[tuple[str, list[dict[str, Any]]]]]:
     """Subjects x (action, purpose) cells of one dataset, each the decision's summary."""
-    node.governance.lines(principal, node.institution)  # stewards and auditors only
+    policy = stewardship.policy_lines(node, principal, node.institution)  # stewards, auditors
     dataset = dataset_for(node, principal, dataset_id)
     roles = _domain_roles(node)
     columns: list[tuple[Action, str]] = [(Action.DISCOVER, "*")]
     for action in (Action.READ, Action.TRAIN):
         columns += [(action, p) for p in sorted(node.governance.purposes)]
     rows = []
-    for subject in matrix_subjects(node, roles):
+    for subject in matrix_subjects(node, roles, policy["lines"]):
         cells = []
         for action, purpose in columns:
             decision: Decision = node.governance.decide(subject.principal, dataset, action, purpose)
@@ -144,8 +149,8 @@ def events_newest_first(
         .limit(limit + 1)
     )
     with node.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    found = [AuditEntry.from_body(i, bytes(b), bytes(h)).to_dict() for i, b, h in rows[:limit]]
+        rows: list[Any] = list(conn.execute(query).all())
+    found = [AuditEntry.from_body(int(i), bytes(b), bytes(h)).to_dict() for i, b, h in rows[:limit]]
     more = len(rows) > limit
     return found, (found[-1]["index"] if more and found else None)
 

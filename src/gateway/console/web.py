@@ -60,7 +60,8 @@ class ConsoleSettings(BaseSettings):
         default=False, description="Offer one-click sign-in as each demo persona (demo only)."
     )
     oidc_issuers: tuple[str, ...] = Field(
-        default=(), description="Trusted issuers to offer for OIDC sign-in (discovery at the issuer)."
+        default=(),
+        description="Trusted issuers to offer for OIDC sign-in (discovery at the issuer).",
     )
     oidc_client_id: str = Field(default="matgate-console", description="The console's client id.")
     oidc_client_secret: str | None = Field(default=None, description="Its secret, if confidential.")
@@ -102,7 +103,9 @@ class Context:
         """Whether the principal may manage or audit this node's domain."""
         if self.principal is None:
             return False
-        return self.node.governance.check_domain(self.principal, self.node.institution, action).allowed
+        return self.node.governance.check_domain(
+            self.principal, self.node.institution, action
+        ).allowed
 
     def require(self) -> Principal:
         """The principal, or 401."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from gateway.console import router as console_router
-
 from gateway.routes import (
     audit,
     catalog,
