@@ -99,8 +99,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, s
     plan = prepare(tmp_path_factory.mktemp("oidc"), free_port())
     config_file = plan["home"] / "node.toml"
     config = tomllib.loads(config_file.read_text())
-    trusted = {"issuer": issuer, "institution": "aurora", "audience": AUDIENCE,
-               "jwks": {"keys": [key.as_dict(private=False)]}, "algorithms": [ALGORITHM]}  # fmt: skip
+    trusted = {
+        "issuer": issuer,
+        "institution": "aurora",
+        "audience": AUDIENCE,
+        "jwks": {"keys": [key.as_dict(private=False)]},
+        "algorithms": [ALGORITHM],
+    }
     config["issuers"] = [*config.get("issuers", []), trusted]
     config_file.write_text(tomli_w.dumps(config))
     app = create_app(node_settings(plan))
@@ -167,7 +172,7 @@ def _start_again(client: TestClient, issuer: str) -> tuple[TestClient, str]:
 
 
 def test_an_issuer_the_node_does_not_trust_is_not_offered(world, tmp_path):
-    app, issuer = world
+    _, issuer = world
     other = create_app(node_settings(prepare(tmp_path, free_port())))
     other.state.console_settings = ConsoleSettings(oidc_issuers=(issuer,))
     client = TestClient(other, follow_redirects=False)
