@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -390,3 +391,31 @@ def test_oidc_signin_refuses_an_issuer_not_offered(node_app):
     assert answer.status_code == 403
     callback = client.get("/console/oidc/callback", params={"code": "x", "state": "y"})
     assert callback.status_code == 403
+
+
+def test_an_ml_user_trains_on_site_and_reads_the_model_card(node_app):
+    client = sign_in(node_app, "ml-user")
+    page = client.get(f"/console/datasets/{NI}").text
+    assert 'id="train"' in page
+    started = client.post(
+        f"/console/datasets/{NI}/train",
+        data={"target": "yield_strength_mpa", "estimator": "ridge", "csrf": csrf_of(page)},
+    )
+    assert started.status_code == 303, started.text
+    job_url = started.headers["location"]
+    deadline = time.monotonic() + 120
+    while True:
+        job = client.get(job_url)
+        assert job.status_code == 200
+        if 'http-equiv="refresh"' not in job.text:
+            break
+        assert time.monotonic() < deadline, "the job did not finish"
+        time.sleep(0.5)
+    assert 'id="model-card"' in job.text and "yield_strength_mpa" in job.text
+    # somebody else's job is not theirs to read
+    other = sign_in(node_app, "partner").get(job_url)
+    assert other.status_code == 404
+    refused = client.post(
+        f"/console/datasets/{NI}/train", data={"target": "yield_strength_mpa", "csrf": "x"}
+    )
+    assert refused.status_code == 403

@@ -169,3 +169,18 @@ def test_an_auditor_checks_a_proof_and_follows_lineage(browser, site):
     assert page.locator("h1", has_text="ys-forest@1").is_visible()
     assert page.locator('a.node-link[data-node="dataset:aurora/ni-superalloys"]').count() == 1
     assert page.errors == []
+
+
+def test_an_ml_user_watches_a_job_finish(browser, site):
+    url, _app = site
+    page = _sign_in(browser, url, "ml-user")
+    page.goto(f"{url}/console/datasets/{NI}")
+    page.select_option("#train-target", "yield_strength_mpa")
+    page.select_option('select[name="estimator"]', "ridge")
+    page.click("#train")
+    page.wait_for_url("**/console/jobs/**")
+    page.locator("#model-card").wait_for(timeout=120_000)  # the page refreshes until done
+    assert "done" in page.locator("#job-status").inner_text()
+    assert page.locator("#job-progress").get_attribute("value") == "1.0"
+    _shot(page, "job")
+    assert page.errors == []

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.console import auditor, auth, pages, steward
+from gateway.console import auditor, auth, ml, pages, steward
 
 __all__ = ["router"]
 
 router = APIRouter()
-for _part in (pages.router, auth.router, steward.router, auditor.router):
+for _part in (pages.router, auth.router, steward.router, auditor.router, ml.router):
     router.include_router(_part)

@@ -85,4 +85,7 @@ def dataset(ctx: Ctx, institution: str, name: str) -> Response:
         decisions = views.dataset_decisions(ctx.node, principal, found) if local else []
     except Exception as exc:
         return error_page(ctx, exc)
-    return render(ctx, "dataset.html", ds=found, decisions=decisions, local=local)
+    trainable = [p for a, p, d in decisions if a == "train" and d["allowed"]]
+    return render(
+        ctx, "dataset.html", ds=found, decisions=decisions, local=local, trainable=trainable
+    )
