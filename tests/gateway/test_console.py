@@ -240,7 +240,9 @@ def test_a_bad_line_shows_its_errors_on_the_fields(node_app):
 
 
 def _cell(html: str, row: str, head: str) -> str:
-    found = re.search(rf'data-cell="{re.escape(row)}\|{re.escape(head)}"[^>]*>(.*?)</td>', html, re.S)
+    found = re.search(
+        rf'data-cell="{re.escape(row)}\|{re.escape(head)}"[^>]*>(.*?)</td>', html, re.S
+    )
     assert found, (row, head)
     return found.group(1)
 
