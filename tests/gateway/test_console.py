@@ -421,3 +421,27 @@ def test_an_ml_user_trains_on_site_and_reads_the_model_card(node_app):
         f"/console/datasets/{NI}/train", data={"target": "yield_strength_mpa", "csrf": "x"}
     )
     assert refused.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("params", "present", "absent"),
+    [
+        ({"q": "superalloy"}, NI, "aurora/expt-gap"),
+        ({"pspp": "performance", "unit": "MPa"}, NI, "aurora/magpie-elements"),
+        ({"institution": "cygnus"}, None, NI),
+        ({"federated": "true"}, NI, None),
+    ],
+)
+def test_catalog_search_in_the_console(node_app, params, present, absent):
+    page = sign_in(node_app, "ml-user").get("/console/catalog", params=params)
+    assert page.status_code == 200
+    if present:
+        assert f"<code>{present}</code>" in page.text
+    if absent:
+        assert f"<code>{absent}</code>" not in page.text
+    if "federated" in params:
+        assert "Each site&#39;s answer" in page.text or "Each site's answer" in page.text
+
+
+def test_an_unknown_pspp_role_is_a_clear_error(node_app):
+    assert sign_in(node_app, "ml-user").get("/console/catalog?pspp=colour").status_code == 400

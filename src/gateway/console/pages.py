@@ -13,7 +13,7 @@ from gateway import service
 from gateway.catalog import Criteria
 from gateway.console import views
 from gateway.console.web import HERE, Context, context, error_page, redirect, render
-from gateway.errors import NotFound
+from gateway.errors import BadRequest, NotFound
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 Ctx = Annotated[Context, Depends(context)]
@@ -51,16 +51,20 @@ def catalog(
     q: Annotated[str | None, Query(max_length=500)] = None,
     pspp: Annotated[str | None, Query(max_length=32)] = None,
     institution: Annotated[str | None, Query(max_length=64)] = None,
+    unit: Annotated[str | None, Query(max_length=64)] = None,
+    license: Annotated[str | None, Query(max_length=128)] = None,
     federated: bool = False,
 ) -> Response:
     """Search what you may discover, here or across the federation."""
     try:
         principal = ctx.require()
         roles = (PSPPRole(pspp),) if pspp else ()
-        criteria = Criteria(q or None, roles, None, None, None, institution or None)
+        criteria = Criteria(
+            q or None, roles, None, unit or None, license or None, institution or None
+        )
         page = service.catalog_page(ctx.node, principal, criteria, federated=federated)
     except ValueError:
-        return error_page(ctx, NotFound(f"no PSPP role {pspp!r}"))
+        return error_page(ctx, BadRequest(f"no PSPP role {pspp!r}"))
     except Exception as exc:
         return error_page(ctx, exc)
     return render(
@@ -70,6 +74,8 @@ def catalog(
         q=q or "",
         pspp=pspp or "",
         institution=institution or "",
+        unit=unit or "",
+        license=license or "",
         federated=federated,
         roles=[r.value for r in PSPPRole],
     )
