@@ -314,11 +314,17 @@ def _indices(html: str) -> list[int]:
     return [int(i) for i in re.findall(r'class="event-link">(\d+)</a>', html)]
 
 
-def test_the_audit_log_is_newest_first_filtered_and_paged(node_app, api, headers):
-    for _ in range(3):
-        api.post(
+@pytest.fixture(scope="module")
+def busy(api: TestClient, headers: dict[str, dict[str, str]]) -> None:
+    """Some refused pulls, so the log has a few pages of events."""
+    for _ in range(6):
+        answer = api.post(
             f"/datasets/{NI}/slice", json={"purpose": "commercial"}, headers=headers["partner"]
         )
+        assert answer.status_code == 403
+
+
+def test_the_audit_log_is_newest_first_filtered_and_paged(node_app, busy):
     size = node_app.state.node.audit.size()
     assert size > 4  # enough for two pages
     client = sign_in(node_app, "auditor")
@@ -340,7 +346,7 @@ def test_the_audit_log_is_newest_first_filtered_and_paged(node_app, api, headers
     assert client.get("/console/audit", params={"since": "soonish"}).status_code == 400
 
 
-def test_an_events_proof_is_checked_and_a_forged_entry_fails(node_app, tmp_path):
+def test_an_events_proof_is_checked_and_a_forged_entry_fails(node_app, busy):
     client = sign_in(node_app, "auditor")
     page = client.get("/console/audit/3")
     assert page.status_code == 200
@@ -445,3 +451,14 @@ def test_catalog_search_in_the_console(node_app, params, present, absent):
 
 def test_an_unknown_pspp_role_is_a_clear_error(node_app):
     assert sign_in(node_app, "ml-user").get("/console/catalog?pspp=colour").status_code == 400
+
+
+def test_the_log_health_page_runs_the_real_verifier(node_app, busy):
+    client = sign_in(node_app, "auditor")
+    page = client.get("/console/audit/health")
+    assert page.status_code == 200 and "latest checkpoint" in page.text
+    ran = client.post("/console/audit/verify", data={"csrf": csrf_of(page.text)})
+    assert ran.status_code == 200
+    assert 'id="verify-status" class="verified"' in ran.text and "entries proven" in ran.text
+    assert client.post("/console/audit/verify", data={"csrf": "no"}).status_code == 403
+    assert sign_in(node_app, "steward").get("/console/audit/health").status_code == 403

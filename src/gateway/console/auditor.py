@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Form, Path, Query
 from fastapi.responses import Response
 
 from audit.search import EventFilter
@@ -65,8 +65,32 @@ def events(
     return render(ctx, "audit.html", events=found, older=older, f=values, query=query, kinds=KINDS)
 
 
+@router.get("/audit/health")
+def health(ctx: Ctx) -> Response:
+    """The log's latest checkpoint, its signature and witnesses, and the verifier's button."""
+    try:
+        ctx.require_domain(Action.AUDIT)
+        head = auditing.checkpoint(ctx.node)
+    except Exception as exc:
+        return error_page(ctx, exc)
+    return render(ctx, "health.html", head=head, report=None)
+
+
+@router.post("/audit/verify")
+def verify(ctx: Ctx, csrf: Annotated[str | None, Form(max_length=128)] = None) -> Response:
+    """Run the real verifier over the whole live log (every entry, every checkpoint)."""
+    try:
+        ctx.check_csrf(csrf)
+        who = ctx.require_domain(Action.AUDIT)
+        report = auditing.verify(ctx.node, who)
+        head = auditing.checkpoint(ctx.node)
+    except Exception as exc:
+        return error_page(ctx, exc)
+    return render(ctx, "health.html", head=head, report=report)
+
+
 @router.get("/audit/{index}")
-def event(ctx: Ctx, index: int) -> Response:
+def event(ctx: Ctx, index: Annotated[int, Path(ge=0, le=2**62)]) -> Response:
     """One event, and its inclusion proof verified against the signed checkpoint."""
     try:
         who = ctx.require_domain(Action.AUDIT)
