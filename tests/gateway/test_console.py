@@ -462,3 +462,25 @@ def test_the_log_health_page_runs_the_real_verifier(node_app, busy):
     assert 'id="verify-status" class="verified"' in ran.text and "entries proven" in ran.text
     assert client.post("/console/audit/verify", data={"csrf": "no"}).status_code == 403
     assert sign_in(node_app, "steward").get("/console/audit/health").status_code == 403
+
+
+def test_accepting_the_terms_changes_the_decision_shown(node_app):
+    steels = "/console/datasets/aurora/steels-yield"
+    client = sign_in(node_app, "partner")
+    page = client.get(steels).text
+    assert 'id="accept-aurora-steels-terms"' in page
+    row = re.search(r"<td>read</td><td>research</td>\s*<td><span class=\"badge (\w+)\"", page)
+    assert row and row.group(1) == "bad"  # not yet: the terms are not accepted
+    done = client.post(
+        "/console/datasets/aurora/steels-yield/accept",
+        data={"agreement": "aurora-steels-terms", "csrf": csrf_of(page)},
+    )
+    assert done.status_code == 303 and done.headers["location"] == steels
+    page = client.get(steels).text
+    row = re.search(r"<td>read</td><td>research</td>\s*<td><span class=\"badge (\w+)\"", page)
+    assert row and row.group(1) == "ok"
+    refused = client.post(
+        "/console/datasets/aurora/steels-yield/accept",
+        data={"agreement": "aurora-steels-terms", "csrf": "forged"},
+    )
+    assert refused.status_code == 403

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Form, Query
 from fastapi.responses import FileResponse, Response
 
 from connectors.datasets import PSPPRole
-from gateway import service
+from gateway import service, stewardship
 from gateway.catalog import Criteria
 from gateway.console import views
 from gateway.console.web import HERE, Context, context, error_page, redirect, render
@@ -89,9 +90,34 @@ def dataset(ctx: Ctx, institution: str, name: str) -> Response:
         found = service.get_dataset(ctx.node, principal, f"{institution}/{name}")
         local = found.institution == ctx.node.institution
         decisions = views.dataset_decisions(ctx.node, principal, found) if local else []
+        terms = stewardship.agreements(ctx.node, principal, found.id) if local else []
     except Exception as exc:
         return error_page(ctx, exc)
     trainable = [p for a, p, d in decisions if a == "train" and d["allowed"]]
     return render(
-        ctx, "dataset.html", ds=found, decisions=decisions, local=local, trainable=trainable
+        ctx,
+        "dataset.html",
+        ds=found,
+        decisions=decisions,
+        local=local,
+        trainable=trainable,
+        agreements=terms,
     )
+
+
+@router.post("/datasets/{institution}/{name}/accept")
+def accept(
+    ctx: Ctx,
+    institution: str,
+    name: str,
+    agreement: Annotated[str, Form(max_length=64)],
+    csrf: Annotated[str | None, Form(max_length=128)] = None,
+) -> Response:
+    """Accept a dataset's terms of use (recorded in the audit log), then back to the dataset."""
+    try:
+        ctx.check_csrf(csrf)
+        principal = ctx.require()
+        stewardship.accept_agreement(ctx.node, principal, agreement, for_institution=False)
+    except Exception as exc:
+        return error_page(ctx, exc)
+    return redirect(ctx, f"/console/datasets/{quote(institution)}/{quote(name)}")
