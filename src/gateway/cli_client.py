@@ -119,7 +119,12 @@ def add_policy_commands(sub: Any) -> None:
     explain.add_argument("--action", default="read")
     explain.add_argument("--purpose", required=True)
     explain.add_argument("--columns", default=None, help="comma-separated")
-    explain.add_argument("--as", dest="as_user", default=None, help="subject@institution")
+    explain.add_argument(
+        "--as", dest="as_user", default=None, help="their principal id, namespace:subject"
+    )
+    explain.add_argument(
+        "--institution", default=None, help="their institution (default: the namespace)"
+    )
     explain.add_argument("--roles", default="", help="their roles, comma-separated")
     _client_args(explain)
     explain.set_defaults(handler=_explain)
@@ -143,9 +148,18 @@ def _explain(args: argparse.Namespace) -> int:
     if args.columns:
         body["columns"] = [c.strip() for c in args.columns.split(",") if c.strip()]
     if args.as_user:
-        subject, _, institution = args.as_user.partition("@")
+        url = args.as_user.startswith(("https://", "http://"))
+        namespace, sep, subject = args.as_user.partition("#" if url else ":")
+        if not (sep and namespace and subject):
+            raise SystemExit("matgate: --as takes a principal id, namespace:subject")
+        institution = args.institution or namespace
         roles = [r for r in args.roles.split(",") if r]
-        body["principal"] = {"subject": subject, "institution": institution, "roles": roles}
+        body["principal"] = {
+            "subject": subject,
+            "institution": institution,
+            "namespace": namespace,
+            "roles": roles,
+        }
     return _with(args, lambda c: _print(c.post("/explain", body)))
 
 
@@ -429,9 +443,23 @@ def _catalog(args: argparse.Namespace) -> int:
 def _pull(args: argparse.Namespace) -> int:
     import pyarrow.csv as pacsv
     import pyarrow.feather as feather
-    import pyarrow.parquet as pq
 
     split = lambda t: [x.strip() for x in t.split(",") if x.strip()] if t else None  # noqa: E731
+    out: Path = args.output
+    as_sent = {".parquet": "parquet", ".arrows": "arrow"}.get(out.suffix.lower())
+    if as_sent is not None:
+        # Saved as the node wrote it, sealed with its signed manifest (``matgate verify``).
+        with _client(args, progress=not args.no_progress) as client:
+            sealed = client.dataset(args.dataset).download(
+                out,
+                split(args.columns),
+                args.filter,
+                purpose=args.purpose,
+                format=as_sent,
+                order_by=split(args.order_by) or (),
+                limit=args.limit,
+            )
+        return _pulled(sealed, out)
     with _client(args, progress=not args.no_progress) as client:
         table = client.dataset(args.dataset).to_arrow(
             split(args.columns),
@@ -440,11 +468,8 @@ def _pull(args: argparse.Namespace) -> int:
             order_by=split(args.order_by) or (),
             limit=args.limit,
         )
-    out: Path = args.output
     suffix = out.suffix.lower()
-    if suffix == ".parquet":
-        pq.write_table(table, out)
-    elif suffix == ".csv":
+    if suffix == ".csv":
         pacsv.write_csv(table, out)
     elif suffix in (".arrow", ".feather", ".arrows"):
         feather.write_feather(table, out)
@@ -452,7 +477,10 @@ def _pull(args: argparse.Namespace) -> int:
         table.to_pandas().to_json(out, orient="records", lines=suffix == ".jsonl")
     else:
         raise SystemExit(f"matgate: unknown output format {suffix!r}")
-    manifest = json.loads(table.schema.metadata[b"matgate.manifest"])
+    return _pulled(json.loads(table.schema.metadata[b"matgate.manifest"]), out)
+
+
+def _pulled(manifest: dict[str, Any], out: Path) -> int:
     print(
         f"{manifest['rows']} rows -> {out}  "
         f"(manifest {manifest['id']}, licence {manifest['licence']})"

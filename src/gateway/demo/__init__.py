@@ -130,7 +130,13 @@ def _prepare_site(
     _fill_stores(home, stores, entries, now)
     url = f"http://127.0.0.1:{port}"
     config: dict[str, Any] = {
-        "node": {"institution": institution, "title": TITLES[institution], "public_url": url},
+        "node": {
+            "institution": institution,
+            "title": TITLES[institution],
+            "public_url": url,
+            # A fictional institution: its data desk is an address of the reserved .example domain.
+            "contact": f"data-desk@{institution}.example",
+        },
         "stores": stores,
         "datasets": entries,
         "policy": policy,
@@ -190,6 +196,9 @@ def personas(nodes: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "name": p.name,
                 "subject": p.subject,
+                # What policy lines name them by (their tokens are the operator's word, so
+                # their namespace is their institution; see gateway.identity).
+                "principal": f"{p.institution}:{p.subject}",
                 "institution": p.institution,
                 "roles": list(p.roles),
                 "about": p.about,
