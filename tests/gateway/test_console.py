@@ -255,7 +255,7 @@ def test_a_steward_dry_runs_applies_and_the_matrix_changes(node_app):
     token = csrf_of(client.get("/console/policy").text)
     diff = client.post("/console/policy/dry-run", data={**PARTNER_TRAIN, "csrf": token})
     assert diff.status_code == 200
-    assert "any-member@borealis" in diff.text and "gains access" in diff.text
+    assert "borealis:any-member" in diff.text and "gains access" in diff.text
     assert _version(node_app) == before  # a dry run changes nothing
     line = re.search(r'name="line" value="([^"]+)"', diff.text)
     assert line
@@ -336,7 +336,7 @@ def test_the_audit_log_is_newest_first_filtered_and_paged(node_app, busy):
     second = _indices(client.get(older.group(1).replace("&amp;", "&")).text)
     assert second and max(second) < min(got)
     denied = client.get(
-        "/console/audit", params={"decision": "deny", "principal": "pablo@borealis"}
+        "/console/audit", params={"decision": "deny", "principal": "borealis:pablo"}
     )
     assert _indices(denied.text) and "allow</span>" not in denied.text
     recent = client.get("/console/audit", params={"since": "1h", "name": "decision"})
@@ -388,7 +388,7 @@ def test_lineage_is_drawn_with_click_through(node_app, api, headers):
     graph = client.get("/console/lineage", params={"dataset": NI}).text
     assert "<svg" in graph and 'class="node model"' in graph
     assert 'href="/console/lineage?model=console-forest%403"' in graph
-    assert 'href="/console/lineage?principal=mia%40aurora"' in graph
+    assert 'href="/console/lineage?principal=aurora%3Amia"' in graph
     model = client.get("/console/lineage", params={"model": "console-forest@3"}).text
     assert 'class="node dataset"' in model and "aurora/ni-superalloys" in model
 

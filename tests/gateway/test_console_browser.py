@@ -125,7 +125,7 @@ def test_a_steward_changes_the_policy_through_the_dry_run(browser, site):
     page.fill("#f-subject", "partner")
     page.click("#dry-run")
     assert "would change" in page.locator("#impact-count").inner_text()
-    assert page.locator("h3", has_text="any-member@borealis").is_visible()
+    assert page.locator("h3", has_text="borealis:any-member").is_visible()
     assert page.locator("ins", has_text="gains access").first.is_visible()
     assert app.state.node.governance.version == before
     _shot(page, "dry-run")
@@ -153,7 +153,7 @@ def test_an_auditor_checks_a_proof_and_follows_lineage(browser, site):
     page.select_option('select[name="name"]', "policy")
     page.fill('input[name="since"]', "1h")
     page.click("text=Filter")
-    rows = page.locator("table.events tr", has_text="sana@aurora")
+    rows = page.locator("table.events tr", has_text="aurora:sana")
     assert rows.count() >= 1
     _shot(page, "audit")
     rows.first.locator("a.event-link").click()

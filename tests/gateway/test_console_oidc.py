@@ -143,7 +143,7 @@ def test_oidc_authorization_code_with_pkce_signs_in(world):
     signed_in = _callback(client, at_idp.headers["location"])
     assert signed_in.status_code == 303 and signed_in.headers["location"] == "/console/catalog"
     policy = client.get("/console/policy")
-    assert policy.status_code == 200 and "mia@aurora" in policy.text
+    assert policy.status_code == 200 and f"{issuer}#mia" in policy.text  # issuer-qualified
     assert csrf_of(policy.text)
 
 
