@@ -19,10 +19,14 @@ __all__ = [
     "CheckpointRefused",
     "DatasetRegistered",
     "DecisionMade",
+    "DenialsSuppressed",
     "Event",
+    "JobChanged",
+    "ModelQueried",
     "PolicyChanged",
     "RelayForwarded",
     "RunRegistered",
+    "ShareChanged",
     "SliceDelivered",
     "canonical_json",
     "event_from_dict",
@@ -81,6 +85,7 @@ class DecisionMade(Event):
     columns: tuple[str, ...] = ()
     withheld: tuple[str, ...] = ()
     masked: Mapping[str, str] = field(default_factory=dict)
+    mask_key: str | None = None
     row_filter: str | None = None
     obligations: tuple[Mapping[str, str], ...] = ()
     matched: tuple[tuple[str, ...], ...] = ()
@@ -154,6 +159,17 @@ class AuthenticationFailed(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DenialsSuppressed(Event):
+    """Denied requests of one principal counted, not logged one by one, in ``[since, until)``."""
+
+    name: ClassVar[str] = "denials-suppressed"
+
+    suppressed: int = 0
+    since: str = ""
+    until: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunRegistered(Event):
     """A training run that consumed manifests of this node and produced a model."""
 
@@ -183,6 +199,31 @@ class RelayForwarded(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JobChanged(Event):
+    """A background job (compute-to-data training) was queued, started, finished or failed."""
+
+    name: ClassVar[str] = "job"
+
+    job_id: str = ""
+    kind: str = ""
+    status: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelQueried(Event):
+    """A model kept on the node answered (or refused) a prediction or screening call."""
+
+    name: ClassVar[str] = "model-query"
+
+    job: str = ""
+    kind: str = ""  # predict, screen
+    rows: int = 0
+    refused: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointRefused(Event):
     """As a witness, this node refused a peer log's checkpoint: a possible fork or rollback."""
 
@@ -196,6 +237,18 @@ class CheckpointRefused(Event):
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShareChanged(Event):
+    """A steward offered (or changed) a Delta Sharing share, or withdrew it."""
+
+    name: ClassVar[str] = "share"
+
+    share: str = ""
+    change: str = ""  # "offered" or "withdrawn"
+    datasets: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
+
+
 _REGISTRY: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -205,9 +258,13 @@ _REGISTRY: dict[str, type[Event]] = {
         AgreementAccepted,
         DatasetRegistered,
         AuthenticationFailed,
+        DenialsSuppressed,
         RunRegistered,
         RelayForwarded,
+        JobChanged,
+        ModelQueried,
         CheckpointRefused,
+        ShareChanged,
     )
 }
 

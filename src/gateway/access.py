@@ -2,16 +2,21 @@
 
 Routes never decide: they call a service, and services call ``ensure`` (datasette's
 ``ensure_permission`` is the model): the decision is appended to the audit log before anything
-else happens, allow or deny; if the log cannot be written, nothing is released (503).
+else happens, allow or deny; if the log cannot be written, nothing is released (503). Denials
+are rate-limited per principal (``audit.ratelimit.DenialLimiter``): past a burst they are counted
+and recorded as one ``DenialsSuppressed`` summary, so a flood of refused requests cannot flood
+the log.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+import sqlalchemy as sa
 
 from audit.errors import AuditUnavailable
-from audit.events import DecisionMade, Event
+from audit.events import DecisionMade, DenialsSuppressed, Event
 from connectors.datasets import Dataset
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from policies.decisions import Action, Decision
@@ -20,7 +25,9 @@ from policies.principals import Principal
 if TYPE_CHECKING:
     from gateway.node import Node
 
-__all__ = ["dataset_for", "ensure", "record", "visible_datasets"]
+__all__ = ["dataset_for", "ensure", "flush_denials", "record", "recorder", "visible_datasets"]
+
+T = TypeVar("T")
 
 
 def record(node: Node, event: Event) -> int:
@@ -29,6 +36,22 @@ def record(node: Node, event: Event) -> int:
         return node.audit.append(event)
     except AuditUnavailable as exc:
         raise ServiceUnavailable("the audit log cannot be written; nothing was released") from exc
+
+
+def recorder(node: Node, event: Callable[[T], Event]) -> Callable[[sa.Connection, T], None]:
+    """A hook for a state change's own transaction: it appends ``event(change)`` on the same
+    connection, so the change and its entry commit together; if the entry cannot be written the
+    hook raises 503 and the transaction, change included, rolls back."""
+
+    def hook(conn: sa.Connection, change: T) -> None:
+        try:
+            node.audit.append_in(conn, [event(change)])
+        except AuditUnavailable as exc:
+            raise ServiceUnavailable(
+                "the audit log cannot be written; nothing was changed"
+            ) from exc
+
+    return hook
 
 
 def visible_datasets(node: Node, principal: Principal) -> list[Dataset]:
@@ -48,7 +71,7 @@ def dataset_for(
     decision = node.governance.decide(principal, dataset, Action.DISCOVER, "*", None)
     if not decision.allowed:
         # Recorded, so cross-domain probing shows up in the log; answered as if absent.
-        record(node, _event(node, principal, decision, request_id))
+        _record_decision(node, principal, decision, request_id)
         raise missing
     return dataset
 
@@ -65,7 +88,7 @@ def ensure(
 ) -> Decision:
     """Decide, record the decision, and raise Forbidden with the reasons on a deny."""
     decision = node.governance.decide(principal, dataset, action, purpose, columns)
-    record(node, _event(node, principal, decision, request_id))
+    _record_decision(node, principal, decision, request_id)
     if not decision.allowed:
         # What the token lacked (a roles claim the issuer should carry) is part of the answer.
         reasons = [*decision.reasons, *principal.notes]
@@ -75,6 +98,31 @@ def ensure(
             policy_version=decision.policy_version,
         )
     return decision
+
+
+def _record_decision(node: Node, principal: Principal, decision: Decision, request_id: str) -> None:
+    """Record an allow always; a denial unless the principal's denials are being counted."""
+    logged = decision.allowed or node.denials.admit(principal.id, principal.institution)
+    flush_denials(node)
+    if logged:
+        record(node, _event(node, principal, decision, request_id))
+
+
+def flush_denials(node: Node, *, everything: bool = False) -> None:
+    """Record the summaries of denials counted in closed windows (all windows: ``everything``)."""
+    for s in node.denials.drain(everything=everything):
+        record(
+            node,
+            DenialsSuppressed(
+                node=node.institution,
+                principal=s.principal,
+                institution=s.institution,
+                decision="deny",
+                suppressed=s.count,
+                since=s.since.isoformat(),
+                until=s.until.isoformat(),
+            ),
+        )
 
 
 def _event(node: Node, principal: Principal, decision: Decision, request_id: str) -> DecisionMade:
@@ -93,6 +141,7 @@ def _event(node: Node, principal: Principal, decision: Decision, request_id: str
         columns=decision.columns,
         withheld=decision.withheld,
         masked=summary["masked"],
+        mask_key=summary["mask_key"],
         row_filter=summary["row_filter"],
         obligations=tuple(summary["obligations"]),
         matched=decision.matched,

@@ -81,7 +81,10 @@ def events(
 def export(node: Node, principal: Principal, filters: EventFilter, fmt: str) -> Iterator[bytes]:
     """The matching events as JSON lines or CSV, spooled to disk so memory stays flat."""
     _ensure_auditor(node, principal)
-    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+t", encoding="utf-8")  # noqa: SIM115
+    # newline="": CSV cells keep their carriage returns, the writer's line ends stay as written
+    spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+        max_size=8 << 20, mode="w+t", encoding="utf-8", newline=""
+    )
     node.audit.export(spool, fmt, filters)
     spool.seek(0)
     return _chunks(spool)
@@ -118,6 +121,10 @@ def report(
 ) -> dict[str, Any]:
     """Where did ``dataset`` go: its entries and models with proofs (auditors)."""
     _ensure_auditor(node, principal)
+    try:  # the same bounds as the event queries: times no entry can have are refused
+        EventFilter(since=since, until=until)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
     since, until = _aware(since), _aware(until)
     if since is not None and until is not None and since >= until:
         raise BadRequest("since must be before until")

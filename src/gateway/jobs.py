@@ -1,7 +1,8 @@
 """Background jobs of a node (compute-to-data training): bounded, off the event loop, observable.
 
 A job's state lives in the node database, so any replica of the node answers ``/jobs/{id}``
-whichever one runs it; the work itself runs on this replica's small pool of threads.
+whichever one runs it; the work itself runs on this replica's small pool of threads. A job's
+creation and each change of its status commit with their audit entry (``record``), or not at all.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
 
 from gateway.db import jobs_table
 from gateway.errors import NotFound, ServiceUnavailable
+from gateway.problems import public_detail
 
 __all__ = ["Job", "Jobs", "model_response"]
 
 Progress = Callable[[str, float], None]
 Work = Callable[[Progress], tuple[dict[str, Any], bytes | None]]
+Record = Callable[[sa.Connection, "Job"], None]
 _STEP = 0.02  # progress is written when it moved by this much, or the stage changed
 
 
@@ -41,6 +44,7 @@ class Job:
     result: dict[str, Any] | None = None
     artifact: bytes | None = field(default=None, repr=False)
     error: dict[str, Any] | None = None
+    has_artifact: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (without the artifact bytes)."""
@@ -54,15 +58,16 @@ class Job:
             "progress": round(self.progress, 3),
             "result": self.result,
             "error": self.error,
-            "artifact": self.artifact is not None,
+            "artifact": self.has_artifact or self.artifact is not None,
         }
 
 
 class Jobs:
     """Jobs recorded in the node database and run by a small pool of worker threads."""
 
-    def __init__(self, engine: sa.Engine, workers: int = 1) -> None:
+    def __init__(self, engine: sa.Engine, workers: int = 1, record: Record | None = None) -> None:
         self._engine = engine
+        self._record = record
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="matgate-job")
         self._lock = threading.Lock()
         self._pending = 0
@@ -75,32 +80,44 @@ class Jobs:
                 raise ServiceUnavailable("the node's job queue is full; try again later")
             self._pending += 1
         job = Job(uuid.uuid4().hex, owner, kind, dt.datetime.now(dt.UTC).isoformat())
-        with self._engine.begin() as conn:
-            conn.execute(jobs_table.insert().values(**_row(job)))
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(jobs_table.insert().values(**_row(job)))
+                if self._record is not None:
+                    self._record(conn, job)
+        except BaseException:
+            with self._lock:
+                self._pending -= 1
+            raise
         self._pool.submit(self._run, job, work)
         return job
 
-    def get(self, job_id: str, owner: str) -> Job:
-        """The job, if ``owner`` started it (anyone else gets the same 404 as for no job)."""
+    def get(self, job_id: str, owner: str, *, artifact: bool = False) -> Job:
+        """The job, if ``owner`` started it (anyone else gets the same 404 as for no job); its
+        artifact bytes are read only when asked for."""
+        columns = [c for c in jobs_table.c if artifact or c.name != "artifact"]
+        has = jobs_table.c.artifact.is_not(None).label("has_artifact")
         with self._engine.connect() as conn:
             row = (
-                conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id))
+                conn.execute(sa.select(*columns, has).where(jobs_table.c.id == job_id))
                 .mappings()
                 .first()
             )
         if row is None or row["owner"] != owner:
             raise NotFound(f"no job {job_id!r}")
-        return Job(**dict(row))
+        return Job(**{**dict(row), "has_artifact": bool(row["has_artifact"])})
 
     def close(self) -> None:
         """Stop taking jobs; running ones finish."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _save(self, job: Job, **changes: Any) -> None:
-        for key, value in changes.items():
-            setattr(job, key, value)
         with self._engine.begin() as conn:
             conn.execute(jobs_table.update().where(jobs_table.c.id == job.id).values(**changes))
+            if "status" in changes and self._record is not None:
+                self._record(conn, replace(job, **changes))
+        for key, value in changes.items():  # committed
+            setattr(job, key, value)
 
     def _run(self, job: Job, work: Work) -> None:
         def progress(stage: str, fraction: float) -> None:
@@ -114,7 +131,8 @@ class Jobs:
             self._save(job, status="done", progress=1.0, result=_json(result), artifact=artifact)
         except Exception as exc:  # the job's failure is its result; the worker lives on
             status = getattr(exc, "status", 500)
-            error = {"status": status, "title": type(exc).__name__, "detail": str(exc)}
+            detail = public_detail(exc, status)  # the job's owner never sees driver text
+            error = {"status": status, "title": type(exc).__name__, "detail": detail}
             self._save(job, status="failed", error=error)
         finally:
             with self._lock:

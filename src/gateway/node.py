@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from audit.checkpoints import Notary, origin_of
@@ -12,19 +14,22 @@ from audit.lineage import Lineage
 from audit.log import AuditLog
 from audit.manifests import sign_manifest
 from audit.provenance import LineageEmitter
-from audit.ratelimit import FailureLimiter
+from audit.ratelimit import DenialLimiter, FailureLimiter
 from connectors.netguard import NetPolicy, guarded_client
+from gateway.access import recorder
 from gateway.assertions import MemoryReplayCache, RedisReplayCache, ReplayCache
 from gateway.catalog import Catalog
-from gateway.config import IssuerConfig, NodeConfig, PeerConfig
+from gateway.config import ConfigError, IssuerConfig, NodeConfig, PeerConfig
 from gateway.db import create_engine
 from gateway.errors import MatgateError, Unauthorized
 from gateway.identity import Authenticator, TokenIssuer
 from gateway.jobs import Jobs
-from gateway.keys import ALGORITHM, NodeKey
+from gateway.kept import Budgets, KeptModels
+from gateway.keys import ALGORITHM, MaskSecret, NodeKey, mask_secret_for
 from gateway.migrations import migrate
 from gateway.peers import Peers, check_address, peer_policy
 from gateway.provenance import ProvenanceStore
+from gateway.records import job_event, policy_event, registration_event
 from gateway.settings import Settings
 from gateway.stores import Stores
 from gateway.witness import Witness
@@ -61,6 +66,11 @@ class Node:
         self.engine = create_engine(settings.resolved_database_url())
         migrate(self.engine)
         self.key = NodeKey.load_or_create(settings.resolved_key_file())
+        # the log first: every state change below, start-up's included, commits with its entry
+        self.audit = AuditLog(
+            self.engine, Signer(self.key.private, self.key.kid), node=self.institution, clock=clock
+        )
+        config_actor = f"config@{self.institution}"
         self.issuer = TokenIssuer(
             key=self.key,
             issuer=self.public_url,
@@ -92,21 +102,29 @@ class Node:
             network=network,
         )
         self.catalog = Catalog(self.engine, self.stores)
-        self.catalog.sync(config.datasets, by=f"config@{self.institution}")
+        self.catalog.sync(
+            config.datasets,
+            by=config_actor,
+            record=recorder(self, partial(registration_event, self.institution, config_actor)),
+        )
         self.watcher = (
             RedisWatcher(settings.policy_sync_url, channel=f"matgate:policy:{self.institution}")
             if settings.policy_sync_url
             else None
         )
+        policy = PolicyConfig.model_validate(config.policy)
+        self.mask = _mask_secret(settings, policy)
         self.governance = Governance(
             self.engine,
-            PolicyConfig.model_validate(config.policy),
+            policy,
             clock=clock,
             watcher=self.watcher,
+            mask_key=self.mask.key,
+            mask_key_id=self.mask.kid,
         )
-        self.governance.seed(self.catalog.all())
-        self.audit = AuditLog(
-            self.engine, Signer(self.key.private, self.key.kid), node=self.institution, clock=clock
+        self.governance.seed(
+            self.catalog.all(),
+            record=recorder(self, partial(policy_event, self.institution, config_actor)),
         )
         # the log's checkpoints as C2SP notes; this node witnessing its peers, and they it
         self.notary = Notary(self.engine, self.audit.signer, origin_of(self.institution))
@@ -121,7 +139,18 @@ class Node:
         self.service = Principal(subject="witness", institution=self.institution)
         self.cosigners = Cosigners(self.peers, self.audit, self.notary, self.service)
         self.auth_failures = FailureLimiter(clock=clock)
-        self.jobs = Jobs(self.engine, workers=config.limits.train_workers)
+        self.denials = DenialLimiter(
+            burst=settings.denial_burst,
+            window_seconds=settings.denial_window_seconds,
+            clock=clock,
+        )
+        self.jobs = Jobs(
+            self.engine,
+            workers=config.limits.train_workers,
+            record=recorder(self, partial(job_event, self.institution)),
+        )
+        self.kept_models = KeptModels()
+        self.budgets = Budgets()
         self.lineage = Lineage(self.engine, self.audit)
         self.openlineage = (
             LineageEmitter(
@@ -161,6 +190,16 @@ class Node:
         self.stores.close()
         self.auth.close()
         self.engine.dispose()
+
+
+def _mask_secret(settings: Settings, policy: PolicyConfig) -> MaskSecret:
+    """The key of the node's hash masks; a node without one does not start."""
+    shared = {k.name: k.env for k in policy.shared_mask_keys}
+    path = settings.resolved_mask_secret_file()
+    try:
+        return mask_secret_for(policy.mask_key, shared, path, os.environ)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"policy.mask_key: {exc}") from exc
 
 
 def _identity_policy(config: NodeConfig, network: NetPolicy) -> NetPolicy:
