@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,12 +12,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+browser:  ## Debian's Chromium for the console's browser tests (installed as root, when missing)
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		apt-get install -y -qq chromium; } || \
+		echo "no chromium: the console's browser tests skip (and fail when CI is set)"
 
 demo: $(STAMP)  ## start the demo federation (three nodes) on embedded defaults
-	$(BIN)/matgate demo --data-dir .demo
+	MATGATE_CONSOLE_DEMO_SIGNIN=true $(BIN)/matgate demo --data-dir .demo
 
-test: lint  ## install everything, lint and type-check, and run the suite
+test: lint browser  ## install everything, lint and type-check, and run the suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

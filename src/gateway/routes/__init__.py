@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from gateway.console import router as console_router
 from gateway.faces import delta_sharing, optimade
 from gateway.routes import (
     audit,
@@ -31,4 +32,5 @@ routers: tuple[APIRouter, ...] = (
     optimade.router,
     delta_sharing.router,
     delta_sharing.admin_router,
+    console_router,
 )
