@@ -92,14 +92,14 @@ class Dataset(BaseModel):
     name: str = Field(
         description="Dataset name, unique within the institution.", pattern=_NAME.pattern
     )
-    title: str
-    description: str = ""
-    creators: tuple[str, ...] = ()
-    created: dt.date | None = None
-    modified: dt.date | None = None
-    keywords: tuple[str, ...] = ()
+    title: str = Field(description="Short human-readable title.")
+    description: str = Field(default="", description="What the dataset holds and how it was made.")
+    creators: tuple[str, ...] = Field(default=(), description="People or groups who made it.")
+    created: dt.date | None = Field(default=None, description="Date the data was created.")
+    modified: dt.date | None = Field(default=None, description="Date of its last change.")
+    keywords: tuple[str, ...] = Field(default=(), description="Words the catalog search finds.")
     method: str | None = Field(default=None, description="Method or instrument.")
-    version: str = "1"
+    version: str = Field(default="1", description="Version of the data, in the manifest.")
     persistent_id: str | None = Field(default=None, description="DOI or other persistent id.")
     license: str = Field(description="SPDX licence id or LicenseRef-...")
     source: str | None = Field(default=None, description="Where the data comes from.")
@@ -110,8 +110,10 @@ class Dataset(BaseModel):
     embargo_column: str | None = Field(
         default=None, description="Timestamp column: a row is embargoed until its value."
     )
-    location: Store
-    columns: tuple[Column, ...] = Field(min_length=1, max_length=10_000)
+    location: Store = Field(description="Store and table (or file) that hold the rows.")
+    columns: tuple[Column, ...] = Field(
+        min_length=1, max_length=10_000, description="Column schema: name, type, unit, PSPP role."
+    )
 
     @property
     def id(self) -> str:
