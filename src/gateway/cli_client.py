@@ -82,8 +82,66 @@ def add_client_commands(sub: Any) -> None:
     _client_args(pull)
     pull.set_defaults(handler=_pull)
 
+    train = sub.add_parser(
+        "train",
+        help="train on a node (compute-to-data)",
+        description="Train a forward model where the rows live; only the model comes back.",
+    )
+    train.add_argument("dataset", help="institution/name")
+    train.add_argument("--target", required=True, help="the property column to predict")
+    train.add_argument("--purpose", default="ml-training", help="declared purpose")
+    train.add_argument("--estimator", default="random_forest", help="e.g. random_forest")
+    train.add_argument("--cv", type=int, default=5, help="cross-validation folds")
+    train.add_argument("--filter", default=None, help="rows to train on (filter language)")
+    train.add_argument("-o", "--output", type=Path, default=None, help="write the model (skops)")
+    train.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the job")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--json", action="store_true", help="print the job as JSON")
+    _client_args(train)
+    train.set_defaults(handler=_train)
+
     add_policy_commands(sub)
     add_audit_commands(sub)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from gateway.cli_output import print_table, wait_for_job
+
+    body: dict[str, Any] = {
+        "target": args.target,
+        "purpose": args.purpose,
+        "estimator": args.estimator,
+        "cv": args.cv,
+    }
+    if args.filter:
+        body["filter"] = args.filter
+    with _client(args) as client:
+        job = client.post(f"/datasets/{args.dataset}/train", body)
+        job = wait_for_job(
+            lambda: client.get(f"/jobs/{job['id']}"),
+            job,
+            timeout=args.timeout,
+            enabled=not args.no_progress,
+        )
+        if job["status"] == "done" and args.output:
+            args.output.write_bytes(client._download(f"/jobs/{job['id']}/model"))
+    if args.json:
+        _print(job)
+    else:
+        result = job.get("result") or {}
+        rows = [("job", job["id"]), ("status", job["status"])]
+        rows += [(k, v) for k, v in result.items() if isinstance(v, str | int | float)]
+        metrics = (result.get("model") or {}).get("metrics")
+        if isinstance(metrics, dict):
+            rows += [(k, v) for k, v in metrics.items() if isinstance(v, str | int | float)]
+        if args.output and job["status"] == "done":
+            rows.append(("model", str(args.output)))
+        print_table(rows, ("", args.dataset))
+    if job["status"] != "done":
+        error = job.get("error") or {}
+        print(f"matgate: job {job['status']}: {error.get('detail', '')}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def add_policy_commands(sub: Any) -> None:

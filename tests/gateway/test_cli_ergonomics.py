@@ -140,3 +140,16 @@ def test_cli_catalog_federated(world, monkeypatch, capsys):
     assert {"alpha/gaps", "beta/gaps", "gamma/gaps"} <= ids
     assert main(["catalog"]) == 0
     assert "beta/gaps" not in capsys.readouterr().out
+
+
+def test_train_waits_for_the_remote_job_and_writes_the_model(as_user, tmp_path, capsys):
+    from training.store import loads_model
+
+    as_user("ml-user")
+    out = tmp_path / "model.skops"
+    args = ["train", "aurora/steels-yield", "--target", "target", "--estimator", "ridge"]
+    assert main([*args, "--cv", "3", "-o", str(out), "--json"]) == 0
+    job = json.loads(capsys.readouterr().out)
+    assert job["status"] == "done"
+    model = loads_model(out.read_bytes())
+    assert model.metrics["mae"] == pytest.approx(job["result"]["model"]["metrics"]["mae"])
