@@ -7,6 +7,7 @@ else happens, allow or deny; if the log cannot be written, nothing is released (
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from audit.errors import AuditUnavailable
 from audit.events import DecisionMade, Event
 from connectors.datasets import Dataset
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
+from gateway.observability import request_id_var
 from policies.decisions import Action, Decision
 from policies.principals import Principal
 
@@ -24,7 +26,11 @@ __all__ = ["dataset_for", "ensure", "record", "visible_datasets"]
 
 
 def record(node: Node, event: Event) -> int:
-    """Append ``event`` to the audit log, failing closed with 503 if it cannot be written."""
+    """Append ``event`` to the audit log, failing closed with 503 if it cannot be written.
+
+    An event that names no request gets the id of the request being served, if any."""
+    if not event.request_id and (rid := request_id_var.get()) != "-":
+        event = dataclasses.replace(event, request_id=rid)
     try:
         return node.audit.append(event)
     except AuditUnavailable as exc:

@@ -16,7 +16,6 @@ import json
 import logging
 import queue
 import threading
-import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,8 +29,9 @@ from connectors.filterparser import check, parse, unparse
 from connectors.filters import Filter, all_of, fields
 from connectors.query import Query
 from gateway.access import dataset_for, ensure, record
-from gateway.errors import BadRequest, Forbidden, ServiceUnavailable
+from gateway.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
 from gateway.formats import Format, encode
+from gateway.observability import claim_request_id
 from policies.decisions import Action, Decision
 from policies.principals import Principal
 
@@ -47,6 +47,7 @@ __all__ = [
     "manifest_for",
     "open_slice",
     "permitted",
+    "released",
 ]
 
 MANIFEST_KEY = b"matgate.manifest"
@@ -103,7 +104,7 @@ def permitted(
     action: Action = Action.READ,
 ) -> Permitted:
     """Find the dataset, check the request, decide (recorded), build the one pushed-down Query."""
-    request_id = uuid.uuid4().hex
+    request_id = claim_request_id(lambda rid: released(node, rid))
     dataset = dataset_for(node, principal, dataset_id, request_id=request_id)
     user_filter = _parse_filter(req.filter, dataset)
     _check_columns(dataset, req)
@@ -121,6 +122,15 @@ def permitted(
         offset=req.offset,
     )
     return Permitted(request_id, dataset, decision, query)
+
+
+def released(node: Node, manifest_id: str) -> bool:
+    """Whether this node already released a slice under ``manifest_id``."""
+    try:
+        node.provenance.get(manifest_id)
+    except NotFound:
+        return False
+    return True
 
 
 def open_slice(node: Node, principal: Principal, dataset_id: str, req: SliceRequest) -> Slice:
