@@ -220,8 +220,10 @@ def _explain(args: argparse.Namespace) -> int:
     rows = [("allowed", found.get("allowed")), ("policy version", found.get("policy_version"))]
     rows += [("reason", r) for r in found.get("reasons", [])]
     for key in ("columns", "withheld"):
-        if found.get(key):
-            rows.append((key, ", ".join(found[key])))
+        names = found.get(key) or []
+        if names:
+            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+            rows.append((key, f"{len(names)}: {shown}"))
     rows += [(k, v) for k, v in found.items() if k in ("row_filter", "masks") and v]
     return print_table(rows, ("", found.get("dataset", args.dataset)))
 
@@ -566,17 +568,23 @@ def _policy_list(args: argparse.Namespace) -> int:
         return _print(found)
     from gateway.cli_output import print_table
 
-    keys = ("effect", "role", "user", "institution", "dataset", "action", "purpose")
     rows = []
     for line in found.get("lines", []):
         who = line.get("role") or line.get("user") or line.get("institution")
         extra = [
-            f"{k}={line[k]}"
-            for k in ("keep", "withhold", "mask", "rows", "agreement")
-            if line.get(k)
+            f"{k}={', '.join(v) if isinstance(v, list) else v}"
+            for k in ("keep", "withhold", "mask", "rows", "agreement", "embargo")
+            if (v := line.get(k)) and not (k == "mask" and v == "drop")
         ]
         rows.append(
-            (line.get("effect", "allow"), who, *[line.get(k) for k in keys[4:]], " ".join(extra))
+            (
+                line.get("effect") or "allow",
+                who,
+                line.get("dataset") or "*",
+                line.get("action"),
+                line.get("purpose") or "*",
+                "  ".join(extra),
+            )
         )
     title = f"{found.get('domain', args.domain)}, policy version {found.get('version', '?')}"
     return print_table(
