@@ -38,6 +38,11 @@ COLUMNS = tuple(
 )
 
 
+def _user(rng: random.Random) -> str:
+    subject = f"u{rng.randrange(USERS_PER_INSTITUTION)}"
+    return f"{rng.choice(INSTITUTIONS)}:{subject}"
+
+
 def build(rng: random.Random) -> tuple[PolicyConfig, list[Dataset], list[Principal]]:
     """A synthetic federation of the benchmark's size."""
     datasets = [
@@ -61,7 +66,7 @@ def build(rng: random.Random) -> tuple[PolicyConfig, list[Dataset], list[Princip
             if kind < 0.7
             else {"institution": rng.choice(INSTITUTIONS)}
             if kind < 0.85
-            else {"user": f"u{rng.randrange(USERS_PER_INSTITUTION)}@{rng.choice(INSTITUTIONS)}"}
+            else {"user": _user(rng)}
         )
         pattern = rng.random()
         dataset = (
@@ -90,7 +95,7 @@ def build(rng: random.Random) -> tuple[PolicyConfig, list[Dataset], list[Princip
     while len(grants) < GRANTS:
         inst = rng.choice(INSTITUTIONS)
         who = (
-            {"user": f"u{rng.randrange(USERS_PER_INSTITUTION)}@{inst}"}
+            {"user": f"{inst}:u{rng.randrange(USERS_PER_INSTITUTION)}"}
             if rng.random() < 0.9
             else {"institution": inst}
         )

@@ -8,7 +8,7 @@ with a SQLite store and the two others as peers (keys inline). ana of alpha is t
   against the same query over each dataset alone. Target: the 3-site query takes at most 1.2x
   the slowest single site (the sites are asked concurrently, not one after the other).
 - Cross-site pull: ``--pull-rows`` rows of ``beta/big`` pulled with the client through alpha
-  (relayed), against the same slice pulled from beta directly (the same principal, ana@alpha,
+  (relayed), against the same slice pulled from beta directly (the same principal, alpha:ana,
   under the same policy). Target: the relay within 1.3x of the direct pull.
 
 Rounds are interleaved so that drift hits every contender alike; medians are printed.

@@ -76,7 +76,7 @@ _EXAMPLES: dict[str, Any] = {
     "AgreementSpec.valid_until": dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
     "AgreementSpec.acceptance_days": 365,
     "PolicyLine.role": "partner",
-    "PolicyLine.user": "bob@beta",
+    "PolicyLine.user": "beta:bob",
     "PolicyLine.institution": "beta",
     "PolicyLine.domain": "alpha",
     "PolicyLine.dataset": "tensile-*",
@@ -85,7 +85,7 @@ _EXAMPLES: dict[str, Any] = {
     "PolicyLine.withhold": ["sensitivity:personal", "operator"],
     "PolicyLine.rows": "year >= 2020",
     "PolicyLine.agreement": "alpha-terms",
-    "RoleAssignment.user": "bob@beta",
+    "RoleAssignment.user": "beta:bob",
     "RoleAssignment.institution": "beta",
     "RoleAssignment.domain": "alpha",
 }

@@ -73,9 +73,11 @@ def ensure(
     decision = node.governance.decide(principal, dataset, action, purpose, columns)
     record(node, _event(node, principal, decision, request_id))
     if not decision.allowed:
+        # What the token lacked (a roles claim the issuer should carry) is part of the answer.
+        reasons = [*decision.reasons, *principal.notes]
         raise Forbidden(
-            "; ".join(decision.reasons) or "not allowed",
-            reasons=list(decision.reasons),
+            "; ".join(reasons) or "not allowed",
+            reasons=reasons,
             policy_version=decision.policy_version,
         )
     return decision

@@ -1,11 +1,14 @@
 """On-behalf-of assertions: how a home node speaks for one of its users to a peer node.
 
 The home node mints a short-lived JWT signed by its own key: ``iss`` its public URL, ``aud`` the
-owning node's public URL, ``sub``/``institution``/``roles`` the user's, ``act`` = ``{"sub": home
-institution}`` (the actor claim of RFC 8693), and a unique ``jti``. The owning node accepts it only
-from a configured peer, only for users of that peer's own institution, only while it is fresh,
-and only once: ``check_assertion`` applies those rules after the signature and the registered
-claims were verified (``identity.Authenticator``).
+owning node's public URL, ``sub`` the user's principal id at home (``aurora:mia``),
+``institution``/``roles`` the user's, ``act`` = ``{"sub": home institution}`` (the actor claim
+of RFC 8693), and a unique ``jti``. The owning node accepts it only from a configured peer, only
+for users of that peer's own institution, only while it is fresh, and only once:
+``check_assertion`` applies those rules after the signature and the registered claims were
+verified (``identity.Authenticator``). There the user's id is qualified by the peer's
+institution whatever the assertion says (``aurora:mia`` stays ``aurora:mia``; an id of another
+namespace becomes ``aurora:<that id>``), so no peer can speak as another institution's user.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def mint_assertion(
     claims: dict[str, Any] = {
         "iss": issuer,
         "aud": audience,
-        "sub": principal.subject,
+        "sub": principal.id,
         "institution": principal.institution,
         "roles": sorted(principal.roles),
         "act": {"sub": actor},

@@ -37,7 +37,8 @@ __all__ = [
 def _ensure_auditor(node: Node, principal: Principal) -> None:
     decision = node.governance.check_domain(principal, node.institution, Action.AUDIT)
     if not decision.allowed:
-        raise Forbidden("; ".join(decision.reasons) or f"not an auditor of {node.institution}")
+        reasons = [*decision.reasons, *principal.notes]
+        raise Forbidden("; ".join(reasons) or f"not an auditor of {node.institution}")
 
 
 def checkpoint(node: Node) -> dict[str, Any]:

@@ -183,7 +183,12 @@ def add_policy_commands(sub: Any) -> None:
     )
     explain.add_argument("--purpose", required=True, help="declared purpose, e.g. research")
     explain.add_argument("--columns", default=None, help="comma-separated")
-    explain.add_argument("--as", dest="as_user", default=None, help="subject@institution")
+    explain.add_argument(
+        "--as", dest="as_user", default=None, help="their principal id, namespace:subject"
+    )
+    explain.add_argument(
+        "--institution", default=None, help="their institution (default: the namespace)"
+    )
     explain.add_argument("--roles", default="", help="their roles, comma-separated")
     explain.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     _client_args(explain)
@@ -208,9 +213,18 @@ def _explain(args: argparse.Namespace) -> int:
     if args.columns:
         body["columns"] = [c.strip() for c in args.columns.split(",") if c.strip()]
     if args.as_user:
-        subject, _, institution = args.as_user.partition("@")
+        url = args.as_user.startswith(("https://", "http://"))
+        namespace, sep, subject = args.as_user.partition("#" if url else ":")
+        if not (sep and namespace and subject):
+            raise SystemExit("matgate: --as takes a principal id, namespace:subject")
+        institution = args.institution or namespace
         roles = [r for r in args.roles.split(",") if r]
-        body["principal"] = {"subject": subject, "institution": institution, "roles": roles}
+        body["principal"] = {
+            "subject": subject,
+            "institution": institution,
+            "namespace": namespace,
+            "roles": roles,
+        }
     with _client(args) as client:
         found = client.post("/explain", body)
     if args.json:

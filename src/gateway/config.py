@@ -15,8 +15,10 @@ Validated on load; an error names the file, the line and the key that is wrong::
 
     [[issuers]]
     issuer = "https://idp.alpha.example"
-    jwks_url = "https://idp.alpha.example/jwks.json"
+    discovery = true                  # or jwks_url = "...", or jwks = { keys = [...] }
+    namespace = "alpha"               # its users are alpha:<sub>
     institution = "alpha"
+    roles_claim = "realm_access.roles"
 
     [[datasets]]
     name = "ni-superalloys"
@@ -33,10 +35,20 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from connectors.datasets import Dataset
 from connectors.netguard import NetPolicy, parse_allow
+from gateway.claims import parse_claim_path
+from policies.lines import ROLE
+from policies.principals import NAMESPACE
 
 __all__ = [
     "ConfigError",
@@ -113,27 +125,101 @@ class StoreConfig(_Model):
         return self.path if self.kind == "files" else self.url  # type: ignore[return-value]
 
 
+# Asymmetric algorithms only: a shared-secret (HS*) issuer invites alg confusion with public keys.
+SIGNING_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+    | {"Ed25519"}
+)
+
+
 class IssuerConfig(_Model):
-    """A token issuer this node trusts (an institution's IdP, or a peer node)."""
+    """A token issuer this node trusts (an institution's IdP, or a peer node).
+
+    Its users' principal ids are qualified by ``namespace`` (``aurora:alice``), or by the issuer
+    URL without one (``https://idp.example#alice``), so two issuers' ``alice`` never meet.
+    """
 
     issuer: str = Field(description="Exact `iss` value.")
+    namespace: str | None = Field(
+        default=None,
+        description="Short name qualifying its users' ids ('aurora' gives 'aurora:alice'); "
+        "default: the issuer URL ('https://idp.example#alice').",
+    )
     institution: str | None = Field(
         default=None, description="Institution of its users; None: taken from `institution_claim`."
     )
     audience: str | None = Field(default=None, description="Expected `aud`; default: node's URL.")
+    discovery: bool = Field(
+        default=False,
+        description="Read `jwks_uri` from the issuer's /.well-known/openid-configuration, "
+        "whose `issuer` must equal this one exactly.",
+    )
     jwks_url: str | None = Field(default=None, description="Where to fetch its JWKS.")
     jwks: dict[str, Any] | None = Field(default=None, description="Inline JWKS.")
-    algorithms: tuple[str, ...] = Field(default=("EdDSA", "RS256", "ES256"), description="Allowed.")
-    roles_claim: str = Field(default="roles", description="Claim that lists the user's roles.")
-    institution_claim: str = Field(default="institution", description="Claim naming it.")
+    algorithms: tuple[str, ...] = Field(
+        default=("EdDSA", "RS256", "ES256"), description="Signing algorithms accepted (pinned)."
+    )
+    access_tokens_only: bool = Field(
+        default=False,
+        description="Accept only RFC 9068 access tokens (header typ 'at+jwt'), never ID tokens.",
+    )
+    roles_claim: tuple[str, ...] = Field(
+        default=("roles",),
+        description="Claim path(s) of the user's roles, e.g. 'realm_access.roles', "
+        "'resource_access.<client>.roles', 'scope', '[\"https://example.org/roles\"]'.",
+    )
+    groups_claim: str | None = Field(
+        default=None, description="Claim path of the user's IdP groups (mapped by group_roles)."
+    )
+    group_roles: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="IdP group -> matgate roles it confers."
+    )
+    institution_claim: str = Field(default="institution", description="Claim path naming it.")
+    max_token_lifetime: int = Field(
+        default=86400,
+        gt=0,
+        le=30 * 86400,
+        description="Longest accepted lifetime in seconds (exp - iat, and exp - now).",
+    )
+    leeway: int = Field(default=30, ge=0, le=300, description="Clock skew allowed, seconds.")
+
+    @field_validator("roles_claim", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _keys(self) -> IssuerConfig:
-        if (self.jwks_url is None) == (self.jwks is None):
-            raise ValueError("give exactly one of 'jwks_url' or 'jwks'")
+        given = sum(x is not None for x in (self.jwks_url, self.jwks))
+        if self.discovery and given:
+            raise ValueError("with 'discovery' the keys come from the issuer: no 'jwks_url'/'jwks'")
+        if not self.discovery and given != 1:
+            raise ValueError("give exactly one of 'jwks_url', 'jwks' or 'discovery = true'")
+        if self.discovery and not self.issuer.startswith(("https://", "http://")):
+            raise ValueError("discovery needs an http(s) issuer URL")
         if "none" in {a.lower() for a in self.algorithms}:
             raise ValueError("algorithm 'none' is never accepted")
+        if not self.algorithms or not set(self.algorithms) <= SIGNING_ALGORITHMS:
+            raise ValueError(
+                f"algorithms must be among {sorted(SIGNING_ALGORITHMS)} (no shared-secret HS*)"
+            )
+        if self.namespace is not None and not NAMESPACE.match(self.namespace):
+            raise ValueError(f"namespace {self.namespace!r} must be a slug (a-z, 0-9, '_.-')")
+        for path in (*self.roles_claim, self.groups_claim, self.institution_claim):
+            if path is not None:
+                parse_claim_path(path)
+        if self.group_roles and self.groups_claim is None:
+            raise ValueError("'group_roles' needs 'groups_claim'")
+        for group, roles in self.group_roles.items():
+            bad = [r for r in roles if not ROLE.match(r)]
+            if bad:
+                raise ValueError(f"group_roles[{group!r}]: {bad} are not role names")
         return self
+
+    @property
+    def qualifier(self) -> str:
+        """What its users' ids are qualified by: the namespace, or the issuer URL."""
+        return self.namespace or self.issuer
 
 
 class PeerConfig(_Model):
@@ -281,6 +367,31 @@ class NodeConfig(_Model):
         peers = [p.institution for p in self.peers]
         if len(peers) != len(set(peers)) or self.node.institution in peers:
             raise ValueError("peers: one entry per other institution, never this node's own")
+        return self
+
+    @model_validator(mode="after")
+    def _issuer_namespaces(self) -> NodeConfig:
+        # Two issuers may never give the same principal id to two different people.
+        institutions = {self.node.institution, *(p.institution for p in self.peers)}
+        seen_iss = {p.issuer for p in self.peers}
+        if len(seen_iss) != len(self.peers):
+            raise ValueError("peers: two peers share a public URL (the issuer of their assertions)")
+        seen_ns: set[str] = set()
+        for i, issuer in enumerate(self.issuers):
+            if issuer.issuer in seen_iss:
+                raise ValueError(f"issuers[{i}].issuer: {issuer.issuer!r} is trusted twice")
+            seen_iss.add(issuer.issuer)
+            ns = issuer.namespace
+            if ns is None:
+                continue
+            if ns in seen_ns:
+                raise ValueError(f"issuers[{i}].namespace: {ns!r} is another issuer's already")
+            seen_ns.add(ns)
+            if ns in institutions and issuer.institution != ns:
+                raise ValueError(
+                    f"issuers[{i}].namespace: {ns!r} names an institution of the federation; "
+                    f"only an issuer of its own users (institution = {ns!r}) may use it"
+                )
         return self
 
 

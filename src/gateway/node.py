@@ -81,6 +81,7 @@ class Node:
             http=guarded_client(
                 _identity_policy(config, network), timeout=5.0, follow_redirects=False
             ),
+            own_issuer=self.issuer.issuer,
         )
         self.peers = Peers(
             config.peers,

@@ -108,8 +108,14 @@ class PrincipalRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    subject: str = Field(min_length=1, max_length=128)
+    subject: str = Field(min_length=1, max_length=200)
     institution: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    namespace: str | None = Field(
+        default=None,
+        pattern=r"^([a-z0-9][a-z0-9_.-]{0,63}|https?://[^\s#]{1,200})$",
+        description="Namespace of their issuer (their id is namespace:subject); default: "
+        "the institution.",
+    )
     roles: list[str] = Field(default_factory=list, max_length=100)
 
 

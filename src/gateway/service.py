@@ -89,7 +89,8 @@ def register_dataset(node: Node, principal: Principal, dataset: Dataset) -> Data
         raise Forbidden(f"this node registers datasets of {node.institution!r} only")
     decision = node.governance.check_domain(principal, node.institution, Action.MANAGE)
     if not decision.allowed:
-        raise Forbidden("; ".join(decision.reasons) or "not a steward of this domain")
+        reasons = [*decision.reasons, *principal.notes]
+        raise Forbidden("; ".join(reasons) or "not a steward of this domain")
     node.governance.register(dataset)  # refuses an unknown licence before anything is written
     registered = node.catalog.register(dataset, by=principal.id)
     record(

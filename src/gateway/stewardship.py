@@ -103,6 +103,7 @@ def explain(node: Node, principal: Principal, body: ExplainBody) -> dict[str, An
             subject=body.principal.subject,
             institution=body.principal.institution,
             roles=frozenset(body.principal.roles),
+            namespace=body.principal.namespace,
         )
     decision = node.governance.decide(subject, dataset, body.action, body.purpose, body.columns)
     return decision.summary() | {"principal": subject.id}

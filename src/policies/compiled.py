@@ -154,7 +154,7 @@ class CompiledPolicy:
 
     def subjects(self, principal: Principal, domain: str) -> frozenset[str]:
         """Everything ``principal`` stands for in ``domain``: itself, institution, roles."""
-        key = (principal.subject, principal.institution, principal.roles, domain)
+        key = (principal.id, principal.institution, principal.roles, domain)
         hit = self._subjects.get(key)
         if hit is not None:
             return hit

@@ -23,7 +23,7 @@ An example a data steward can write by hand::
     acceptance_days = 365                       # an acceptance lasts this long
 
     [[policy.assignments]]
-    institution = "kyoto"                       # or: user = "bob@kyoto"
+    institution = "kyoto"                       # or: user = "kyoto:bob"
     role = "partner"
     domain = "nims"
 

@@ -14,7 +14,7 @@ from connectors.datasets import Dataset
 from policies.compiled import CompiledPolicy
 from policies.decisions import Action, Decision
 from policies.evaluate import Context, evaluate
-from policies.principals import Principal
+from policies.principals import NAMESPACE, Principal, split_principal_id
 
 __all__ = ["impacts", "stand_ins"]
 
@@ -30,8 +30,10 @@ def stand_ins(policies: Sequence[CompiledPolicy], domain: str) -> list[Principal
         for subject in subjects:
             kind, _, name = subject.partition(":")
             if kind == "user":
-                sub, _, inst = name.partition("@")
-                found.setdefault(subject, Principal(sub, inst))
+                # Standing in for a named user: of the institution its namespace names, if any.
+                ns, sub = split_principal_id(name)
+                inst = ns if NAMESPACE.match(ns) else domain
+                found.setdefault(subject, Principal(sub, inst, namespace=ns))
             elif kind == "inst":
                 found.setdefault(subject, Principal("any-member", name))
             else:

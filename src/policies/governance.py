@@ -194,7 +194,7 @@ class Governance:
         # The hit path is kept short: repeated decisions are the common case in a busy node.
         # Datasets are keyed by identity; the entry holds the dataset, so its id stays unique.
         key = (
-            principal.subject, principal.institution, principal.roles, id(dataset), action,
+            principal.id, principal.institution, principal.roles, id(dataset), action,
             purpose, None if columns is None else tuple(columns),
         )  # fmt: skip
         hit = self._cache.get(key)

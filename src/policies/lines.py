@@ -8,7 +8,9 @@ it withholds its columns, or hides its rows, from those it matches.
 
 Each line is one Casbin ``p`` rule ``sub, dom, obj, act, pur, eft, cols, rows, mask, opts``; each
 role assignment is one ``g`` rule ``member, role, domain``. Subjects are prefixed ``role:``,
-``user:`` (``subject@institution``) or ``inst:`` so the three kinds can never collide.
+``user:`` (an issuer-qualified principal id, ``namespace:subject``, see ``policies.principals``)
+or ``inst:`` so the three kinds can never collide. A user line never names a bare subject: the
+same ``sub`` from another issuer is another person.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from connectors.datasets import PSPPRole, Sensitivity
 from policies.decisions import Action
+from policies.principals import split_principal_id
 
 __all__ = ["DOMAIN_ACTIONS", "PolicyLine", "RoleAssignment", "Rule", "parse_selector"]
 
@@ -27,7 +30,6 @@ Rule = tuple[str, ...]
 DOMAIN_ACTIONS = frozenset({Action.MANAGE, Action.AUDIT})
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 ROLE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}@[a-z0-9][a-z0-9_.-]{0,63}$")
 COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # A glob may only end at a separator, so "tens*" cannot quietly match "tensor-secret".
 GLOB = re.compile(r"^(\*|[a-z0-9][a-z0-9_.-]*[-_.]\*)$")
@@ -66,7 +68,9 @@ class PolicyLine(BaseModel):
 
     effect: Literal["allow", "deny"] = Field(default="allow", description="Allow or deny.")
     role: str | None = Field(default=None, description="Role the line applies to.")
-    user: str | None = Field(default=None, description="User (subject@institution).")
+    user: str | None = Field(
+        default=None, description="User, by issuer-qualified id ('namespace:subject')."
+    )
     institution: str | None = Field(default=None, description="Every user of an institution.")
     domain: str = Field(description="Institution whose datasets and policies this line governs.")
     dataset: str = Field(default="*", description="Dataset name, '*' or a 'prefix-*' glob.")
@@ -98,8 +102,8 @@ class PolicyLine(BaseModel):
             raise ValueError("a line names exactly one of role, user or institution")
         if self.role is not None and not ROLE.match(self.role):
             raise ValueError(f"role {self.role!r} must be lower-case letters, digits, '_', '-'")
-        if self.user is not None and not USER.match(self.user):
-            raise ValueError(f"user {self.user!r} must be subject@institution")
+        if self.user is not None:
+            split_principal_id(self.user)
         for key in ("institution", "domain"):
             if (v := getattr(self, key)) is not None and not SLUG.match(v):
                 raise ValueError(f"{key} {v!r} must be an institution slug")
@@ -122,7 +126,7 @@ class PolicyLine(BaseModel):
 
     @property
     def subject(self) -> str:
-        """The Casbin subject: ``role:x``, ``user:s@i`` or ``inst:i``."""
+        """The Casbin subject: ``role:x``, ``user:ns:s`` or ``inst:i``."""
         if self.role is not None:
             return f"role:{self.role}"
         if self.user is not None:
@@ -191,7 +195,9 @@ class RoleAssignment(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    user: str | None = Field(default=None, description="User (subject@institution).")
+    user: str | None = Field(
+        default=None, description="User, by issuer-qualified id ('namespace:subject')."
+    )
     institution: str | None = Field(default=None, description="Every user of an institution.")
     role: str = Field(description="Role held.")
     domain: str = Field(description="Domain the role is held in.")
@@ -207,8 +213,8 @@ class RoleAssignment(BaseModel):
     def _shape(self) -> RoleAssignment:
         if (self.user is None) == (self.institution is None):
             raise ValueError("an assignment names exactly one of user or institution")
-        if self.user is not None and not USER.match(self.user):
-            raise ValueError(f"user {self.user!r} must be subject@institution")
+        if self.user is not None:
+            split_principal_id(self.user)
         if self.institution is not None and not SLUG.match(self.institution):
             raise ValueError(f"institution {self.institution!r} must be an institution slug")
         if not ROLE.match(self.role):
@@ -219,7 +225,7 @@ class RoleAssignment(BaseModel):
 
     @property
     def member(self) -> str:
-        """The Casbin member: ``user:s@i`` or ``inst:i``."""
+        """The Casbin member: ``user:ns:s`` or ``inst:i``."""
         return f"user:{self.user}" if self.user is not None else f"inst:{self.institution}"
 
     def to_rule(self) -> Rule:

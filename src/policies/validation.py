@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from connectors.datasets import Dataset
 from policies.lines import PolicyLine, RoleAssignment
+from policies.principals import split_principal_id
 
 __all__ = ["Registries", "check_assignment", "check_line", "matches"]
 
@@ -42,7 +43,7 @@ def matches(pattern: str, name: str) -> bool:
 
 
 def _user_shadows_role(user: str | None, roles: frozenset[str]) -> str | None:
-    if user is not None and user.split("@", 1)[0] in roles:
+    if user is not None and split_principal_id(user)[1] in roles:
         return f"user name {user!r} equals a role name; grant the role instead"
     return None
 

@@ -33,14 +33,14 @@ def test_allow_and_deny_are_recorded_with_reasons(api, auth):
     rid = ok.headers["matgate-request-id"]
     denied = pull(api, auth, "partner", purpose="commercial")
     assert denied.status_code == 403
-    by_request = events(api, auth, principal="pablo@borealis", limit=1000)
+    by_request = events(api, auth, principal="borealis:pablo", limit=1000)
     mine = [e for e in by_request if e["request_id"] == rid]
     names = [e["name"] for e in mine]
     assert names == ["decision", "slice"]  # the decision strictly before the completion
     decision, completion = mine
     assert decision["decision"] == "allow" and decision["policy_version"] >= 1
     assert completion["rows"] == 2 and completion["complete"] is True
-    deny = events(api, auth, principal="pablo@borealis", decision="deny", purpose="commercial")
+    deny = events(api, auth, principal="borealis:pablo", decision="deny", purpose="commercial")
     assert deny and deny[-1]["reasons"]
 
 
@@ -131,7 +131,7 @@ def test_lineage_from_dataset_to_model(live, tokens, api, auth):
                 "purpose": "ml-training",
             },
         )
-        graph = client.get("/lineage", params={"principal": "mia@aurora"})
+        graph = client.get("/lineage", params={"principal": "aurora:mia"})
     kinds = {n["type"] for n in graph["nodes"]}
     assert {"dataset", "slice", "principal", "run", "model"} <= kinds
     assert run["manifests"] == [df.attrs["matgate"]["id"]]
@@ -167,7 +167,7 @@ def test_decision_is_durable_before_the_first_byte(live, tokens, api, auth):
         assert next(chunks)
         recorded = [
             e["name"]
-            for e in events(api, auth, principal="mia@aurora", limit=10_000)
+            for e in events(api, auth, principal="aurora:mia", limit=10_000)
             if e["request_id"] == rid
         ]
         assert "decision" in recorded

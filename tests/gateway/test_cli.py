@@ -96,7 +96,7 @@ def test_token_minted_by_the_node_key(app, demo_plan, capsys, live):
     assert code == 0
     token = capsys.readouterr().out.strip()
     principal = app.state.node.auth.authenticate(token)
-    assert principal.id == "zoe@aurora" and principal.roles == {"member"}
+    assert principal.id == "aurora:zoe" and principal.roles == {"member"}
 
 
 def test_policy_list_and_explain(as_user, capsys):
@@ -104,12 +104,8 @@ def test_policy_list_and_explain(as_user, capsys):
     assert main(["policy", "list", "aurora", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert listing["domain"] == "aurora" and listing["lines"]
-    assert (
-        main(
-            ["policy", "explain", NI, "--purpose", "commercial", "--as", "pablo@borealis", "--json"]
-        )
-        == 0
-    )
+    explain = ["policy", "explain", NI, "--purpose", "commercial", "--as", "borealis:pablo"]
+    assert main([*explain, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["allowed"] is False
 
 

@@ -41,7 +41,7 @@ def test_train_screen_register(client):
     assert ranked["pred_mean"].iloc[0] == pytest.approx(max(run.model.predict(candidates)))
     registered = client.register_run(run)
     assert registered["model_name"] == "steel-ridge"
-    graph = client.get("/lineage", params={"principal": "mia@aurora"})
+    graph = client.get("/lineage", params={"principal": "aurora:mia"})
     models = [n for n in graph["nodes"] if n["type"] == "model"]
     assert any("steel-ridge" in n["id"] for n in models)
 

@@ -70,7 +70,7 @@ def test_train_only_policy_keeps_rows_home_and_masked_columns_out(fresh):
     restored = loads_model(model.content)
     assert restored.metrics["mae"] == pytest.approx(result["model"]["metrics"]["mae"])
     # and the lineage shows dataset -> slice -> principal -> run -> model
-    graph = api.get("/lineage", params={"principal": "pablo@borealis"}, headers=partner).json()
+    graph = api.get("/lineage", params={"principal": "borealis:pablo"}, headers=partner).json()
     assert {"dataset", "slice", "principal", "run", "model"} <= {n["type"] for n in graph["nodes"]}
     # nobody else can see the job
     assert api.get(f"/jobs/{job['id']}", headers=auth["ml-user"]).status_code == 404

@@ -55,7 +55,7 @@ def test_stranger_probes_are_in_the_log(api, auth, stranger):
     api.get(f"/catalog/{NI}", headers=stranger)
     events = api.get(
         "/audit/events",
-        params={"principal": "zed@zeta", "decision": "deny", "limit": 1000},
+        params={"principal": "zeta:zed", "decision": "deny", "limit": 1000},
         headers=auth["auditor"],
     ).json()["events"]
     assert any(e["dataset"] == NI and e["action"] == "discover" for e in events)

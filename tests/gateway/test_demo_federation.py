@@ -229,6 +229,10 @@ def test_personas_carry_home_and_guest_tokens(nodes):
             person["token"], KeySet.import_key_set(home.key.jwks()), algorithms=["Ed25519"]
         ).claims
         assert claims["iss"] == home.public_url and claims["sub"] == person["subject"]
+        # At home and as a guest elsewhere, one and the same principal, the one policies name.
+        assert home.auth.authenticate(person["token"]).id == person["principal"]
+        for site, token in person["guest_tokens"].items():
+            assert by_site[site].auth.authenticate(token).id == person["principal"]
         assert set(person["guest_tokens"]) == set(SITES) - {person["institution"]}
 
 

@@ -58,7 +58,7 @@ def test_relay_manifest_wraps_the_owners_signed_manifest(world, ana):
     relay = json.loads(table.schema.metadata[b"matgate.manifest"])
     (token,) = relay["upstream"]
     owner = verify_manifest(token, world.keys["beta"].jwks())
-    assert owner["node"] == "beta" and owner["principal"] == "ana@alpha"
+    assert owner["node"] == "beta" and owner["principal"] == "alpha:ana"
     assert owner["actor"] == "alpha"  # the owner knows who spoke for ana
     assert owner["sha256"] == relay["sha256"] and owner["rows"] == relay["rows"] == table.num_rows
     with pytest.raises(Exception, match="unknown key"):
@@ -81,7 +81,7 @@ def test_both_ends_audit_a_cross_site_pull(world, ana):
     delivered = _events(world, "alpha", name="slice", dataset="gamma/gaps")
     assert any(e["manifest_id"] == relay_id and e["rows"] == 5 for e in delivered)
     owner_id = mine[0]["manifest_id"]
-    at_owner = _events(world, "gamma", principal="ana@alpha", dataset="gamma/gaps")
+    at_owner = _events(world, "gamma", principal="alpha:ana", dataset="gamma/gaps")
     assert {"decision", "slice"} <= {e["name"] for e in at_owner if e["request_id"] == owner_id}
 
 

@@ -34,7 +34,7 @@ def _arrow(peer: str, *, node: str | None = None, extra: bool = False) -> bytes:
         "id": "f" * 32,
         "node": node or peer,
         "dataset": f"{node or peer}/gaps",
-        "principal": "ana@alpha",
+        "principal": "alpha:ana",
         "purpose": "research",
         "query": {"columns": names},
     }
@@ -120,7 +120,15 @@ def world(tmp_path_factory: pytest.TempPathFactory, fake: str) -> Iterator[World
     entries = [_entry(name, f"{fake}/{name}") for name in BAD]
     entries.append(_entry("down", f"http://127.0.0.1:{free_port()}"))
     entries.append(_entry("flaky", f"http://127.0.0.1:{free_port()}", breaker_failures=2))
-    entries.append(_entry("private", f"{fake}/stranger", allow_private_network=False))
+    # Its own public URL: a URL two peers shared would make their assertions indistinguishable.
+    entries.append(
+        _entry(
+            "private",
+            f"{fake}/stranger",
+            public_url=f"{fake}/private",
+            allow_private_network=False,
+        )
+    )
     built = build_world(tmp_path_factory.mktemp("bad-peers"), {"alpha": entries})
     yield from serve(built, "alpha")
 

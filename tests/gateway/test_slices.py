@@ -45,7 +45,7 @@ def test_arrow_slice_carries_manifest_and_right_rows(api, auth, reference):
     assert manifest["dataset"] == NI
     assert manifest["purpose"] == "research"
     assert manifest["licence"] == "Apache-2.0"
-    assert manifest["principal"] == "mia@aurora"
+    assert manifest["principal"] == "aurora:mia"
     final = api.get(f"/provenance/{manifest['id']}", headers=auth["ml-user"]).json()["manifest"]
     assert final["rows"] == len(reference)
     assert final["sha256"] == hashlib.sha256(r.content).hexdigest()

@@ -82,6 +82,6 @@ def test_an_issuer_trusted_by_jwks_url(small_batches):
     auth = Authenticator([config], default_audience=url)
     try:
         principal = auth.authenticate(tokens["ml-user"])
-        assert principal.id == "mia@aurora"
+        assert principal.id == f"{url}#mia"  # no namespace configured: qualified by its URL
     finally:
         auth.close()

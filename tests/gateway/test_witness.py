@@ -198,7 +198,7 @@ def test_report_follows_a_dataset_across_the_federation(world: World) -> None:
 
     assert "relay" in names(reports["alpha"])  # the home node relayed it
     owner = [json.loads(split_entry(e["body"].encode())[2]) for e in reports["beta"]["entries"]]
-    assert any(e["principal"] == "ana@alpha" and e["name"] == "decision" for e in owner)
+    assert any(e["principal"] == "alpha:ana" and e["name"] == "decision" for e in owner)
     keys = _witness_keys(world)
     for node, report in reports.items():
         witnesses = [keys[w] for w in keys if w != node]

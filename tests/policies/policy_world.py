@@ -101,8 +101,8 @@ CONFIG = {
     ],
     "assignments": [
         {"institution": "kyoto", "role": "partner", "domain": "nims"},
-        {"user": "carol@kyoto", "role": "trusted", "domain": "nims"},
-        {"user": "erin@kyoto", "role": "steward", "domain": "kyoto"},
+        {"user": "kyoto:carol", "role": "trusted", "domain": "nims"},
+        {"user": "kyoto:erin", "role": "steward", "domain": "kyoto"},
     ],
     "lines": [
         {"role": "steward", "domain": "nims", "action": "manage"},
@@ -183,13 +183,13 @@ CONFIG = {
         },
         {
             "effect": "deny",
-            "user": "mallory@kyoto",
+            "user": "kyoto:mallory",
             "domain": "nims",
             "action": "read",
         },
         {
             "effect": "deny",
-            "user": "dan@kyoto",
+            "user": "kyoto:dan",
             "domain": "nims",
             "dataset": "tensile",
             "action": "read",

@@ -22,7 +22,7 @@ def _line(rng: random.Random) -> PolicyLine:
     who = rng.choice(["role", "user", "institution"])
     name = {
         "role": rng.choice(ROLES),
-        "user": f"u{rng.randrange(4)}@{rng.choice(DOMAINS)}",
+        "user": _user(rng),
         "institution": rng.choice(DOMAINS),
     }[who]
     action = rng.choice(ACTIONS)
@@ -43,9 +43,14 @@ def _line(rng: random.Random) -> PolicyLine:
     )
 
 
+def _user(rng: random.Random) -> str:
+    subject = f"u{rng.randrange(4)}"
+    return f"{rng.choice(DOMAINS)}:{subject}"  # issuer-qualified, as a token's principal is
+
+
 def _assignment(rng: random.Random) -> RoleAssignment:
     who = rng.choice(["user", "institution"])
-    name = f"u{rng.randrange(4)}@{rng.choice(DOMAINS)}" if who == "user" else rng.choice(DOMAINS)
+    name = _user(rng) if who == "user" else rng.choice(DOMAINS)
     return RoleAssignment.model_validate(
         {who: name, "role": rng.choice(ROLES), "domain": rng.choice(DOMAINS)}
     )

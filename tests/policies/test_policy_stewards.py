@@ -63,7 +63,7 @@ def test_add_and_remove_make_versions_and_reach_decisions(gov: Governance) -> No
     change = gov.add_lines(STEVE, "nims", [COMMERCIAL])
     assert change.version == gov.version == 2
     assert change.to_dict()["added"][0]["purpose"] == "commercial"
-    assert change.to_dict()["actor"] == "steve@nims"
+    assert change.to_dict()["actor"] == "nims:steve"
     after = gov.decide(BOB, TENSILE, "read", "commercial")
     assert after.allowed and after.policy_version == 2
     assert COMMERCIAL.to_rule() in after.matched
@@ -73,7 +73,7 @@ def test_add_and_remove_make_versions_and_reach_decisions(gov: Governance) -> No
 
 
 def test_role_grants_are_lines_too(gov: Governance) -> None:
-    grant = RoleAssignment(user="zoe@rival", role="partner", domain="nims")
+    grant = RoleAssignment(user="rival:zoe", role="partner", domain="nims")
     assert not gov.decide(Principal("zoe", "rival"), TENSILE, "discover", "*").allowed
     gov.add_lines(STEVE, "nims", [grant])
     assert gov.decide(Principal("zoe", "rival"), TENSILE, "discover", "*").allowed
@@ -109,7 +109,7 @@ BASE = {"role": "partner", "domain": "nims", "dataset": "tensile", "action": "re
         ({"purpose": "fun"}, "unknown purpose 'fun'"),
         ({"role": "janitor"}, "unknown role 'janitor'"),
         ({"dataset": "nothing"}, "unknown dataset nims/nothing"),
-        ({"role": None, "user": "steward@kyoto"}, "equals a role name"),
+        ({"role": None, "user": "kyoto:steward"}, "equals a role name"),
         ({"withhold": ["colour"]}, "no column 'colour'"),
         ({"rows": "colour = 1"}, "does not fit"),
         ({"rows": 'year = "x"'}, "does not fit"),
@@ -143,7 +143,7 @@ def test_invalid_writes_change_nothing(
         ({"withhold": ["a::b"]}, "::"),
         ({"withhold": ["sensitivity:secret"]}, "column selector"),
         ({"keep": ["alloy"], "withhold": ["year"]}, "keeps or withholds"),
-        ({"user": "bob@kyoto"}, "exactly one"),
+        ({"user": "kyoto:bob"}, "exactly one"),
         ({"action": "manage"}, "domain action"),
     ],
 )
@@ -184,7 +184,7 @@ def test_dry_run_shows_gains_and_losses_without_applying(gov: Governance) -> Non
         role="partner", domain="nims", dataset="tensile", action=Action.READ, purpose="research"
     )
     impacts = gov.dry_run(STEVE, "nims", add=[COMMERCIAL, mask_less], datasets=[TENSILE])
-    partner = [i for i in impacts if i["principal"] == "any-member@kyoto"]
+    partner = [i for i in impacts if i["principal"] == "kyoto:any-member"]
     gained = next(i for i in partner if i["purpose"] == "commercial" and i["action"] == "read")
     assert gained["access"] == "gained" and gained["dataset"] == "nims/tensile"
     assert "operator" in gained["columns_gained"]

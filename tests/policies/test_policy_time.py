@@ -53,7 +53,7 @@ def test_agreement_accepted_by_a_person(gov: Governance, clock: Clock) -> None:
     assert [a.id for a in gov.agreements(TENSILE)] == ["nims-terms", "tensile-dua"]
     assert not gov.decide(BOB, TENSILE, Action.READ, "benchmarking").allowed
     acceptance = gov.accept(BOB, "tensile-dua")
-    assert acceptance.holder == "user:bob@kyoto" and acceptance.valid_until is None
+    assert acceptance.holder == "user:kyoto:bob" and acceptance.valid_until is None
     assert acceptance.to_dict()["agreement"] == "tensile-dua"
     decision = gov.decide(BOB, TENSILE, Action.READ, "benchmarking")
     assert decision.allowed

@@ -190,6 +190,9 @@ def personas(nodes: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "name": p.name,
                 "subject": p.subject,
+                # What policy lines name them by (their tokens are the operator's word, so
+                # their namespace is their institution; see gateway.identity).
+                "principal": f"{p.institution}:{p.subject}",
                 "institution": p.institution,
                 "roles": list(p.roles),
                 "about": p.about,
