@@ -163,8 +163,8 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
 
     settings = _settings(args)
+    _free_port(settings.host, settings.port)  # before the node opens its database
     app = create_app(settings)
-    _free_port(settings.host, settings.port)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     return 0
 
