@@ -169,6 +169,7 @@ def add_policy_commands(sub: Any) -> None:
         p.add_argument("file", type=Path, help="JSON (list of lines) or TOML ([[lines]])")
         if name == "dry-run":
             p.add_argument("--remove", action="store_true", help="preview removing them instead")
+        p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
         _client_args(p)
         p.set_defaults(handler=_edit, verb=verb, dry=name == "dry-run")
 
@@ -205,7 +206,33 @@ def _edit(args: argparse.Namespace) -> int:
     verb = "remove" if args.dry and args.remove else args.verb
     body = {verb: lines}
     path = f"/policies/{args.domain}" + ("/dry-run" if args.dry else "")
-    return _with(args, lambda c: _print(c.post(path, body)))
+    with _client(args) as client:
+        found = client.post(path, body)
+    if args.json:
+        return _print(found)
+    from gateway.cli_output import print_table
+
+    if not args.dry:
+        print(f"{found['domain']}: policy version {found['version']}")
+        return 0
+    rows = []
+    for impact in found.get("impacts", []):
+        what = [impact["access"]] if "access" in impact else []
+        for key in ("columns_gained", "columns_lost"):
+            if impact.get(key):
+                what.append(f"{key.replace('_', ' ')}: {', '.join(impact[key])}")
+        for key in ("masks", "rows"):
+            if key in impact:
+                what.append(f"{key}: {impact[key]['before']} -> {impact[key]['after']}")
+        keys = ("principal", "dataset", "action", "purpose")
+        rows.append((*[impact.get(k) for k in keys], "; ".join(what)))
+    title = f"{found['domain']}: what the change would do (now at version {found['version']})"
+    return print_table(
+        rows,
+        ("who", "dataset", "action", "purpose", "change"),
+        title=title,
+        empty="no decision would change",
+    )
 
 
 def _explain(args: argparse.Namespace) -> int:

@@ -153,3 +153,28 @@ def test_train_waits_for_the_remote_job_and_writes_the_model(as_user, tmp_path, 
     assert job["status"] == "done"
     model = loads_model(out.read_bytes())
     assert model.metrics["mae"] == pytest.approx(job["result"]["model"]["metrics"]["mae"])
+
+
+def test_policy_dry_run_is_a_table_of_what_would_change(as_user, tmp_path, capsys):
+    as_user("steward")
+    change = tmp_path / "deny.json"
+    change.write_text(
+        json.dumps([{"effect": "deny", "role": "partner", "domain": "aurora", "action": "read"}])
+    )
+    assert main(["policy", "dry-run", "aurora", str(change), "--json"]) == 0
+    impacts = json.loads(capsys.readouterr().out)["impacts"]
+    lost = {(i["principal"], i["dataset"]) for i in impacts if i.get("access") == "lost"}
+    assert lost and all(dataset.startswith("aurora/") for _, dataset in lost)
+    assert main(["policy", "dry-run", "aurora", str(change)]) == 0
+    table = capsys.readouterr().out
+    assert "what the change would do" in table
+    for principal, dataset in lost:
+        assert any(
+            principal in row and dataset in row and "lost" in row for row in table.splitlines()
+        )
+    assert main(["policy", "list", "aurora", "--json"]) == 0  # nothing was changed
+    lines = json.loads(capsys.readouterr().out)["lines"]
+    assert not any(
+        line.get("effect") == "deny" and line.get("role") == "partner" and "withhold" not in line
+        for line in lines
+    )
