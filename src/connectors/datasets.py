@@ -63,6 +63,10 @@ class Column(BaseModel):
     synthetic: bool = Field(
         default=False, description="True when the column was added for demonstration, not measured."
     )
+    nullable: bool = Field(
+        default=True,
+        description="False when every row has a value: files then declare the field not null.",
+    )
 
 
 class Store(BaseModel):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from audit.bundle import verify_log, write_bundle
-from audit.provenance import to_openlineage, to_prov_json
+from audit.provenance import ProvFormat, prov_document, serialize_prov, to_openlineage, to_prov_json
 from audit.search import EventFilter
 from gateway import witnessing
 from gateway.errors import BadRequest, Forbidden
@@ -27,6 +27,7 @@ __all__ = [
     "export",
     "inclusion",
     "lineage",
+    "lineage_prov",
     "register_run",
     "report",
     "verify",
@@ -130,10 +131,12 @@ def _aware(when: dt.datetime | None) -> dt.datetime | None:
 
 def register_run(node: Node, principal: Principal, body: RunBody) -> dict[str, Any]:
     """Record a training run over slices the caller received, and the model it produced."""
+    used = []
     for token in body.manifests:
         manifest = node.lineage.verified(token)
         if manifest.get("principal") != principal.id:
             raise Forbidden(f"manifest {manifest.get('id')} was released to someone else")
+        used.append(manifest)
     run = node.lineage.register_run(
         principal=principal.id,
         model_name=body.model_name,
@@ -143,6 +146,7 @@ def register_run(node: Node, principal: Principal, body: RunBody) -> dict[str, A
         metrics=body.metrics,
         purpose=body.purpose,
     )
+    node.provenance.trained(run.to_dict(), used)
     return run.to_dict()
 
 
@@ -166,3 +170,28 @@ def lineage(
     if fmt == "openlineage":
         return to_openlineage(graph)
     return graph
+
+
+# The PROV serialisations served as text, by ``format`` name: (prov's name, media type).
+PROV_TEXT: dict[str, tuple[ProvFormat, str]] = {
+    "prov-n": ("provn", "text/provenance-notation; charset=utf-8"),
+    "prov-xml": ("xml", "application/provenance+xml"),
+    "prov-o": ("rdf", "text/turtle; charset=utf-8"),
+}
+
+
+def lineage_prov(
+    node: Node,
+    principal: Principal,
+    *,
+    dataset: str | None,
+    principal_id: str | None,
+    model: str | None,
+    fmt: str,
+) -> tuple[str, str]:
+    """The lineage graph as PROV-N, PROV-XML or PROV-O (Turtle): the text and its media type."""
+    graph = lineage(
+        node, principal, dataset=dataset, principal_id=principal_id, model=model, fmt="graph"
+    )
+    name, media = PROV_TEXT[fmt]
+    return serialize_prov(prov_document(graph), name), media

@@ -116,8 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     token.set_defaults(handler=_token)
 
     from gateway.cli_client import add_client_commands
+    from gateway.cli_verify import add_verify_command
 
     add_client_commands(sub)
+    add_verify_command(sub)
     return parser
 
 

@@ -636,9 +636,23 @@ def _policy_list(args: argparse.Namespace) -> int:
 def _pull(args: argparse.Namespace) -> int:
     import pyarrow.csv as pacsv
     import pyarrow.feather as feather
-    import pyarrow.parquet as pq
 
     split = lambda t: [x.strip() for x in t.split(",") if x.strip()] if t else None  # noqa: E731
+    out: Path = args.output
+    as_sent = {".parquet": "parquet", ".arrows": "arrow"}.get(out.suffix.lower())
+    if as_sent is not None:
+        # Saved as the node wrote it, sealed with its signed manifest (``matgate verify``).
+        with _client(args, progress=not args.no_progress) as client:
+            sealed = client.dataset(args.dataset).download(
+                out,
+                split(args.columns),
+                args.filter,
+                purpose=args.purpose,
+                format=as_sent,
+                order_by=split(args.order_by) or (),
+                limit=args.limit,
+            )
+        return _pulled(sealed, out)
     with _client(args, progress=not args.no_progress) as client:
         table = client.dataset(args.dataset).to_arrow(
             split(args.columns),
@@ -647,11 +661,8 @@ def _pull(args: argparse.Namespace) -> int:
             order_by=split(args.order_by) or (),
             limit=args.limit,
         )
-    out: Path = args.output
     suffix = out.suffix.lower()
-    if suffix == ".parquet":
-        pq.write_table(table, out)
-    elif suffix == ".csv":
+    if suffix == ".csv":
         pacsv.write_csv(table, out)
     elif suffix in (".arrow", ".feather", ".arrows"):
         feather.write_feather(table, out)
@@ -659,7 +670,10 @@ def _pull(args: argparse.Namespace) -> int:
         table.to_pandas().to_json(out, orient="records", lines=suffix == ".jsonl")
     else:
         raise SystemExit(f"matgate: unknown output format {suffix!r}")
-    manifest = json.loads(table.schema.metadata[b"matgate.manifest"])
+    return _pulled(json.loads(table.schema.metadata[b"matgate.manifest"]), out)
+
+
+def _pulled(manifest: dict[str, Any], out: Path) -> int:
     print(
         f"{manifest['rows']} rows -> {out}  "
         f"(manifest {manifest['id']}, licence {manifest['licence']})"

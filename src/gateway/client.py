@@ -26,6 +26,7 @@ import io
 import json
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -232,6 +233,52 @@ class RemoteDataset:
             progress=progress,
         )
         return to_pandas(table)
+
+    def download(
+        self,
+        path: str | Path,
+        columns: Sequence[str] | None = None,
+        filter: str | None = None,
+        *,
+        purpose: str,
+        format: str = "parquet",
+        order_by: Sequence[str] = (),
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """Save the permitted slice as the node wrote it (Parquet or an Arrow stream: sealed
+        with its signed manifest, for ``matgate verify``); returns the node's manifest."""
+        body = {
+            "purpose": purpose,
+            "columns": list(columns) if columns is not None else None,
+            "filter": filter,
+            "order_by": list(order_by),
+            "limit": limit,
+            "offset": offset,
+            "format": format,
+        }
+        target = Path(path)
+        partial = target.with_name(target.name + ".part")
+        digest = hashlib.sha256()
+        http = self.client._http
+        with http.stream("POST", f"/datasets/{self.id}/slice", json=body) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise _error(response)
+            request_id = response.headers.get("matgate-request-id", "")
+            with partial.open("wb") as out:
+                for chunk in response.iter_bytes():
+                    digest.update(chunk)
+                    out.write(chunk)
+        manifest: dict[str, Any] = self.client.provenance(request_id)["manifest"]
+        if manifest.get("sha256") != digest.hexdigest():
+            partial.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"content hash {digest.hexdigest()} does not match the manifest's "
+                f"{manifest.get('sha256')}"
+            )
+        partial.replace(target)
+        return manifest
 
 
 def to_pandas(table: pa.Table) -> pd.DataFrame:

@@ -77,6 +77,12 @@ class NodeInfo(_Model):
     institution: str = Field(description="The institution (Casbin domain) this node serves.")
     title: str = Field(default="", description="Human-readable name of the institution.")
     public_url: str | None = Field(default=None, description="URL under which others reach it.")
+    description: str = Field(default="", description="What the node's catalog holds (DCAT).")
+    contact: str | None = Field(
+        default=None,
+        description="Where to ask about the data: an e-mail address or an https URL (DCAT).",
+        pattern=r"^(https?://\S+|[^@\s]+@[^@\s]+)$",
+    )
 
 
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$"

@@ -9,6 +9,7 @@ render as RFC 9457 problem documents (``application/problem+json``)::
     ├── Forbidden                 403  the policy says no (with reasons)
     ├── NotFound                  404  no such thing, or one you may not discover
     ├── MethodNotAllowed          405
+    ├── NotAcceptable             406  no representation in the media types asked for
     ├── Conflict                  409
     ├── Unprocessable             422  a well-formed request that cannot be applied
     ├── TooLarge                  413
@@ -31,6 +32,7 @@ __all__ = [
     "IntegrityError",
     "MatgateError",
     "MethodNotAllowed",
+    "NotAcceptable",
     "NotFound",
     "ServiceUnavailable",
     "TooLarge",
@@ -108,6 +110,13 @@ class MethodNotAllowed(MatgateError):
     title = "Method not allowed"
 
 
+class NotAcceptable(MatgateError):
+    """None of the media types the request accepts can be served."""
+
+    status = 406
+    title = "Not acceptable"
+
+
 class Conflict(MatgateError):
     """The resource exists already or changed meanwhile."""
 
@@ -165,6 +174,7 @@ _BY_STATUS: dict[int, type[MatgateError]] = {
         Forbidden,
         NotFound,
         MethodNotAllowed,
+        NotAcceptable,
         Conflict,
         TooLarge,
         Unprocessable,

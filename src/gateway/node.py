@@ -11,6 +11,7 @@ from audit.keys import Signer
 from audit.lineage import Lineage
 from audit.log import AuditLog
 from audit.manifests import sign_manifest
+from audit.provenance import LineageEmitter
 from audit.ratelimit import FailureLimiter
 from connectors.netguard import NetPolicy, guarded_client
 from gateway.assertions import MemoryReplayCache, RedisReplayCache, ReplayCache
@@ -122,9 +123,20 @@ class Node:
         self.auth_failures = FailureLimiter(clock=clock)
         self.jobs = Jobs(self.engine, workers=config.limits.train_workers)
         self.lineage = Lineage(self.engine, self.audit)
+        self.openlineage = (
+            LineageEmitter(
+                settings.openlineage_url,
+                endpoint=settings.openlineage_endpoint,
+                api_key=settings.openlineage_api_key,
+                timeout=settings.openlineage_timeout,
+            )
+            if settings.openlineage_url
+            else None
+        )
         self.provenance = ProvenanceStore(
             self.lineage,
             sign=lambda manifest: sign_manifest(manifest, self.key.private, self.key.kid),
+            emitter=self.openlineage,
         )
 
     def _peer_issuer(self, peer: PeerConfig) -> IssuerConfig:
@@ -140,6 +152,8 @@ class Node:
 
     def close(self) -> None:
         """Release stores, HTTP clients and database connections."""
+        if self.openlineage is not None:
+            self.openlineage.close(timeout=5.0)
         if isinstance(self.replay, RedisReplayCache):
             self.replay.close()
         self.jobs.close()

@@ -1,15 +1,20 @@
 """Manifests of the slices this node released, signed when complete, served at /provenance.
 
 They are kept by the audit room's lineage store (which later links them to training runs); this
-module signs them with the node's key and hands them to whoever may read them.
+module signs them with the node's key and hands them to whoever may read them. When the node
+pushes OpenLineage events, each release is a run: START when the slice opens, COMPLETE or FAIL
+when its manifest is completed; a registered training run is a run of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from openlineage.client.event_v2 import RunState
+
 from audit.lineage import Lineage
+from audit.provenance import LineageEmitter, run_events, slice_event
 from gateway.errors import NotFound
 
 __all__ = ["ProvenanceStore"]
@@ -18,17 +23,38 @@ Signer = Callable[[dict[str, Any]], str]
 
 
 class ProvenanceStore:
-    """Signed manifests by id."""
+    """Signed manifests by id, and their run events for an OpenLineage endpoint."""
 
-    def __init__(self, lineage: Lineage, sign: Signer) -> None:
+    def __init__(
+        self, lineage: Lineage, sign: Signer, emitter: LineageEmitter | None = None
+    ) -> None:
         self._lineage = lineage
         self._sign = sign
+        self._emitter = emitter
 
-    def complete(self, manifest: dict[str, Any]) -> str:
+    def sign(self, manifest: dict[str, Any]) -> str:
+        """The node's signature (compact JWS) over ``manifest``, without keeping it."""
+        return self._sign(manifest)
+
+    def started(self, manifest: Mapping[str, Any]) -> None:
+        """A slice opened: its START event (when events are pushed)."""
+        if self._emitter is not None:
+            self._emitter.emit(slice_event(manifest, RunState.START, time=manifest.get("time")))
+
+    def complete(self, manifest: dict[str, Any], *, error: str = "") -> str:
         """Sign the final manifest of a slice and keep it; return the signature (compact JWS)."""
         token = self._sign(manifest)
         self._lineage.record_slice(token)
+        if self._emitter is not None:
+            state = RunState.FAIL if error else RunState.COMPLETE
+            self._emitter.emit(slice_event(manifest, state, error=error))
         return token
+
+    def trained(self, run: Mapping[str, Any], manifests: Iterable[Mapping[str, Any]]) -> None:
+        """A training run was registered over ``manifests``: its START and COMPLETE events."""
+        if self._emitter is not None:
+            for event in run_events(self._lineage.node, run, manifests):
+                self._emitter.emit(event)
 
     def get(self, manifest_id: str) -> dict[str, Any]:
         """``{"manifest": ..., "signature": ...}``; NotFound if this node released no such slice."""

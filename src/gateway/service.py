@@ -73,14 +73,29 @@ def get_dataset(node: Node, principal: Principal, dataset_id: str) -> Dataset:
     return dataset_for(node, principal, dataset_id)
 
 
-def catalog_dcat(node: Node, principal: Principal) -> dict[str, Any]:
-    """The discoverable catalog as DCAT JSON-LD."""
-    return dcat.catalog_jsonld(visible_datasets(node, principal), node.public_url, node.title)
+def catalog_dcat(
+    node: Node, principal: Principal, criteria: Criteria, fmt: dcat.RdfFormat
+) -> bytes:
+    """The datasets the principal may discover that match ``criteria``, as a DCAT-AP catalog."""
+    found = search(visible_datasets(node, principal), criteria)
+    return dcat.render(dcat.catalog_graph(found, _catalog_info(node)), fmt)
 
 
-def dataset_dcat(node: Node, principal: Principal, dataset_id: str) -> dict[str, Any]:
-    """One dataset as DCAT JSON-LD."""
-    return dcat.dataset_jsonld(dataset_for(node, principal, dataset_id), node.public_url)
+def dataset_dcat(node: Node, principal: Principal, dataset_id: str, fmt: dcat.RdfFormat) -> bytes:
+    """One dataset as a DCAT-AP ``dcat:Dataset`` (404 if absent or not discoverable)."""
+    found = dataset_for(node, principal, dataset_id)
+    return dcat.render(dcat.dataset_graph(found, _catalog_info(node)), fmt)
+
+
+def _catalog_info(node: Node) -> dcat.CatalogInfo:
+    about = node.config.node
+    return dcat.CatalogInfo(
+        url=node.public_url,
+        institution=node.institution,
+        title=node.title,
+        description=about.description,
+        contact=about.contact,
+    )
 
 
 def register_dataset(node: Node, principal: Principal, dataset: Dataset) -> Dataset:

@@ -53,6 +53,21 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="How often the audit log's tree head is signed."
     )
 
+    openlineage_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenLineage endpoint (Marquez or any compatible receiver) "
+        "to push run events of slices and training runs to; none: events are not pushed.",
+    )
+    openlineage_endpoint: str = Field(
+        default="api/v1/lineage", description="Path of the OpenLineage endpoint under its URL."
+    )
+    openlineage_api_key: str | None = Field(
+        default=None, description="Bearer API key for the OpenLineage endpoint, if it needs one."
+    )
+    openlineage_timeout: float = Field(
+        default=5.0, gt=0, le=120, description="Seconds per OpenLineage request (then retried)."
+    )
+
     def resolved_database_url(self) -> str:
         """The node database URL, defaulting to SQLite inside ``data_dir``."""
         if self.database_url:

@@ -5,13 +5,17 @@ dataset, parses and checks the filter, asks for the decision (recorded before an
 builds the one neutral Query in which the decision's columns, masks and row filter are pushed
 down, and reads the first batch. The returned ``Slice`` then streams; when the stream ends, or
 breaks, the manifest is completed with what was actually sent and the completion is recorded.
+
+Columns come in the order asked. Arrow and Parquet slices describe themselves (see
+``gateway.formats``): field metadata from the catalog, nullability, UTC timestamps, and the
+manifest signed with the node's key once the last row is written (the seal), so that
+``matgate verify`` can check a file on its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import logging
 import queue
@@ -30,7 +34,15 @@ from connectors.filters import Filter, all_of, fields
 from connectors.query import Query
 from gateway.access import dataset_for, ensure, record
 from gateway.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
-from gateway.formats import Format, encode
+from gateway.formats import (
+    Content,
+    Encoded,
+    Format,
+    NotNullViolation,
+    columns_of,
+    conform,
+    describe_fields,
+)
 from gateway.observability import claim_request_id
 from policies.decisions import Action, Decision
 from policies.principals import Principal
@@ -51,6 +63,7 @@ __all__ = [
 ]
 
 MANIFEST_KEY = b"matgate.manifest"
+SIGNATURE_KEY = b"matgate.signature"
 READ_AHEAD = 2  # batches read from the store ahead of the one being sent
 log = logging.getLogger("matgate.slices")
 
@@ -114,7 +127,7 @@ def permitted(
     _check_reach(decision, user_filter, req)
     query = Query(
         table=dataset.location.table,
-        columns=decision.columns,
+        columns=in_asked_order(decision.columns, req.columns),
         filter=all_of(user_filter, decision.row_filter),
         masks=decision.masks,
         order_by=tuple(_order(o) for o in req.order_by),
@@ -133,13 +146,26 @@ def released(node: Node, manifest_id: str) -> bool:
     return True
 
 
+def in_asked_order(permitted: tuple[str, ...], asked: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The permitted columns in the order the request named them (schema order if it did not)."""
+    if asked is None:
+        return permitted
+    allowed = set(permitted)
+    return tuple(dict.fromkeys(c for c in asked if c in allowed))
+
+
 def open_slice(node: Node, principal: Principal, dataset_id: str, req: SliceRequest) -> Slice:
     """Decide, record, and open the stream of a slice (see the module docstring)."""
     p = permitted(node, principal, dataset_id, req)
     manifest = manifest_for(node, principal, p.dataset, req, p.decision, p.request_id)
     batches = _first_batch_early(node, p.dataset, p.query)
-    schema = batches.schema.with_metadata({MANIFEST_KEY: json.dumps(manifest).encode()})
+    masks = {name: m.kind.value for name, m in p.decision.masks.items()}
+    described = describe_fields(batches.schema, p.dataset.columns, masks)
+    batches.conform(described)  # the first batch now: a store that breaks the catalog fails early
+    manifest["schema"] = columns_of(described)
+    schema = described.with_metadata({MANIFEST_KEY: json.dumps(manifest).encode()})
     chunks = _deliver(node, principal, manifest, req.format, schema, batches)
+    node.provenance.started(manifest)
     return Slice(request_id=p.request_id, manifest=manifest, format=req.format, chunks=chunks)
 
 
@@ -203,7 +229,7 @@ def manifest_for(
         "dataset_version": dataset.version,
         "dataset_title": dataset.title,
         "query": {
-            "columns": list(decision.columns),
+            "columns": list(in_asked_order(decision.columns, req.columns)),
             "filter": req.filter,
             "order_by": list(req.order_by),
             "limit": req.limit,
@@ -243,6 +269,12 @@ class _Batches:
         self._rest = rest
         self.rows = 0
 
+    def conform(self, schema: pa.Schema) -> None:
+        """Deliver every batch under ``schema``; the first is converted (and checked) now."""
+        self.schema = schema
+        if self._first is not None:
+            self._first = _conform(self._first, schema)
+
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         if self._first is not None:
             first, self._first = self._first, None
@@ -250,8 +282,16 @@ class _Batches:
             yield first
         with contextlib.closing(_read_ahead(self._rest)) as rest:
             for batch in rest:
+                batch = _conform(batch, self.schema)
                 self.rows += batch.num_rows
                 yield batch
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    try:
+        return conform(batch, schema)
+    except NotNullViolation as exc:
+        raise ServiceUnavailable(f"the store's data does not match the catalog: {exc}") from exc
 
 
 def _read_ahead(source: Iterator[pa.RecordBatch]) -> Generator[pa.RecordBatch, None, None]:
@@ -333,14 +373,27 @@ def _deliver(
     schema: pa.Schema,
     batches: _Batches,
 ) -> Iterator[bytes]:
-    digest = hashlib.sha256()
-    sent = 0
+    sealed: dict[str, Any] = {}
+
+    def seal(content: Content) -> dict[str, str]:
+        # Everything up to the last row is written: sign the complete manifest into the file.
+        # The hash of the whole response cannot be in it (the seal is part of the response).
+        sealed.update(
+            {k: v for k, v in manifest.items() if k not in ("bytes", "sha256")},
+            rows=content.rows,
+            content=content.to_dict(),
+            complete=True,
+            sealed=dt.datetime.now(dt.UTC).isoformat(),
+        )
+        return {
+            MANIFEST_KEY.decode(): json.dumps(sealed),
+            SIGNATURE_KEY.decode(): node.provenance.sign(sealed),
+        }
+
+    encoded = Encoded(fmt, schema, batches, seal if fmt.sealed else None)
     error = ""
     try:
-        for chunk in encode(fmt, schema, batches):
-            digest.update(chunk)
-            sent += len(chunk)
-            yield chunk
+        yield from encoded
     except GeneratorExit:
         error = "client went away"
         raise
@@ -350,10 +403,10 @@ def _deliver(
         raise
     finally:
         final = {
-            **manifest,
+            **(sealed or manifest),
             "rows": batches.rows,
-            "bytes": sent,
-            "sha256": digest.hexdigest(),
+            "bytes": encoded.bytes,
+            "sha256": encoded.sha256,
             "complete": not error,
             "completed": dt.datetime.now(dt.UTC).isoformat(),
         }
@@ -401,4 +454,4 @@ def keep(
             error=error,
         ),
     )
-    return node.provenance.complete(final)
+    return node.provenance.complete(final, error=error)

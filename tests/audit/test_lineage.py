@@ -168,9 +168,11 @@ def test_graph_by_principal_and_by_model(story: Lineage) -> None:
 
 def test_prov_json_export(story: Lineage) -> None:
     doc = to_prov_json(story.graph(model="hardness-rf"))
-    assert doc["entity"]["matgate:model:hardness-rf@1"]["prov:type"] == "matgate:Model"
+    model_type = doc["entity"]["matgate:model:hardness-rf@1"]["prov:type"]
+    assert model_type == {"$": "matgate:Model", "type": "xsd:QName"}
     assert "matgate:principal:ana@uni-a" in doc["agent"]
-    assert doc["activity"]["matgate:run:run-ana"]["matgate:metrics"] == {"mae": 3.5}
+    metric = doc["activity"]["matgate:run:run-ana"]["matgate:metric_mae"]
+    assert float(metric["$"]) == 3.5 and metric["type"] == "xsd:double"
     used = {(u["prov:activity"], u["prov:entity"]) for u in doc["used"].values()}
     assert used == {
         ("matgate:run:run-ana", "matgate:slice:m-a1"),

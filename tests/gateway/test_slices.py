@@ -147,8 +147,9 @@ def test_provenance_is_private_to_the_receiver(api, auth):
 
 def test_parquet_file_metadata_holds_the_manifest(api, auth):
     r = api.post(SLICE, json=_body(format="parquet", limit=10), headers=auth["ml-user"])
-    schema = pq.read_schema(io.BytesIO(r.content))
-    assert json.loads(schema.metadata[MANIFEST_KEY])["dataset"] == NI
+    footer = pq.read_metadata(io.BytesIO(r.content)).metadata  # written last: the sealed one
+    sealed = json.loads(footer[MANIFEST_KEY])
+    assert sealed["dataset"] == NI and sealed["rows"] == 10 and sealed["complete"] is True
 
 
 def test_arrow_encoding_is_the_standard_ipc_stream():

@@ -130,7 +130,13 @@ def _prepare_site(
     _fill_stores(home, stores, entries, now)
     url = f"http://127.0.0.1:{port}"
     config: dict[str, Any] = {
-        "node": {"institution": institution, "title": TITLES[institution], "public_url": url},
+        "node": {
+            "institution": institution,
+            "title": TITLES[institution],
+            "public_url": url,
+            # A fictional institution: its data desk is an address of the reserved .example domain.
+            "contact": f"data-desk@{institution}.example",
+        },
         "stores": stores,
         "datasets": entries,
         "policy": policy,

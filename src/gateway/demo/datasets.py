@@ -80,8 +80,14 @@ def _col(
 def ni_superalloys_columns() -> list[dict[str, Any]]:
     """The 60 columns of the superalloy records plus three synthetic governance columns."""
     cols = [
-        _col("record_id", "string", "identifier", description="Record id in the source"),
-        _col("alloy", "string", "identifier", description="Alloy name"),
+        _col(
+            "record_id",
+            "string",
+            "identifier",
+            description="Record id in the source",
+            nullable=False,
+        ),
+        _col("alloy", "string", "identifier", description="Alloy name", nullable=False),
         _col("doi", "string", "identifier", description="DOI of the source publication"),
     ]
     cols += [

@@ -191,9 +191,12 @@ def lineage(
     dataset: Annotated[str | None, Query(max_length=200)] = None,
     principal_id: Annotated[str | None, Query(alias="principal", max_length=300)] = None,
     model: Annotated[str | None, Query(max_length=300, description="name or name@version")] = None,
-    format: Literal["graph", "prov", "openlineage"] = "graph",
+    format: Literal["graph", "prov", "prov-n", "prov-xml", "prov-o", "openlineage"] = "graph",
 ) -> Any:
-    """dataset -> slice -> principal -> run -> model, as a graph, W3C PROV-JSON or OpenLineage."""
-    return auditing.lineage(
-        node, principal, dataset=dataset, principal_id=principal_id, model=model, fmt=format
-    )
+    """dataset -> slice -> principal -> run -> model, as a graph, W3C PROV (PROV-JSON, PROV-N,
+    PROV-XML or PROV-O) or OpenLineage run events."""
+    anchor = {"dataset": dataset, "principal_id": principal_id, "model": model}
+    if format in auditing.PROV_TEXT:
+        text, media = auditing.lineage_prov(node, principal, **anchor, fmt=format)
+        return Response(text, media_type=media)
+    return auditing.lineage(node, principal, **anchor, fmt=format)

@@ -1,14 +1,20 @@
-"""Catalog search, dataset metadata (JSON and DCAT JSON-LD), and registration."""
+"""Catalog search, dataset metadata (JSON, or DCAT-AP as JSON-LD or Turtle), and registration.
+
+``/catalog`` and ``/catalog/{institution}/{name}`` answer JSON unless the request asks for
+``application/ld+json`` or ``text/turtle`` (``Accept``, or ``?format=jsonld|turtle``); the
+DCAT-only paths (``/catalog.jsonld``, ``.../dcat``) answer JSON-LD unless Turtle is asked for.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 
 from connectors.datasets import Dataset, PSPPRole
 from gateway import service
 from gateway.catalog import Criteria
+from gateway.dcat import RdfFormat, negotiate
 from gateway.deps import CurrentPrincipal, NodeDep
 from gateway.schemas import CatalogPage
 
@@ -27,37 +33,98 @@ def criteria(
     return Criteria(q, tuple(pspp), column, unit, license, institution)
 
 
-@router.get("/catalog", response_model=CatalogPage, summary="Search the catalog")
+_FORMAT = Query(description="json, jsonld or turtle: overrides the Accept header", max_length=16)
+
+
+def json_or_rdf(
+    accept: Annotated[str | None, Header(max_length=1000)] = None,
+    format: Annotated[str | None, _FORMAT] = None,
+) -> RdfFormat | None:
+    """The DCAT serialisation asked for, or None for plain JSON (406 if none fits)."""
+    return negotiate(accept, format)
+
+
+def rdf(
+    accept: Annotated[str | None, Header(max_length=1000)] = None,
+    format: Annotated[str | None, _FORMAT] = None,
+) -> RdfFormat:
+    """The DCAT serialisation asked for, JSON-LD by default (406 if none fits)."""
+    return negotiate(accept, format, default=RdfFormat.JSONLD) or RdfFormat.JSONLD
+
+
+JsonOrRdf = Annotated[RdfFormat | None, Depends(json_or_rdf)]
+Rdf = Annotated[RdfFormat, Depends(rdf)]
+_DCAT_MEDIA: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "application/ld+json": {"schema": {"type": "object"}},
+            "text/turtle": {"schema": {"type": "string"}},
+        },
+        "description": "DCAT-AP 3 (JSON-LD or Turtle, by content negotiation)",
+    },
+    406: {"description": "None of the accepted media types can be served"},
+}
+
+
+def _rdf(body: bytes, fmt: RdfFormat) -> Response:
+    return Response(body, media_type=fmt.media_type, headers={"Vary": "Accept"})
+
+
+@router.get(
+    "/catalog",
+    response_model=CatalogPage,
+    summary="Search the catalog",
+    responses=_DCAT_MEDIA,
+)
 def search_catalog(
     node: NodeDep,
     principal: CurrentPrincipal,
     found: Annotated[Criteria, Depends(criteria)],
+    fmt: JsonOrRdf,
     federated: Annotated[
         bool, Query(description="Search the peers too; each site's status is in meta")
     ] = False,
-) -> CatalogPage:
-    """Datasets you may discover that match every given criterion."""
+) -> Any:
+    """Datasets you may discover that match every given criterion (JSON, or a DCAT catalog)."""
+    if fmt is not None:
+        return _rdf(service.catalog_dcat(node, principal, found, fmt), fmt)
     return service.catalog_page(node, principal, found, federated=federated)
 
 
-@router.get("/catalog.jsonld", summary="The catalog as DCAT (JSON-LD)")
-def catalog_dcat(node: NodeDep, principal: CurrentPrincipal) -> dict[str, Any]:
-    """Every dataset you may discover, as a dcat:Catalog."""
-    return service.catalog_dcat(node, principal)
+@router.get("/catalog.jsonld", summary="The catalog as DCAT-AP", responses=_DCAT_MEDIA)
+def catalog_dcat(
+    node: NodeDep,
+    principal: CurrentPrincipal,
+    found: Annotated[Criteria, Depends(criteria)],
+    fmt: Rdf,
+) -> Response:
+    """Every dataset you may discover, as a DCAT-AP dcat:Catalog (JSON-LD unless Turtle asked)."""
+    return _rdf(service.catalog_dcat(node, principal, found, fmt), fmt)
 
 
-@router.get("/catalog/{institution}/{name}", response_model=Dataset, summary="A dataset's metadata")
-def get_dataset(institution: str, name: str, node: NodeDep, principal: CurrentPrincipal) -> Dataset:
-    """FAIR metadata and the PSPP-labelled column schema of one dataset."""
+@router.get(
+    "/catalog/{institution}/{name}",
+    response_model=Dataset,
+    summary="A dataset's metadata",
+    responses=_DCAT_MEDIA,
+)
+def get_dataset(
+    institution: str, name: str, node: NodeDep, principal: CurrentPrincipal, fmt: JsonOrRdf
+) -> Any:
+    """FAIR metadata and the PSPP-labelled column schema of one dataset (JSON, or DCAT)."""
+    if fmt is not None:
+        return _rdf(service.dataset_dcat(node, principal, f"{institution}/{name}", fmt), fmt)
     return service.get_dataset(node, principal, f"{institution}/{name}")
 
 
-@router.get("/catalog/{institution}/{name}/dcat", summary="A dataset as DCAT (JSON-LD)")
+@router.get(
+    "/catalog/{institution}/{name}/dcat", summary="A dataset as DCAT-AP", responses=_DCAT_MEDIA
+)
 def get_dataset_dcat(
-    institution: str, name: str, node: NodeDep, principal: CurrentPrincipal
-) -> dict[str, Any]:
-    """One dataset as a dcat:Dataset."""
-    return service.dataset_dcat(node, principal, f"{institution}/{name}")
+    institution: str, name: str, node: NodeDep, principal: CurrentPrincipal, fmt: Rdf
+) -> Response:
+    """One dataset as a DCAT-AP dcat:Dataset (JSON-LD unless Turtle is asked for)."""
+    return _rdf(service.dataset_dcat(node, principal, f"{institution}/{name}", fmt), fmt)
 
 
 @router.post(
