@@ -201,6 +201,14 @@ EXAMPLES = [
         "alpha-terms",
         (True, ALL, {}, (), None, "allowed"),
     ),
+    (
+        "public",
+        [{"public": True, "domain": "alpha", "action": "read", "keep": ["alloy", "pspp:property"]}],
+        {},
+        "research",
+        None,
+        (True, ("alloy", "yield_strength_mpa"), {}, ("operator", "year"), None, "allowed"),
+    ),
     ("embargo", [R], EMBARGO, "research", None, (False, (), {}, (), None, "under embargo")),
     (
         "embargo-waived",

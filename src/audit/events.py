@@ -20,9 +20,11 @@ __all__ = [
     "DatasetRegistered",
     "DecisionMade",
     "Event",
+    "JobChanged",
     "PolicyChanged",
     "RelayForwarded",
     "RunRegistered",
+    "ShareChanged",
     "SliceDelivered",
     "canonical_json",
     "event_from_dict",
@@ -183,6 +185,18 @@ class RelayForwarded(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JobChanged(Event):
+    """A background job (compute-to-data training) was queued, started, finished or failed."""
+
+    name: ClassVar[str] = "job"
+
+    job_id: str = ""
+    kind: str = ""
+    status: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointRefused(Event):
     """As a witness, this node refused a peer log's checkpoint: a possible fork or rollback."""
 
@@ -196,6 +210,18 @@ class CheckpointRefused(Event):
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShareChanged(Event):
+    """A steward offered (or changed) a Delta Sharing share, or withdrew it."""
+
+    name: ClassVar[str] = "share"
+
+    share: str = ""
+    change: str = ""  # "offered" or "withdrawn"
+    datasets: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
+
+
 _REGISTRY: dict[str, type[Event]] = {
     cls.name: cls
     for cls in (
@@ -207,7 +233,9 @@ _REGISTRY: dict[str, type[Event]] = {
         AuthenticationFailed,
         RunRegistered,
         RelayForwarded,
+        JobChanged,
         CheckpointRefused,
+        ShareChanged,
     )
 }
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from audit.errors import AuditUnavailable, LineageError, ManifestError
 from audit.events import RunRegistered
@@ -165,7 +165,9 @@ class Lineage:
             str(k): float(v) for k, v in (metrics or {}).items() if math.isfinite(float(v))
         }
         first = verified[0][0]
+        time = self._log.now()
         event = RunRegistered(
+            time=time,
             request_id=request_id,
             principal=principal,
             dataset=str(first.get("dataset", "")),
@@ -178,28 +180,30 @@ class Lineage:
             model_hash=model_hash,
             metrics=clean_metrics,
         )
-        index = self._log.append(event)  # raises AuditUnavailable: nothing recorded
-        time = self._log.entry(index).event["time"]
-        run = Run(
-            run_id,
-            principal,
-            model_name,
-            model_version,
-            model_hash,
-            clean_metrics,
-            ids,
-            purpose,
-            time,
-            index,
-        )
-        row = {k: v for k, v in run.to_dict().items() if k != "manifests"}
         try:
+            # the run, its inputs and its entry commit together or not at all
             with self._engine.begin() as conn:
+                index = self._log.append_in(conn, [event])[0]
+                run = Run(
+                    run_id,
+                    principal,
+                    model_name,
+                    model_version,
+                    model_hash,
+                    clean_metrics,
+                    ids,
+                    purpose,
+                    time,
+                    index,
+                )
+                row = {k: v for k, v in run.to_dict().items() if k != "manifests"}
                 self._insert_slices(conn, [_slice_row(m, t) for m, t in verified])
                 conn.execute(runs.insert(), [row])
                 conn.execute(
                     run_inputs.insert(), [{"run_id": run_id, "manifest_id": i} for i in ids]
                 )
+        except IntegrityError as exc:
+            raise LineageError(f"run {run_id} is already registered") from exc
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"lineage not stored: {exc.__class__.__name__}") from exc
         return run

@@ -1,17 +1,24 @@
 """The node's append-only, verifiable event log: one ``append`` for every event.
 
-Entries are committed before ``append`` returns (group commit: threads appending at the same
-time share one transaction, which is what makes durable appends fast). The Merkle tree of all
-entries is kept in memory, rebuilt from the stored leaf hashes at start, and grows only after a
-commit succeeds, so proofs never cover an entry that is not durable. Any failure to write raises
-``AuditUnavailable``: the caller must fail closed.
+One log, many writers: every append takes the log's lock inside its database transaction
+(``audit.store.lock_log``), reads the last entry, and numbers and chains its entries after it, so
+threads, worker processes and replicas sharing the database append without gaps, duplicates or
+forks. ``append_in`` appends inside a caller's transaction, so a state change and its entry commit
+together or not at all; ``append`` commits at once (group commit: threads appending at the same
+time share one transaction, which is what makes durable appends fast).
+
+The Merkle tree of all entries is kept in memory and only ever holds committed entries: it grows
+after this process's commits and catches up from the database (``refresh``) before a tree head
+or a proof is given, so every replica serves the same heads and proofs. Any failure to write
+raises ``AuditUnavailable``: the caller must fail closed.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import IO, Any
@@ -27,9 +34,12 @@ from audit.events import Event
 from audit.keys import Signer
 from audit.merkle import MerkleTree, leaf_hash
 from audit.search import EventFilter, EventPage, format_time, page_query, write_export
-from audit.store import checkpoints, entries
+from audit.store import checkpoints, entries, lock_log
 
 __all__ = ["AuditLog", "ConsistencyProof", "InclusionProof"]
+
+log = logging.getLogger(__name__)
+_MAX_INDEX = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +92,6 @@ class _Pending:
     first: int = -1
     error: BaseException | None = None
     done: bool = False
-    hashes: list[bytes] = field(default_factory=list)
 
 
 def _utcnow() -> datetime:
@@ -95,6 +104,16 @@ _SQLITE_INSERT = (
     f"INSERT INTO {entries.name} ({', '.join(_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
 )
+
+
+def _cursor(cursor: str | None) -> int:
+    """The index a page cursor stands for (-1: from the start); ValueError if it is not one."""
+    if not cursor:
+        return -1
+    # ASCII digits only (int() would take "٣", " 3" and "3_0"), and within a BIGINT
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19 or int(cursor) > _MAX_INDEX:
+        raise ValueError(f"bad cursor {cursor[:40]!r}: an entry index from next_cursor")
+    return int(cursor)
 
 
 def _all(conn: sa.Connection, query: sa.Select[Any]) -> list[Any]:
@@ -117,7 +136,7 @@ def _insert_entries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
                 for row in rows:
                     copy.write_row(tuple(row[c] for c in _COLUMNS))
         except Exception as exc:  # the driver's own errors: give them SQLAlchemy's shape
-            if getattr(exc, "sqlstate", None) == "23505":  # another replica took these indexes
+            if getattr(exc, "sqlstate", None) == "23505":  # a unique index refused a row
                 raise IntegrityError(statement, None, exc) from exc
             raise OperationalError(statement, None, exc) from exc
         return
@@ -127,6 +146,30 @@ def _insert_entries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         conn.exec_driver_sql(_SQLITE_INSERT, [tuple(row[c] for c in _COLUMNS) for row in rows])
         return
     conn.execute(entries.insert(), rows)
+
+
+def _append_rows(conn: sa.Connection, rows: list[dict[str, Any]]) -> tuple[int, list[bytes]]:
+    """Under the log's lock, number and chain ``rows`` after the last entry and insert them;
+    returns the first index and the leaf hashes."""
+    lock_log(conn)
+    c = entries.c
+    last = conn.execute(sa.select(c.idx, c.leaf_hash).order_by(c.idx.desc()).limit(1)).first()
+    seq = 0 if last is None else int(last[0]) + 1
+    prev = GENESIS if last is None else bytes(last[1]).hex()
+    first = seq
+    stored: list[dict[str, Any]] = []
+    hashes: list[bytes] = []
+    for row in rows:
+        body = encode_entry(row["event_json"], seq, prev)
+        digest = leaf_hash(body)
+        out = {k: v for k, v in row.items() if k != "event_json"}
+        out.update(idx=seq, body=body, leaf_hash=digest)
+        stored.append(out)
+        hashes.append(digest)
+        prev = digest.hex()
+        seq += 1
+    _insert_entries(conn, stored)
+    return first, hashes
 
 
 class AuditLog:
@@ -147,7 +190,9 @@ class AuditLog:
         self._write_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Pending] = []
-        self._tree = self._load_tree()
+        self._tree_lock = threading.Lock()
+        self._tree = MerkleTree()
+        self.refresh()
 
     @property
     def signer(self) -> Signer:
@@ -158,15 +203,54 @@ class AuditLog:
         """The JWK Set that verifies this log's checkpoints."""
         return self._signer.jwks()
 
-    def _load_tree(self) -> MerkleTree:
+    # -- the in-memory tree -----------------------------------------------------------------
+
+    def refresh(self) -> int:
+        """Catch the in-memory tree up with entries committed by anyone; returns the size."""
+        with self._tree_lock:
+            self._catch_up()
+            return self._tree.size
+
+    def _catch_up(self) -> None:
+        # holds _tree_lock; only a contiguous run from the tree's size is taken, so the tree can
+        # never skip an entry, whatever the isolation level showed
+        size = self._tree.size
+        c = entries.c
+        query = sa.select(c.idx, c.leaf_hash).where(c.idx >= size).order_by(c.idx)
         try:
             with self._engine.connect() as conn:
-                result = conn.execute(sa.select(entries.c.leaf_hash).order_by(entries.c.idx))
-                return MerkleTree(bytes(row[0]) for row in result)
+                found: list[bytes] = []
+                rows: Iterable[Any] = conn.execute(query)
+                for idx, digest in rows:
+                    if idx != size + len(found):
+                        break
+                    found.append(bytes(digest))
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"audit store unreadable: {exc.__class__.__name__}") from exc
+        self._tree.extend(found)
+
+    def _catch_up_to(self, size: int | None) -> None:
+        # entries never change: a tree that already holds ``size`` leaves needs no query
+        if size is None or size > self._tree.size:
+            self._catch_up()
+
+    def _grow(self, first: int, hashes: list[bytes]) -> None:
+        """Add this process's newly committed entries ``first``.. to the tree."""
+        with self._tree_lock:
+            size = self._tree.size
+            if size == first:
+                self._tree.extend(hashes)
+            elif size < first + len(hashes):  # others committed before us: read theirs and ours
+                try:
+                    self._catch_up()
+                except AuditUnavailable:  # ours are durable; the next refresh catches up
+                    log.warning("audit tree behind the store after a commit", exc_info=True)
 
     # -- appending -------------------------------------------------------------------------
+
+    def now(self) -> str:
+        """The log's clock, as entry times are written."""
+        return format_time(self._clock())
 
     def _row(self, event: Event, now: str) -> dict[str, Any]:
         data = event.to_dict()
@@ -187,19 +271,22 @@ class AuditLog:
             "event_json": encode_plain(data),
         }
 
+    def _rows(self, events: Sequence[Event]) -> list[dict[str, Any]]:
+        now = self.now()
+        try:
+            return [self._row(e, now) for e in events]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"event is not canonical-JSON serialisable: {exc}") from exc
+
     def append(self, event: Event) -> int:
         """Record one event; returns its index once it is committed."""
         return self.append_many([event])[0]
 
     def append_many(self, events: Sequence[Event]) -> list[int]:
-        """Record events in order in one transaction; returns their indexes."""
+        """Record events in order in one transaction; returns their indexes once committed."""
         if not events:
             return []
-        now = format_time(self._clock())
-        try:
-            item = _Pending([self._row(e, now) for e in events])
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"event is not canonical-JSON serialisable: {exc}") from exc
+        item = _Pending(self._rows(events))
         with self._queue_lock:
             self._queue.append(item)
         with self._write_lock:
@@ -215,78 +302,61 @@ class AuditLog:
             ) from item.error
         return list(range(item.first, item.first + len(item.rows)))
 
+    def append_in(self, conn: sa.Connection, events: Sequence[Event]) -> list[int]:
+        """Record events inside the caller's open transaction on ``conn``: they commit with the
+        caller's changes or not at all. The log's lock is held until that transaction ends; the
+        tree takes the entries once they are committed (``refresh``)."""
+        if not events:
+            return []
+        rows = self._rows(events)
+        try:
+            first, _ = _append_rows(conn, rows)
+        except SQLAlchemyError as exc:
+            raise AuditUnavailable(
+                f"audit log could not be written: {exc.__class__.__name__}"
+            ) from exc
+        return list(range(first, first + len(rows)))
+
     def _commit(self, batch: list[_Pending]) -> None:
-        for attempt in (1, 2):
-            rows, hashes = self._number(batch)
-            try:
-                with self._engine.begin() as conn:
-                    _insert_entries(conn, rows)
-            except IntegrityError as exc:
-                # another process appended to the same log: catch up and renumber once
-                if attempt == 2 or not self._reload():
-                    self._fail(batch, exc)
-                    return
-                continue
-            except SQLAlchemyError as exc:
-                self._fail(batch, exc)
-                return
-            self._tree.extend(hashes)
+        rows = [row for item in batch for row in item.rows]
+        try:
+            with self._engine.begin() as conn:
+                first, hashes = _append_rows(conn, rows)
+        except SQLAlchemyError as exc:
             for item in batch:
+                item.error = exc
                 item.done = True
             return
-
-    def _number(self, batch: list[_Pending]) -> tuple[list[dict[str, Any]], list[bytes]]:
-        seq = self._tree.size
-        prev = self._tree.leaf(seq - 1).hex() if seq else GENESIS
-        rows: list[dict[str, Any]] = []
-        hashes: list[bytes] = []
+        at = first
         for item in batch:
-            item.first = seq
-            for row in item.rows:
-                body = encode_entry(row["event_json"], seq, prev)
-                digest = leaf_hash(body)
-                rows.append({**row, "idx": seq, "body": body, "leaf_hash": digest})
-                hashes.append(digest)
-                prev = digest.hex()
-                seq += 1
-        for row in rows:
-            del row["event_json"]
-        return rows, hashes
-
-    def _reload(self) -> bool:
-        try:
-            self._tree = self._load_tree()
-        except AuditUnavailable:
-            return False
-        return True
-
-    @staticmethod
-    def _fail(batch: list[_Pending], exc: BaseException) -> None:
-        for item in batch:
-            item.error = exc
+            item.first = at
+            at += len(item.rows)
             item.done = True
+        self._grow(first, hashes)
 
     # -- tree heads and proofs -----------------------------------------------------------
 
     def size(self) -> int:
-        """Number of durable entries."""
-        return self._tree.size
+        """Number of durable entries (caught up with every writer of the log)."""
+        return self.refresh()
 
     def root(self, size: int | None = None) -> bytes:
         """The tree head at ``size`` (default: now)."""
-        return self._tree.root(size)
+        with self._tree_lock:
+            self._catch_up_to(size)
+            return self._tree.root(size)
 
     def checkpoint(self) -> Checkpoint:
         """Sign and store the current tree head (the latest one if nothing was added since)."""
         with self._write_lock:
-            size = self._tree.size
+            size = self.refresh()
             latest = self.latest_checkpoint()
             if latest is not None and latest.size == size:
                 return latest
             cp = sign_checkpoint(
                 self._signer,
                 size=size,
-                root=self._tree.root(size),
+                root=self.root(size),
                 time=format_time(self._clock()),
                 node=self.node,
             )
@@ -300,7 +370,7 @@ class AuditLog:
     def checkpoint_if_due(self, every_seconds: float) -> Checkpoint | None:
         """A new checkpoint if entries were added and the last one is older than the interval."""
         latest = self.latest_checkpoint()
-        if self._tree.size == (latest.size if latest else 0):
+        if self.refresh() == (latest.size if latest else 0):
             return None
         if latest is not None:
             then = datetime.strptime(latest.time, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
@@ -322,30 +392,34 @@ class AuditLog:
         return [Checkpoint.from_dict(r) for r in rows]
 
     def inclusion_proof(self, index: int, size: int | None = None) -> InclusionProof:
-        """Proof that entry ``index`` is in the tree of ``size`` entries."""
-        size = self._tree.size if size is None else size
-        path = self._tree.inclusion_proof(index, size)
-        return InclusionProof(
-            index,
-            size,
-            self._tree.leaf(index).hex(),
-            self._tree.root(size).hex(),
-            [p.hex() for p in path],
-        )
+        """Proof that entry ``index`` is in the tree of ``size`` entries (default: now)."""
+        with self._tree_lock:
+            self._catch_up_to(size)
+            tree = self._tree
+            size = tree.size if size is None else size
+            if not 0 <= index < size:
+                raise ProofError(f"leaf {index} is not in a tree of size {size}")
+            path = tree.inclusion_proof(index, size)
+            return InclusionProof(
+                index, size, tree.leaf(index).hex(), tree.root(size).hex(), [p.hex() for p in path]
+            )
 
     def consistency_proof(self, first: int, second: int | None = None) -> ConsistencyProof:
         """Proof that the log at ``first`` entries is a prefix of the log at ``second``."""
-        second = self._tree.size if second is None else second
-        if first < 0:
-            raise ProofError("sizes must not be negative")
-        path = self._tree.consistency_proof(first, second)
-        return ConsistencyProof(
-            first,
-            second,
-            self._tree.root(first).hex(),
-            self._tree.root(second).hex(),
-            [p.hex() for p in path],
-        )
+        with self._tree_lock:
+            self._catch_up_to(second)
+            tree = self._tree
+            second = tree.size if second is None else second
+            if not 0 <= first <= second:
+                raise ProofError(f"no consistency proof from size {first} to size {second}")
+            path = tree.consistency_proof(first, second)
+            return ConsistencyProof(
+                first,
+                second,
+                tree.root(first).hex(),
+                tree.root(second).hex(),
+                [p.hex() for p in path],
+            )
 
     # -- reading -------------------------------------------------------------------------
 
@@ -377,10 +451,7 @@ class AuditLog:
         """One page of entries matching ``filters``, after ``cursor`` (keyset pagination)."""
         if not 1 <= limit <= 10_000:
             raise ValueError("limit must be between 1 and 10000")
-        try:
-            after = int(cursor) if cursor else -1
-        except ValueError:
-            raise ValueError(f"bad cursor {cursor!r}") from None
+        after = _cursor(cursor)
         query = page_query(filters or EventFilter(), after, limit)
         rows = self._read(lambda conn: conn.execute(query).all())
         found = [AuditEntry.from_body(i, bytes(b), bytes(h)) for i, b, h in rows[:limit]]

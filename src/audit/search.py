@@ -40,10 +40,24 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _instant(moment: datetime | None, name: str) -> datetime | None:
+    """``moment`` as an aware instant (no zone: UTC); ValueError outside the years 1-9999 UTC."""
+    if moment is None:
+        return None
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    try:
+        aware.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{name} is outside the years 1 to 9999 in UTC") from None
+    return aware
+
+
 @dataclass(frozen=True, slots=True)
 class EventFilter:
     """Which events to list; every given field must match. ``domain`` keeps the events of one
-    institution's datasets (``dataset`` equal to it or starting with ``domain/``)."""
+    institution's datasets (``dataset`` equal to it or starting with ``domain/``). Times without
+    a zone are UTC; a range that ends before it starts, or times no entry can have, are refused
+    (ValueError)."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -56,6 +70,14 @@ class EventFilter:
     name: str | None = None
     domain: str | None = None
     names: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # bounded here, once, so no query can fail on a time it cannot write (ValueError)
+        since, until = _instant(self.since, "since"), _instant(self.until, "until")
+        if since is not None and until is not None and until < since:
+            raise ValueError("until is before since")
+        object.__setattr__(self, "since", since)
+        object.__setattr__(self, "until", until)
 
     def where(self) -> list[sa.ColumnElement[bool]]:
         """SQL conditions on the entries table."""

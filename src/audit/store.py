@@ -12,12 +12,14 @@ from typing import Any
 import sqlalchemy as sa
 
 __all__ = [
+    "begin_immediate",
     "checkpoints",
     "cosignatures",
     "create_tables",
     "entries",
     "grant_append_only",
     "install_append_only_guard",
+    "lock_log",
     "metadata",
     "run_inputs",
     "runs",
@@ -176,6 +178,34 @@ sa.event.listen(metadata, "after_create", _after_create)
 def create_tables(engine: sa.Engine) -> None:
     """Create the audit and lineage tables (if missing) and install the append-only guard."""
     metadata.create_all(engine)
+
+
+def begin_immediate(connection: sa.Connection) -> None:
+    """On SQLite, make the transaction of ``connection`` a write transaction now (BEGIN
+    IMMEDIATE), unless a statement already made it one: its reads then see the last commit and no
+    other writer can slip in before it commits. Elsewhere nothing."""
+    if connection.dialect.name != "sqlite":
+        return
+    raw = connection.connection.driver_connection
+    # pysqlite opens a transaction only before the first write: until then it is not in one
+    if not getattr(raw, "in_transaction", True):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def lock_log(connection: sa.Connection) -> None:
+    """Hold the log's append lock until the transaction of ``connection`` ends: one appender at a
+    time across threads, processes and replicas, so the next index and the hash it chains to are
+    read and written by one transaction alone (PostgreSQL: an advisory lock keyed by the entries
+    table; SQLite: the database's write lock)."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock('audit_entries'::regclass::oid::bigint)"
+        )
+    elif dialect == "sqlite":
+        begin_immediate(connection)
+    else:  # not a node database here; serialise on the table itself
+        connection.execute(sa.select(entries.c.idx).with_for_update().limit(1))
 
 
 def grant_append_only(connection: sa.Connection, role: str) -> None:

@@ -8,8 +8,10 @@ else happens, allow or deny; if the log cannot be written, nothing is released (
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+import sqlalchemy as sa
 
 from audit.errors import AuditUnavailable
 from audit.events import DecisionMade, Event
@@ -22,19 +24,42 @@ from policies.principals import Principal
 if TYPE_CHECKING:
     from gateway.node import Node
 
-__all__ = ["dataset_for", "ensure", "record", "visible_datasets"]
+__all__ = ["dataset_for", "ensure", "record", "recorder", "visible_datasets"]
+
+T = TypeVar("T")
 
 
 def record(node: Node, event: Event) -> int:
     """Append ``event`` to the audit log, failing closed with 503 if it cannot be written.
 
     An event that names no request gets the id of the request being served, if any."""
-    if not event.request_id and (rid := request_id_var.get()) != "-":
-        event = dataclasses.replace(event, request_id=rid)
     try:
-        return node.audit.append(event)
+        return node.audit.append(_stamped(event))
     except AuditUnavailable as exc:
         raise ServiceUnavailable("the audit log cannot be written; nothing was released") from exc
+
+
+def _stamped(event: Event) -> Event:
+    """``event``, with the id of the request being served if it names no request."""
+    if not event.request_id and (rid := request_id_var.get()) != "-":
+        return dataclasses.replace(event, request_id=rid)
+    return event
+
+
+def recorder(node: Node, event: Callable[[T], Event]) -> Callable[[sa.Connection, T], None]:
+    """A hook for a state change's own transaction: it appends ``event(change)`` on the same
+    connection, so the change and its entry commit together; if the entry cannot be written the
+    hook raises 503 and the transaction, change included, rolls back."""
+
+    def hook(conn: sa.Connection, change: T) -> None:
+        try:
+            node.audit.append_in(conn, [_stamped(event(change))])
+        except AuditUnavailable as exc:
+            raise ServiceUnavailable(
+                "the audit log cannot be written; nothing was changed"
+            ) from exc
+
+    return hook
 
 
 def visible_datasets(node: Node, principal: Principal) -> list[Dataset]:

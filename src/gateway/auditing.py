@@ -118,6 +118,10 @@ def report(
 ) -> dict[str, Any]:
     """Where did ``dataset`` go: its entries and models with proofs (auditors)."""
     _ensure_auditor(node, principal)
+    try:  # the same bounds as the event queries: times no entry can have are refused
+        EventFilter(since=since, until=until)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
     since, until = _aware(since), _aware(until)
     if since is not None and until is not None and since >= until:
         raise BadRequest("since must be before until")

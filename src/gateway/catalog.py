@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from audit.store import begin_immediate
 from connectors.datasets import Dataset, PSPPRole
 from connectors.errors import ConnectorError, SchemaMismatchError
 from gateway.db import catalog_table
@@ -17,6 +18,8 @@ from gateway.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from gateway.stores import Stores
 
 __all__ = ["Catalog", "Criteria", "search"]
+
+Record = Callable[[sa.Connection, Dataset], None]
 
 
 class Catalog:
@@ -39,8 +42,12 @@ class Catalog:
             raise NotFound(f"no dataset {dataset_id!r}")
         return found
 
-    def register(self, dataset: Dataset, *, by: str, replace: bool = False) -> Dataset:
-        """Validate ``dataset`` against its store and record it (Conflict if it exists)."""
+    def register(
+        self, dataset: Dataset, *, by: str, replace: bool = False, record: Record | None = None
+    ) -> Dataset:
+        """Validate ``dataset`` against its store and record it (Conflict if it exists); the row
+        and what ``record`` writes commit in one transaction, and the dataset is served only
+        once they have."""
         self.validate(dataset)
         row = {
             "id": dataset.id,
@@ -50,25 +57,42 @@ class Catalog:
             "registered_by": by,
             "registered_at": dt.datetime.now(dt.UTC),
         }
-        with self._engine.begin() as conn:
-            exists = conn.execute(
-                sa.select(catalog_table.c.id).where(catalog_table.c.id == dataset.id)
-            ).first()
-            if exists and not replace:
-                raise Conflict(f"dataset {dataset.id!r} is registered already")
-            if exists:
-                conn.execute(catalog_table.delete().where(catalog_table.c.id == dataset.id))
-            conn.execute(catalog_table.insert().values(**row))
-        with self._lock:
-            self._cache = None
+        try:
+            with self._engine.begin() as conn:
+                begin_immediate(conn)  # SQLite: the existence check and the write as one
+                exists = conn.execute(
+                    sa.select(catalog_table.c.id).where(catalog_table.c.id == dataset.id)
+                ).first()
+                if exists and not replace:
+                    raise Conflict(f"dataset {dataset.id!r} is registered already")
+                if exists:
+                    conn.execute(catalog_table.delete().where(catalog_table.c.id == dataset.id))
+                conn.execute(catalog_table.insert().values(**row))
+                if record is not None:
+                    record(conn, dataset)
+        except sa.exc.IntegrityError as exc:  # another replica registered it meanwhile
+            raise Conflict(f"dataset {dataset.id!r} is registered already") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise ServiceUnavailable(
+                f"the catalog could not be written: {exc.__class__.__name__}"
+            ) from exc
+        finally:
+            with self._lock:
+                self._cache = None
         return dataset
 
-    def sync(self, datasets: Iterable[Dataset], *, by: str) -> None:
-        """Make the config's datasets registered as written (at start-up)."""
+    def sync(self, datasets: Iterable[Dataset], *, by: str, record: Record | None = None) -> None:
+        """Make the config's datasets registered as written (at start-up), each change recorded."""
         for dataset in datasets:
-            current = self._load().get(dataset.id)
-            if current != dataset:
-                self.register(dataset, by=by, replace=True)
+            for attempt in (1, 2):
+                if self._load().get(dataset.id) == dataset:
+                    break
+                try:
+                    self.register(dataset, by=by, replace=True, record=record)
+                    break
+                except Conflict:  # a replica starting with us wrote it first: look again
+                    if attempt == 2:
+                        raise
 
     def validate(self, dataset: Dataset) -> None:
         """Check the declared schema against the store's actual table or file."""

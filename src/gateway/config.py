@@ -48,7 +48,7 @@ from connectors.datasets import Dataset
 from connectors.netguard import NetPolicy, parse_allow
 from gateway.claims import parse_claim_path
 from policies.lines import ROLE
-from policies.principals import NAMESPACE
+from policies.principals import NAMESPACE, split_principal_id
 
 __all__ = [
     "ConfigError",
@@ -57,7 +57,10 @@ __all__ = [
     "NetworkConfig",
     "NodeConfig",
     "NodeInfo",
+    "OptimadeConfig",
+    "OptimadeMapping",
     "PeerConfig",
+    "ShareConfig",
     "StoreConfig",
     "load_config",
 ]
@@ -343,6 +346,10 @@ class NodeConfig(_Model):
     network: NetworkConfig = Field(
         default_factory=NetworkConfig, description="Private addresses outbound calls may reach."
     )
+    optimade: OptimadeConfig = Field(
+        default_factory=lambda: OptimadeConfig(), description="Datasets served at /optimade."
+    )
+    shares: tuple[ShareConfig, ...] = Field(default=(), description="Delta Sharing shares.")
 
     @model_validator(mode="before")
     @classmethod
@@ -370,6 +377,7 @@ class NodeConfig(_Model):
         ids = [d.id for d in self.datasets]
         if len(ids) != len(set(ids)):
             raise ValueError("dataset names must be unique")
+        _check_faces(self)
         peers = [p.institution for p in self.peers]
         if len(peers) != len(set(peers)) or self.node.institution in peers:
             raise ValueError("peers: one entry per other institution, never this node's own")
@@ -399,6 +407,71 @@ class NodeConfig(_Model):
                     f"only an issuer of its own users (institution = {ns!r}) may use it"
                 )
         return self
+
+
+_SHARE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class OptimadeMapping(_Model):
+    """A dataset served as OPTIMADE structures: which column is the formula, which the id."""
+
+    dataset: str = Field(description="Name of one of this node's datasets.")
+    formula: str = Field(
+        description="Column holding the chemical formula (-> chemical_formula_descriptive, "
+        "and from it chemical_formula_reduced, elements, nelements, elements_ratios)."
+    )
+    id_column: str | None = Field(
+        default=None, description="Column whose value names an entry (default: the formula)."
+    )
+    purpose: str = Field(default="research", description="Purpose declared for OPTIMADE reads.")
+
+
+class OptimadeConfig(_Model):
+    """The OPTIMADE face: its datasets, each a source of ``structures`` entries."""
+
+    structures: tuple[OptimadeMapping, ...] = Field(default=(), description="Mapped datasets.")
+
+
+class ShareConfig(_Model):
+    """A Delta Sharing share: datasets a steward offers to named recipients, for one purpose."""
+
+    name: str = Field(description="Share name (lower-case letters, digits, '_', '-').")
+    datasets: tuple[str, ...] = Field(min_length=1, description="Names of this node's datasets.")
+    users: tuple[str, ...] = Field(
+        default=(), description="Recipients, by issuer-qualified id ('namespace:subject')."
+    )
+    institutions: tuple[str, ...] = Field(default=(), description="Every user of these.")
+    purpose: str = Field(default="research", description="Purpose declared for the share's reads.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> ShareConfig:
+        if not _SHARE_NAME.match(self.name):
+            raise ValueError(f"share name {self.name!r} must be lower-case letters, digits, _ -")
+        if not (self.users or self.institutions):
+            raise ValueError("a share names at least one recipient (users or institutions)")
+        for user in self.users:
+            split_principal_id(user)
+        return self
+
+
+def _check_faces(config: NodeConfig) -> None:
+    """The faces' datasets and columns exist; share names are unique."""
+    by_name = {d.name: d for d in config.datasets}
+    for i, m in enumerate(config.optimade.structures):
+        ds = by_name.get(m.dataset)
+        if ds is None:
+            raise ValueError(f"optimade.structures[{i}].dataset: no dataset {m.dataset!r}")
+        for key in ("formula", "id_column"):
+            col = getattr(m, key)
+            if col is not None and col not in ds.column_names:
+                raise ValueError(f"optimade.structures[{i}].{key}: {m.dataset} has no {col!r}")
+    names = [s.name for s in config.shares]
+    if len(names) != len(set(names)):
+        raise ValueError("shares: names must be unique")
+    for i, share in enumerate(config.shares):
+        for name in share.datasets:
+            if name not in by_name:
+                raise ValueError(f"shares[{i}].datasets: no dataset {name!r}")
 
 
 def load_config(path: Path) -> NodeConfig:

@@ -1,4 +1,4 @@
-"""The node database: engine creation and the gateway's own tables (catalog, jobs).
+"""The node database: engine creation and the gateway's own tables (catalog, jobs, shares).
 
 Other rooms keep their tables on metadata of their own (``policies.store.metadata``,
 ``audit.store.metadata``); Alembic migrates them all (see ``gateway/migrations``).
@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-__all__ = ["catalog_table", "create_engine", "jobs_table", "metadata"]
+__all__ = ["catalog_table", "create_engine", "jobs_table", "metadata", "shares_table"]
 
 metadata = sa.MetaData()
 
@@ -40,6 +40,16 @@ jobs_table = sa.Table(
     sa.Column("result", sa.JSON, nullable=True),
     sa.Column("error", sa.JSON, nullable=True),
     sa.Column("artifact", sa.LargeBinary, nullable=True),
+)
+
+
+shares_table = sa.Table(
+    "delta_shares",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("changed_by", sa.String(300), nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 

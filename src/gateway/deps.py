@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -10,9 +10,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from gateway.errors import Unauthorized
 from gateway.node import Node
 from gateway.security import authenticate
-from policies.principals import Principal
+from policies.principals import ANONYMOUS, Principal
 
-__all__ = ["CurrentPrincipal", "NodeDep"]
+__all__ = ["OPTIONAL_AUTH", "CurrentPrincipal", "MaybePrincipal", "NodeDep"]
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from an issuer this node trusts.")
 
@@ -42,3 +42,25 @@ def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def optional_principal(
+    request: Request,
+    node: NodeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The token's principal, or the anonymous one without a token (a bad token is still 401).
+
+    The anonymous principal matches the policy's ``public`` lines only, so a route taking it
+    answers exactly what the steward opened to everyone, and nothing where nothing is open.
+    """
+    if credentials is None and "authorization" not in request.headers:
+        if node.watcher is None:
+            node.governance.sync()
+        return ANONYMOUS
+    return current_principal(request, node, credentials)
+
+
+MaybePrincipal = Annotated[Principal, Depends(optional_principal)]
+OPTIONAL_AUTH: dict[str, Any] = {"security": [{}]}
+"""``openapi_extra`` of a route taking ``MaybePrincipal``: its bearer token is optional."""

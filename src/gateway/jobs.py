@@ -1,7 +1,8 @@
 """Background jobs of a node (compute-to-data training): bounded, off the event loop, observable.
 
 A job's state lives in the node database, so any replica of the node answers ``/jobs/{id}``
-whichever one runs it; the work itself runs on this replica's small pool of threads.
+whichever one runs it; the work itself runs on this replica's small pool of threads. A job's
+creation and each change of its status commit with their audit entry (``record``), or not at all.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ __all__ = ["Job", "Jobs", "model_response"]
 
 Progress = Callable[[str, float], None]
 Work = Callable[[Progress], tuple[dict[str, Any], bytes | None]]
+Record = Callable[[sa.Connection, "Job"], None]
 _STEP = 0.02  # progress is written when it moved by this much, or the stage changed
 
 
@@ -61,8 +63,9 @@ class Job:
 class Jobs:
     """Jobs recorded in the node database and run by a small pool of worker threads."""
 
-    def __init__(self, engine: sa.Engine, workers: int = 1) -> None:
+    def __init__(self, engine: sa.Engine, workers: int = 1, record: Record | None = None) -> None:
         self._engine = engine
+        self._record = record
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="matgate-job")
         self._lock = threading.Lock()
         self._pending = 0
@@ -75,8 +78,15 @@ class Jobs:
                 raise ServiceUnavailable("the node's job queue is full; try again later")
             self._pending += 1
         job = Job(uuid.uuid4().hex, owner, kind, dt.datetime.now(dt.UTC).isoformat())
-        with self._engine.begin() as conn:
-            conn.execute(jobs_table.insert().values(**_row(job)))
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(jobs_table.insert().values(**_row(job)))
+                if self._record is not None:
+                    self._record(conn, job)
+        except BaseException:
+            with self._lock:
+                self._pending -= 1
+            raise
         self._pool.submit(self._run, job, work)
         return job
 
@@ -97,10 +107,12 @@ class Jobs:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _save(self, job: Job, **changes: Any) -> None:
-        for key, value in changes.items():
-            setattr(job, key, value)
         with self._engine.begin() as conn:
             conn.execute(jobs_table.update().where(jobs_table.c.id == job.id).values(**changes))
+            if "status" in changes and self._record is not None:
+                self._record(conn, replace(job, **changes))
+        for key, value in changes.items():  # committed
+            setattr(job, key, value)
 
     def _run(self, job: Job, work: Work) -> None:
         def progress(stage: str, fraction: float) -> None:

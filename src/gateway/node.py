@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from audit.checkpoints import Notary, origin_of
@@ -14,6 +15,7 @@ from audit.manifests import sign_manifest
 from audit.provenance import LineageEmitter
 from audit.ratelimit import FailureLimiter
 from connectors.netguard import NetPolicy, guarded_client
+from gateway.access import recorder
 from gateway.assertions import MemoryReplayCache, RedisReplayCache, ReplayCache
 from gateway.catalog import Catalog
 from gateway.config import IssuerConfig, NodeConfig, PeerConfig
@@ -25,6 +27,7 @@ from gateway.keys import ALGORITHM, NodeKey
 from gateway.migrations import migrate
 from gateway.peers import Peers, check_address, peer_policy
 from gateway.provenance import ProvenanceStore
+from gateway.records import job_event, policy_event, registration_event
 from gateway.settings import Settings
 from gateway.stores import Stores
 from gateway.witness import Witness
@@ -61,6 +64,11 @@ class Node:
         self.engine = create_engine(settings.resolved_database_url())
         migrate(self.engine)
         self.key = NodeKey.load_or_create(settings.resolved_key_file())
+        # the log first: every state change below, start-up's included, commits with its entry
+        self.audit = AuditLog(
+            self.engine, Signer(self.key.private, self.key.kid), node=self.institution, clock=clock
+        )
+        config_actor = f"config@{self.institution}"
         self.issuer = TokenIssuer(
             key=self.key,
             issuer=self.public_url,
@@ -92,7 +100,11 @@ class Node:
             network=network,
         )
         self.catalog = Catalog(self.engine, self.stores)
-        self.catalog.sync(config.datasets, by=f"config@{self.institution}")
+        self.catalog.sync(
+            config.datasets,
+            by=config_actor,
+            record=recorder(self, partial(registration_event, self.institution, config_actor)),
+        )
         self.watcher = (
             RedisWatcher(settings.policy_sync_url, channel=f"matgate:policy:{self.institution}")
             if settings.policy_sync_url
@@ -104,9 +116,9 @@ class Node:
             clock=clock,
             watcher=self.watcher,
         )
-        self.governance.seed(self.catalog.all())
-        self.audit = AuditLog(
-            self.engine, Signer(self.key.private, self.key.kid), node=self.institution, clock=clock
+        self.governance.seed(
+            self.catalog.all(),
+            record=recorder(self, partial(policy_event, self.institution, config_actor)),
         )
         # the log's checkpoints as C2SP notes; this node witnessing its peers, and they it
         self.notary = Notary(self.engine, self.audit.signer, origin_of(self.institution))
@@ -121,7 +133,11 @@ class Node:
         self.service = Principal(subject="witness", institution=self.institution)
         self.cosigners = Cosigners(self.peers, self.audit, self.notary, self.service)
         self.auth_failures = FailureLimiter(clock=clock)
-        self.jobs = Jobs(self.engine, workers=config.limits.train_workers)
+        self.jobs = Jobs(
+            self.engine,
+            workers=config.limits.train_workers,
+            record=recorder(self, partial(job_event, self.institution)),
+        )
         self.lineage = Lineage(self.engine, self.audit)
         self.openlineage = (
             LineageEmitter(

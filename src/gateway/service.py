@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
 from importlib.metadata import version
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi.responses import StreamingResponse
 
-from audit.events import DatasetRegistered
 from connectors.datasets import Dataset
 from gateway import dcat, federation, relay
-from gateway.access import dataset_for, record, visible_datasets
+from gateway.access import dataset_for, recorder, visible_datasets
 from gateway.catalog import Criteria, search
-from gateway.errors import Forbidden, NotFound, ServiceUnavailable
+from gateway.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from gateway.node import Node
+from gateway.records import registration_event
 from gateway.schemas import CatalogPage, NodeInfo, Provenance, SliceBody
 from gateway.slices import SliceRequest, open_slice
 from policies.decisions import Action
@@ -61,6 +62,8 @@ def catalog_page(
 ) -> CatalogPage:
     """A catalog search, on this node only or across its peers (each site's status in meta)."""
     found = search(visible_datasets(node, principal), criteria)
+    if federated and principal.anonymous:
+        raise Unauthorized("searching the federation needs a token: peers answer only users")
     if not federated:
         return CatalogPage(count=len(found), datasets=found)
     return federation.federated_catalog(node, principal, found, criteria.params())
@@ -69,6 +72,8 @@ def catalog_page(
 def get_dataset(node: Node, principal: Principal, dataset_id: str) -> Dataset:
     """One dataset's metadata (404 if absent or not discoverable), a peer's through the peer."""
     if federation.is_remote(node, dataset_id):
+        if principal.anonymous:
+            raise Unauthorized("a peer's dataset needs a token: peers answer only users")
         return federation.remote_dataset(node, principal, dataset_id)
     return dataset_for(node, principal, dataset_id)
 
@@ -106,23 +111,10 @@ def register_dataset(node: Node, principal: Principal, dataset: Dataset) -> Data
     if not decision.allowed:
         reasons = [*decision.reasons, *principal.notes]
         raise Forbidden("; ".join(reasons) or "not a steward of this domain")
-    node.governance.register(dataset)  # refuses an unknown licence before anything is written
-    registered = node.catalog.register(dataset, by=principal.id)
-    record(
-        node,
-        DatasetRegistered(
-            node=node.institution,
-            principal=principal.id,
-            institution=principal.institution,
-            dataset=dataset.id,
-            action=Action.MANAGE.value,
-            decision="allow",
-            version=dataset.version,
-            licence=dataset.license,
-            columns=dataset.column_names,
-            embargo_until=dataset.embargo_until.isoformat() if dataset.embargo_until else "",
-        ),
-    )
+    node.governance.admit(dataset)  # refuses an unknown licence before anything is written
+    hook = recorder(node, partial(registration_event, node.institution, principal))
+    registered = node.catalog.register(dataset, by=principal.id, record=hook)
+    node.governance.register(registered)  # committed with its entry: now governed and served
     return registered
 
 
@@ -140,6 +132,8 @@ def stream_slice(
         format=body.format,
     )
     if federation.is_remote(node, dataset_id):
+        if principal.anonymous:
+            raise Unauthorized("a peer's dataset needs a token: peers answer only users")
         return relay.relay_slice(node, principal, dataset_id, req)
     opened = open_slice(node, principal, dataset_id, req)
     name = dataset_id.replace("/", "_") + opened.format.suffix

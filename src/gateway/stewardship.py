@@ -1,23 +1,23 @@
 """Stewards' use cases: policy lines, explanations, dry runs, agreements.
 
 Every change is decided by ``policies.Governance`` (which refuses cross-domain edits and invalid
-lines) and recorded in the audit log; routes only parse and call these functions.
+lines) and its audit entry is written in the change's own transaction: both commit or neither
+does (503). Routes only parse and call these functions.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
-from audit.events import AgreementAccepted, PolicyChanged
-from gateway.access import dataset_for, record
+from gateway.access import dataset_for, recorder
 from gateway.errors import Forbidden
 from gateway.node import Node
+from gateway.records import acceptance_event, policy_event
 from gateway.schemas import ExplainBody, PolicyEdit
 from policies.decisions import Action
-from policies.governance import PolicyChange, Statement
+from policies.governance import Statement
 from policies.lines import PolicyLine, RoleAssignment
 from policies.principals import Principal
 
@@ -47,36 +47,16 @@ def policy_lines(node: Node, principal: Principal, domain: str) -> dict[str, Any
 
 
 def edit_policy(node: Node, principal: Principal, domain: str, edit: PolicyEdit) -> dict[str, Any]:
-    """Add and/or remove lines of ``domain``: each applied change is a new version, recorded."""
-    changes: list[PolicyChange] = []
-    if edit.remove:
-        changes.append(node.governance.remove_lines(principal, domain, _statements(edit.remove)))
-    if edit.add:
-        changes.append(node.governance.add_lines(principal, domain, _statements(edit.add)))
-    for change in changes:
-        record(node, _policy_event(node, principal, change))
-    return {
-        "domain": domain,
-        "version": node.governance.version,
-        "changes": [c.to_dict() for c in changes],
-    }
-
-
-def _policy_event(node: Node, principal: Principal, change: PolicyChange) -> PolicyChanged:
-    body = change.to_dict()
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-    return PolicyChanged(
-        node=node.institution,
-        principal=principal.id,
-        institution=principal.institution,
-        dataset=change.domain,
-        action=Action.MANAGE.value,
-        decision="allow",
-        policy_version=change.version,
-        previous_version=change.version - 1,
-        summary=f"+{len(change.added)} -{len(change.removed)} lines in {change.domain}",
-        sha256=digest,
+    """Remove and add lines of ``domain`` as one new version, recorded with it (all or nothing)."""
+    hook = recorder(node, partial(policy_event, node.institution, principal))
+    change = node.governance.edit(
+        principal,
+        domain,
+        add=_statements(edit.add),
+        remove=_statements(edit.remove),
+        record=hook,
     )
+    return {"domain": domain, "version": node.governance.version, "changes": [change.to_dict()]}
 
 
 def dry_run(node: Node, principal: Principal, domain: str, edit: PolicyEdit) -> dict[str, Any]:
@@ -119,19 +99,6 @@ def accept_agreement(
     node: Node, principal: Principal, agreement_id: str, *, for_institution: bool
 ) -> dict[str, Any]:
     """Record acceptance of an agreement by the principal (or, for a steward, their institution)."""
-    acceptance = node.governance.accept(principal, agreement_id, for_institution)
-    body = acceptance.to_dict()
-    record(
-        node,
-        AgreementAccepted(
-            node=node.institution,
-            principal=principal.id,
-            institution=principal.institution,
-            agreement_id=agreement_id,
-            party=acceptance.holder,
-            terms=agreement_id,
-            valid_from=body["accepted_at"],
-            valid_until=body["valid_until"] or "",
-        ),
-    )
-    return body
+    hook = recorder(node, partial(acceptance_event, node.institution, principal))
+    acceptance = node.governance.accept(principal, agreement_id, for_institution, record=hook)
+    return acceptance.to_dict()

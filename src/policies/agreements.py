@@ -16,9 +16,9 @@ import sqlalchemy as sa
 
 from connectors.datasets import Dataset
 from policies.config import AgreementSpec
-from policies.errors import PolicyValidationError, UnknownAgreement
+from policies.errors import PolicyUnavailable, PolicyValidationError, UnknownAgreement
 from policies.principals import Principal
-from policies.store import acceptances
+from policies.store import Record, acceptances, lock_policy
 
 __all__ = ["Acceptance", "AgreementBook"]
 
@@ -105,9 +105,15 @@ class AgreementBook:
             return int(conn.execute(sa.select(sa.func.max(acceptances.c.id))).scalar() or 0)
 
     def accept(
-        self, principal: Principal, agreement_id: str, now: dt.datetime, institution: bool
+        self,
+        principal: Principal,
+        agreement_id: str,
+        now: dt.datetime,
+        institution: bool,
+        record: Record | None = None,
     ) -> Acceptance:
-        """Record that ``principal`` (or its whole institution) accepts the agreement."""
+        """Record that ``principal`` (or its whole institution) accepts the agreement; ``record``
+        runs in the same transaction, and the acceptance holds only once both committed."""
         spec = self.spec(agreement_id)
         if spec.valid_from is not None and now < spec.valid_from:
             raise PolicyValidationError(
@@ -121,21 +127,32 @@ class AgreementBook:
             until = own if until is None else min(until, own)
         holder = f"inst:{principal.institution}" if institution else f"user:{principal.id}"
         acc = Acceptance(agreement_id, holder, principal.id, now, until)
+        try:
+            self._insert(acc, record)
+        except sa.exc.SQLAlchemyError as exc:
+            raise PolicyUnavailable(
+                f"the acceptance was not committed: {exc.__class__.__name__}"
+            ) from exc
+        self.load()  # committed: only now does the acceptance hold
+        return acc
+
+    def _insert(self, acc: Acceptance, record: Record | None) -> None:
         with self._engine.begin() as conn:
+            lock_policy(conn)
             conn.execute(
                 sa.insert(acceptances),
                 [
                     {
-                        "agreement": agreement_id,
-                        "holder": holder,
-                        "accepted_by": principal.id,
-                        "accepted_at": now,
-                        "valid_until": until,
+                        "agreement": acc.agreement,
+                        "holder": acc.holder,
+                        "accepted_by": acc.accepted_by,
+                        "accepted_at": acc.accepted_at,
+                        "valid_until": acc.valid_until,
                     }
                 ],
             )
-        self.load()
-        return acc
+            if record is not None:
+                record(conn, acc)
 
     def check(self, agreement_id: str, principal: Principal, now: dt.datetime) -> str | None:
         """Why ``principal`` is not covered by an acceptance in force, or None when it is."""

@@ -15,13 +15,14 @@ from typing import Any
 
 from connectors.filters import Filter
 from policies.decisions import Action
-from policies.lines import PolicyLine, RoleAssignment, Rule
+from policies.lines import PUBLIC, PolicyLine, RoleAssignment, Rule
 from policies.principals import Principal
 
 __all__ = ["CompiledLine", "CompiledPolicy", "Match"]
 
 _IMPLIES_DISCOVER = (Action.READ.value, Action.TRAIN.value)
 _DISCOVER = Action.DISCOVER.value
+_PUBLIC_ONLY = frozenset({PUBLIC})
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -153,14 +154,16 @@ class CompiledPolicy:
         return bucket
 
     def subjects(self, principal: Principal, domain: str) -> frozenset[str]:
-        """Everything ``principal`` stands for in ``domain``: itself, institution, roles."""
+        """Everything ``principal`` stands for in ``domain``: itself, institution, roles, public."""
+        if principal.anonymous:
+            return _PUBLIC_ONLY
         key = (principal.id, principal.institution, principal.roles, domain)
         hit = self._subjects.get(key)
         if hit is not None:
             return hit
         user = f"user:{principal.id}"
         inst = f"inst:{principal.institution}"
-        out = {user, inst}
+        out = {user, inst, PUBLIC}
         out.update(self._roles.get((domain, user), ()))
         out.update(self._roles.get((domain, inst), ()))
         if domain == principal.institution:

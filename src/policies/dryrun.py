@@ -14,11 +14,13 @@ from connectors.datasets import Dataset
 from policies.compiled import CompiledPolicy
 from policies.decisions import Action, Decision
 from policies.evaluate import Context, evaluate
-from policies.principals import NAMESPACE, Principal, split_principal_id
+from policies.lines import PUBLIC
+from policies.principals import ANONYMOUS, NAMESPACE, Principal, split_principal_id
 
 __all__ = ["impacts", "stand_ins"]
 
 _ACTIONS = (Action.DISCOVER, Action.READ, Action.TRAIN)
+ANONYMOUS_SUBJECT = PUBLIC
 
 
 def stand_ins(policies: Sequence[CompiledPolicy], domain: str) -> list[Principal]:
@@ -29,7 +31,9 @@ def stand_ins(policies: Sequence[CompiledPolicy], domain: str) -> list[Principal
         subjects += [a.member for a in policy.assignments if a.domain == domain]
         for subject in subjects:
             kind, _, name = subject.partition(":")
-            if kind == "user":
+            if subject == ANONYMOUS_SUBJECT:
+                found.setdefault(subject, ANONYMOUS)
+            elif kind == "user":
                 # Standing in for a named user: of the institution its namespace names, if any.
                 ns, sub = split_principal_id(name)
                 inst = ns if NAMESPACE.match(ns) else domain

@@ -5,12 +5,13 @@ path in ``compiled`` implements the same meaning over indexes, and a test proves
 
 A principal's request subject is ``user:subject@institution``. It holds, in a domain, every role
 granted to it or to its institution there (``g`` rules), its institution's subject, and, in its
-home domain only, the roles its token carries. ``reference_enforcer`` adds those implicit links.
+home domain only, the roles its token carries; everyone holds ``public`` in every domain. An
+anonymous request's subject is ``public`` itself. ``reference_enforcer`` adds the implicit links.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import casbin
@@ -18,9 +19,10 @@ import sqlalchemy as sa
 from casbin.model import FastModel, Model
 from casbin_sqlalchemy_adapter import Adapter
 
-from policies.lines import Rule
+from policies.errors import PolicyConflict
+from policies.lines import PUBLIC, Rule
 from policies.principals import Principal
-from policies.store import CasbinRule, policy_changes
+from policies.store import CasbinRule, lock_policy, policy_changes
 
 __all__ = ["MODEL", "CasbinStore", "ReferenceEnforcer", "reference_enforcer"]
 
@@ -92,16 +94,34 @@ class CasbinStore:
         add: Sequence[tuple[str, Rule]],
         remove: Sequence[tuple[str, Rule]],
         change: dict[str, Any],
+        then: Callable[[sa.Connection, int], None] | None = None,
+        *,
+        base: int | None = None,
     ) -> int:
-        """Apply rule changes and record the new version in one transaction; return the version."""
+        """Apply rule changes and record the new version in one transaction, calling ``then``
+        with the connection and the version before it commits; return the version.
+
+        Under the write lock the stored rules are the truth: a rule to remove that is gone, or
+        one to add that is there, was changed by another writer since the caller checked, and is
+        refused (PolicyConflict), as is any change when ``base`` is given and the stored version
+        is no longer ``base``."""
         with self._engine.begin() as conn:
-            newest = conn.execute(sa.select(sa.func.max(policy_changes.c.version))).scalar()
-            version = int(newest or 0) + 1
+            lock_policy(conn)
+            newest = int(
+                conn.execute(sa.select(sa.func.max(policy_changes.c.version))).scalar() or 0
+            )
+            if base is not None and newest != base:
+                raise PolicyConflict(
+                    f"the policy is at version {newest}, not {base}: another change came first"
+                )
+            version = newest + 1
             table = sa.Table("casbin_rule", CasbinRule.metadata)  # the mapped class's table
             for ptype, rule in remove:
-                cond = [table.c.ptype == ptype]
-                cond += [table.c[f"v{i}"] == v for i, v in enumerate(rule)]
-                conn.execute(sa.delete(table).where(*cond))
+                if not conn.execute(sa.delete(table).where(*_same(table, ptype, rule))).rowcount:
+                    raise PolicyConflict(f"{ptype} {list(rule)} was removed by another change")
+            for ptype, rule in add:
+                if conn.execute(sa.select(table.c.id).where(*_same(table, ptype, rule))).first():
+                    raise PolicyConflict(f"{ptype} {list(rule)} was added by another change")
             if add:
                 conn.execute(
                     sa.insert(table),
@@ -112,11 +132,17 @@ class CasbinStore:
                     ],
                 )
             conn.execute(sa.insert(policy_changes), [{**change, "version": version}])
+            if then is not None:
+                then(conn, version)
         return version
 
     def reference(self) -> ReferenceEnforcer:
         """A plain Casbin Enforcer over the currently loaded rules."""
         return reference_enforcer(self._enforcer.get_policy(), self._enforcer.get_grouping_policy())
+
+
+def _same(table: sa.Table, ptype: str, rule: Rule) -> list[sa.ColumnElement[bool]]:
+    return [table.c.ptype == ptype, *(table.c[f"v{i}"] == v for i, v in enumerate(rule))]
 
 
 class ReferenceEnforcer:
@@ -133,8 +159,11 @@ class ReferenceEnforcer:
         if key in self._linked:
             return
         self._linked.add(key)
+        if principal.anonymous:
+            return  # the request subject is ``public`` itself, linked to nothing
         user = f"user:{principal.id}"
         links = [[user, f"inst:{principal.institution}", d] for d in self._domains]
+        links += [[user, PUBLIC, d] for d in self._domains]
         links += [[user, f"role:{r}", principal.institution] for r in sorted(principal.roles)]
         if links:
             self._enforcer.add_grouping_policies(links)
@@ -144,9 +173,8 @@ class ReferenceEnforcer:
     ) -> bool:
         """Casbin's answer for this request."""
         self.link(principal)
-        return bool(
-            self._enforcer.enforce(f"user:{principal.id}", domain, dataset, action, purpose)
-        )
+        sub = PUBLIC if principal.anonymous else f"user:{principal.id}"
+        return bool(self._enforcer.enforce(sub, domain, dataset, action, purpose))
 
 
 def reference_enforcer(

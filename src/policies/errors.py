@@ -6,15 +6,19 @@ They carry no framework import, so the gateway maps them to problem+json in one 
     ├── PolicyValidationError  422   a write, config or dataset breaks a rule; nothing changed
     ├── IncompatibleLicences   422   licences that cannot be combined in one slice
     ├── PolicyForbidden        403   the principal may not do this (e.g. edit another domain)
-    └── UnknownAgreement       404   no agreement with that id
+    ├── UnknownAgreement       404   no agreement with that id
+    ├── PolicyConflict         409   another writer changed the policy first; nothing changed
+    └── PolicyUnavailable      503   the change could not be committed; nothing changed
 """
 
 from __future__ import annotations
 
 __all__ = [
     "IncompatibleLicences",
+    "PolicyConflict",
     "PolicyError",
     "PolicyForbidden",
+    "PolicyUnavailable",
     "PolicyValidationError",
     "UnknownAgreement",
 ]
@@ -57,3 +61,17 @@ class UnknownAgreement(PolicyError):
 
     status = 404
     title = "Unknown agreement"
+
+
+class PolicyConflict(PolicyError):
+    """Another writer changed the policy since it was read; nothing was changed."""
+
+    status = 409
+    title = "Policy changed meanwhile"
+
+
+class PolicyUnavailable(PolicyError):
+    """The policy store could not commit the change; nothing was changed."""
+
+    status = 503
+    title = "Policy store unavailable"

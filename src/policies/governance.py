@@ -20,12 +20,17 @@ from policies.compiled import CompiledPolicy
 from policies.config import AgreementSpec, PolicyConfig
 from policies.decisions import Action, Decision
 from policies.enforcer import CasbinStore
-from policies.errors import PolicyForbidden, PolicyValidationError
+from policies.errors import (
+    PolicyConflict,
+    PolicyForbidden,
+    PolicyUnavailable,
+    PolicyValidationError,
+)
 from policies.evaluate import Context, evaluate
 from policies.licences import Licence, LicenceRegistry
 from policies.lines import DOMAIN_ACTIONS, PolicyLine, RoleAssignment, Rule
 from policies.principals import Principal
-from policies.store import create_tables
+from policies.store import Record, create_tables
 from policies.validation import Registries, check_assignment, check_line
 from policies.watcher import Watcher
 
@@ -152,16 +157,23 @@ class Governance:
         """The policy version decisions are made with."""
         return self._fresh().version
 
+    def admit(self, dataset: Dataset) -> None:
+        """Refuse a dataset this policy cannot govern (an unknown licence); changes nothing."""
+        self.licences.get(dataset.license)
+
     def register(self, dataset: Dataset) -> None:
         """Know a dataset (its licence must be registered; its agreements defined)."""
-        self.licences.get(dataset.license)
+        self.admit(dataset)
         with self._lock:
             self._datasets[dataset.id] = dataset
             self._registries = self._registries.with_datasets(self._datasets.values())
             self._cache = {}
 
-    def seed(self, datasets: Iterable[Dataset]) -> PolicyChange | None:
-        """Register datasets and, on an empty store, write the config's seed policy (idempotent)."""
+    def seed(
+        self, datasets: Iterable[Dataset], *, record: Record | None = None
+    ) -> PolicyChange | None:
+        """Register datasets and, on an empty store, write the config's seed policy (idempotent;
+        ``record`` runs in the write's transaction)."""
         for ds in datasets:
             self.register(ds)
         policy = self._fresh()
@@ -173,8 +185,8 @@ class Governance:
         for st in statements:
             self._validate(st)
         try:
-            return self._write("config", "*", statements, ())
-        except sa.exc.IntegrityError:
+            return self._write("config", "*", statements, (), record, base=0)
+        except PolicyConflict:
             self._reload()  # another replica seeded first: same lines, take theirs
             return None
 
@@ -284,21 +296,61 @@ class Governance:
                 raise PolicyValidationError(f"not present: {_json(st)}")
 
     def add_lines(
-        self, principal: Principal, domain: str, lines: Sequence[Statement]
+        self,
+        principal: Principal,
+        domain: str,
+        lines: Sequence[Statement],
+        *,
+        record: Record | None = None,
     ) -> PolicyChange:
-        """Add policy lines or role assignments to ``domain`` (validated; a new version)."""
-        self._checked(principal, domain, lines, ())
-        return self._write(principal.id, domain, lines, ())
+        """Add policy lines or role assignments to ``domain`` (validated; a new version, in force
+        once it and what ``record`` writes in its transaction have committed)."""
+        return self._edit(principal, domain, lines, (), record)
 
     def remove_lines(
-        self, principal: Principal, domain: str, lines: Sequence[Statement]
+        self,
+        principal: Principal,
+        domain: str,
+        lines: Sequence[Statement],
+        *,
+        record: Record | None = None,
     ) -> PolicyChange:
-        """Remove policy lines or role assignments from ``domain`` (a new version)."""
-        self._checked(principal, domain, (), lines)
-        return self._write(principal.id, domain, (), lines)
+        """Remove policy lines or role assignments from ``domain`` (a new version, as above)."""
+        return self._edit(principal, domain, (), lines, record)
+
+    def edit(
+        self,
+        principal: Principal,
+        domain: str,
+        *,
+        add: Sequence[Statement] = (),
+        remove: Sequence[Statement] = (),
+        record: Record | None = None,
+    ) -> PolicyChange:
+        """Remove and add lines of ``domain`` as one change: one new version, all or nothing."""
+        return self._edit(principal, domain, add, remove, record)
+
+    def _edit(
+        self,
+        principal: Principal,
+        domain: str,
+        add: Sequence[Statement],
+        remove: Sequence[Statement],
+        record: Record | None,
+    ) -> PolicyChange:
+        # checked here against this replica's view, and again by the store under its lock
+        self._checked(principal, domain, add, remove)
+        return self._write(principal.id, domain, add, remove, record)
 
     def _write(
-        self, actor: str, domain: str, add: Sequence[Statement], remove: Sequence[Statement]
+        self,
+        actor: str,
+        domain: str,
+        add: Sequence[Statement],
+        remove: Sequence[Statement],
+        record: Record | None,
+        *,
+        base: int | None = None,
     ) -> PolicyChange:
         if not add and not remove:
             raise PolicyValidationError("a policy change needs at least one line")
@@ -306,12 +358,27 @@ class Governance:
         added = tuple(_json(s) for s in add)
         removed = tuple(_json(s) for s in remove)
         row = {"at": at, "actor": actor, "domain": domain, "added": added, "removed": removed}
+        made: list[PolicyChange] = []
+
+        def then(conn: sa.Connection, version: int) -> None:
+            made.append(PolicyChange(version, at, actor, domain, added, removed))
+            if record is not None:
+                record(conn, made[0])
+
         with self._lock:
-            version = self._store.write([_entry(s) for s in add], [_entry(s) for s in remove], row)
+            try:
+                self._store.write(
+                    [_entry(s) for s in add], [_entry(s) for s in remove], row, then, base=base
+                )
+            except sa.exc.SQLAlchemyError as exc:
+                raise PolicyUnavailable(
+                    f"the policy change was not committed: {exc.__class__.__name__}"
+                ) from exc
+            # committed: only now do the compiled policy, Casbin and the caches change
             self._reload()
         if self._watcher is not None:
             self._watcher.notify()
-        return PolicyChange(version, at, actor, domain, added, removed)
+        return made[0]
 
     def dry_run(
         self,
@@ -344,12 +411,20 @@ class Governance:
         return self._book.for_dataset(dataset)
 
     def accept(
-        self, principal: Principal, agreement_id: str, on_behalf_of_institution: bool = False
+        self,
+        principal: Principal,
+        agreement_id: str,
+        on_behalf_of_institution: bool = False,
+        *,
+        record: Record | None = None,
     ) -> Acceptance:
-        """Record that ``principal`` (or, for a steward, their institution) accepts an agreement."""
+        """Record that ``principal`` (or, for a steward, their institution) accepts an agreement;
+        it holds once it and what ``record`` writes in its transaction have committed."""
         if on_behalf_of_institution:
             self._require(principal, principal.institution, Action.MANAGE)
-        acc = self._book.accept(principal, agreement_id, self._clock(), on_behalf_of_institution)
+        acc = self._book.accept(
+            principal, agreement_id, self._clock(), on_behalf_of_institution, record
+        )
         with self._lock:
             self._cache = {}
         if self._watcher is not None:

@@ -1,6 +1,7 @@
 """Policy lines and role assignments: the records a steward writes, and their Casbin form.
 
-A policy line says who (a role, a user or a whole institution) may or may not do an action on
+A policy line says who (a role, a user, a whole institution, or ``public``: callers without a
+token) may or may not do an action on
 datasets of a domain for a purpose, with which columns and rows. Allow lines are permissive (the
 union of the matching ones applies, like PostgreSQL's permissive row policies); a deny line without
 a column or row rule denies outright and overrides any allow; a deny line with one is restrictive:
@@ -10,7 +11,9 @@ Each line is one Casbin ``p`` rule ``sub, dom, obj, act, pur, eft, cols, rows, m
 role assignment is one ``g`` rule ``member, role, domain``. Subjects are prefixed ``role:``,
 ``user:`` (an issuer-qualified principal id, ``namespace:subject``, see ``policies.principals``)
 or ``inst:`` so the three kinds can never collide. A user line never names a bare subject: the
-same ``sub`` from another issuer is another person.
+same ``sub`` from another issuer is another person. The public subject is the bare word
+``public``, which no prefixed subject can equal. Anyone may do what ``public`` may: token holders
+match public lines too, anonymous callers match nothing else.
 """
 
 from __future__ import annotations
@@ -24,10 +27,20 @@ from connectors.datasets import PSPPRole, Sensitivity
 from policies.decisions import Action
 from policies.principals import split_principal_id
 
-__all__ = ["DOMAIN_ACTIONS", "PolicyLine", "RoleAssignment", "Rule", "parse_selector"]
+__all__ = [
+    "DOMAIN_ACTIONS",
+    "PUBLIC",
+    "PUBLIC_ACTIONS",
+    "PolicyLine",
+    "RoleAssignment",
+    "Rule",
+    "parse_selector",
+]
 
 Rule = tuple[str, ...]
 DOMAIN_ACTIONS = frozenset({Action.MANAGE, Action.AUDIT})
+PUBLIC = "public"
+PUBLIC_ACTIONS = frozenset({Action.DISCOVER, Action.READ})
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 ROLE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -72,6 +85,7 @@ class PolicyLine(BaseModel):
         default=None, description="User, by issuer-qualified id ('namespace:subject')."
     )
     institution: str | None = Field(default=None, description="Every user of an institution.")
+    public: bool = Field(default=False, description="Anyone, with or without a token.")
     domain: str = Field(description="Institution whose datasets and policies this line governs.")
     dataset: str = Field(default="*", description="Dataset name, '*' or a 'prefix-*' glob.")
     action: Action = Field(description="discover, read, train, manage or audit.")
@@ -98,8 +112,12 @@ class PolicyLine(BaseModel):
     @model_validator(mode="after")
     def _shape(self) -> PolicyLine:
         given = [k for k in ("role", "user", "institution") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("a line names exactly one of role, user or institution")
+        if len(given) + self.public != 1:
+            raise ValueError("a line names exactly one of role, user, institution or public")
+        if self.public and self.action not in PUBLIC_ACTIONS:
+            raise ValueError(f"public may only be granted {' or '.join(sorted(PUBLIC_ACTIONS))}")
+        if self.public and self.agreement is not None:
+            raise ValueError("public lines cannot require an agreement: nobody could accept it")
         if self.role is not None and not ROLE.match(self.role):
             raise ValueError(f"role {self.role!r} must be lower-case letters, digits, '_', '-'")
         if self.user is not None:
@@ -126,7 +144,9 @@ class PolicyLine(BaseModel):
 
     @property
     def subject(self) -> str:
-        """The Casbin subject: ``role:x``, ``user:ns:s`` or ``inst:i``."""
+        """The Casbin subject: ``role:x``, ``user:ns:s``, ``inst:i`` or ``public``."""
+        if self.public:
+            return PUBLIC
         if self.role is not None:
             return f"role:{self.role}"
         if self.user is not None:
@@ -168,13 +188,13 @@ class PolicyLine(BaseModel):
         """The line a Casbin ``p`` rule stands for."""
         sub, dom, obj, act, pur, eft, cols, rows, mask, opts = (list(rule) + [""] * 10)[:10]
         kind, _, name = sub.partition(":")
-        who = {"role": "role", "user": "user", "inst": "institution"}[kind]
+        who = {"role": "role", "user": "user", "inst": "institution"}.get(kind, PUBLIC)
         mode, _, sels = cols.partition(":")
         options = opts.split()
         agreement = next((o.split("=", 1)[1] for o in options if o.startswith("agreement=")), None)
         return cls.model_validate(
             {
-                who: name,
+                who: True if who == PUBLIC else name,
                 "effect": eft,
                 "domain": dom,
                 "dataset": obj,

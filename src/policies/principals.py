@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 __all__ = [
+    "ANONYMOUS",
     "NAMESPACE",
     "Principal",
     "is_principal_id",
@@ -83,9 +84,19 @@ class Principal:
     namespace: str | None = None
     issuer: str | None = None
     notes: tuple[str, ...] = ()
+    anonymous: bool = False
     id: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        # Computed once: the id keys every decision cache.
-        qualified = principal_id(self.namespace or self.institution, self.subject)
+        # Computed once: the id keys every decision cache. A caller without a token is
+        # "anonymous", which no issuer-qualified id can equal (it has no ':' or '#').
+        qualified = (
+            "anonymous"
+            if self.anonymous
+            else principal_id(self.namespace or self.institution, self.subject)
+        )
         object.__setattr__(self, "id", qualified)
+
+
+ANONYMOUS = Principal(subject="anonymous", institution="", anonymous=True)
+"""A caller without a token: matches the policy's ``public`` lines and nothing else."""

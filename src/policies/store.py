@@ -3,14 +3,33 @@
 ``metadata`` holds every table of this room; ``create_tables(engine)`` creates them (migrations
 include ``metadata`` too). Casbin's SQLAlchemy adapter reads and writes ``casbin_rule`` through the
 ``CasbinRule`` mapping below, which has ten value columns because a policy line has ten fields.
+
+Every change is written in one transaction that first takes this room's write lock
+(``lock_policy``) and ends by calling the caller's ``Record`` hook on the same connection, so the
+change and its audit entry commit together or not at all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["CasbinRule", "acceptances", "create_tables", "metadata", "policy_changes"]
+__all__ = [
+    "CasbinRule",
+    "Record",
+    "acceptances",
+    "create_tables",
+    "lock_policy",
+    "metadata",
+    "policy_changes",
+]
+
+Record = Callable[[sa.Connection, Any], None]
+"""Called with the open transaction and the change (a ``PolicyChange`` or an ``Acceptance``)
+before it commits: whatever it writes commits with the change; if it raises, nothing does."""
 
 metadata = sa.MetaData()
 _VALUE = 1024
@@ -73,3 +92,19 @@ acceptances = sa.Table(
 def create_tables(engine: sa.Engine) -> None:
     """Create this room's tables when they do not exist."""
     metadata.create_all(engine)
+
+
+def lock_policy(connection: sa.Connection) -> None:
+    """Hold the policy write lock until the transaction of ``connection`` ends, so versions are
+    numbered by one writer at a time across replicas (PostgreSQL: an advisory lock keyed by the
+    ``policy_changes`` table; SQLite: the database's write lock, BEGIN IMMEDIATE)."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock('policy_changes'::regclass::oid::bigint)"
+        )
+    elif dialect == "sqlite":
+        raw = connection.connection.driver_connection
+        # pysqlite opens a transaction only before the first write: until then it is not in one
+        if not getattr(raw, "in_transaction", True):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")

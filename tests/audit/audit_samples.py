@@ -51,3 +51,27 @@ def delivered(i: int, manifest_id: str, *, principal: str = "ana@uni-a") -> Slic
         sha256="ab" * 32,
         columns=("composition", "hardness"),
     )
+
+
+REFUSE_SQLITE = (
+    "CREATE TRIGGER audit_refuse BEFORE INSERT ON audit_entries "
+    "BEGIN SELECT RAISE(ABORT, 'audit store refuses writes'); END"
+)
+REFUSE_PG = (
+    "CREATE OR REPLACE FUNCTION audit_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN RAISE EXCEPTION 'audit store refuses writes'; END $$",
+    "CREATE TRIGGER audit_refuse BEFORE INSERT ON audit_entries "
+    "FOR EACH ROW EXECUTE FUNCTION audit_refuse()",
+)
+
+
+def refuse_audit_writes(conn, refuse: bool = True) -> None:  # type: ignore[no-untyped-def]
+    """Make the audit table refuse (or accept again) every insert, with a trigger."""
+    pg = conn.dialect.name == "postgresql"
+    if not refuse:
+        conn.exec_driver_sql(
+            "DROP TRIGGER IF EXISTS audit_refuse" + (" ON audit_entries" if pg else "")
+        )
+        return
+    for statement in REFUSE_PG if pg else (REFUSE_SQLITE,):
+        conn.exec_driver_sql(statement)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from audit_samples import SteppingClock, decision
+from audit_samples import SteppingClock, decision, refuse_audit_writes
 
 from audit.bundle import verify_log
 from audit.entries import split_entry
@@ -193,10 +193,15 @@ def test_unwritable_store_raises_audit_unavailable_and_releases_nothing(
     log.append(decision(0))
     root = log.root()
     with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE audit_entries")
+        refuse_audit_writes(conn)
     with pytest.raises(AuditUnavailable):
         log.append(decision(1))
+    with pytest.raises(AuditUnavailable), engine.begin() as conn:
+        log.append_in(conn, [decision(2)])
     assert log.size() == 1 and log.root() == root  # the tree did not grow
+    with engine.begin() as conn:
+        refuse_audit_writes(conn, refuse=False)
+    assert log.append(decision(3)) == 1
 
 
 def test_read_only_database_fails_closed(tmp_path: Path, signer: object) -> None:

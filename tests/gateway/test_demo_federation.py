@@ -172,7 +172,8 @@ def test_added_columns_are_marked_synthetic(nodes):
         # Aurora keeps today's policy; Cygnus is no partner of Aurora: it cannot even see it.
         ("aurora", PABLO, "aurora/ni-superalloys", "research", 200),
         ("aurora", PABLO, "aurora/ni-superalloys", "commercial", 403),
-        ("aurora", CYRA, "aurora/expt-gap", "research", 404),
+        ("aurora", CYRA, "aurora/magpie-elements", "research", 404),
+        ("aurora", CYRA, "aurora/expt-gap", "research", 200),  # published: public may read
     ],
 )
 def test_read_matrix(nodes, site, who, dataset, purpose, status):

@@ -18,7 +18,7 @@ from policies.principals import Principal, split_principal_id
 
 
 def test_missing_token_is_401_problem(api):
-    r = api.get("/catalog")
+    r = api.get("/policies/aurora")
     assert r.status_code == 401
     assert r.headers["content-type"] == "application/problem+json"
     assert r.headers["www-authenticate"] == "Bearer"

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from policy_world import BOB, CONFIG, DATASETS, STEVE, Clock
 
 from policies import Action, Governance, PolicyConfig, PolicyLine, RedisWatcher, metadata
+from policies.errors import PolicyConflict
 
 pytestmark = pytest.mark.postgres
 TENSILE = DATASETS["tensile"]
@@ -95,3 +96,38 @@ def test_sync_is_the_fallback_without_a_watcher(pg_engine: sa.Engine, clock: Clo
     a.accept(BOB, "tensile-dua")
     b.sync()
     assert b.decide(BOB, TENSILE, "read", "benchmarking").allowed
+
+
+@pytest.mark.parametrize("first", ["add", "remove"])
+def test_an_edit_made_stale_by_the_other_replica_is_refused_and_changes_nothing(
+    pg_engine: sa.Engine, clock: Clock, first: str
+) -> None:
+    a, b = _replica(pg_engine, clock), _replica(pg_engine, clock)
+    if first == "remove":
+        a.add_lines(STEVE, "nims", [COMMERCIAL])
+        b.sync()
+        a.remove_lines(STEVE, "nims", [COMMERCIAL])  # b still sees the line
+        edit = b.remove_lines
+    else:
+        a.add_lines(STEVE, "nims", [COMMERCIAL])  # b does not see it yet
+        edit = b.add_lines
+    version = a.version
+    recorded: list[int] = []
+    with pytest.raises(PolicyConflict):
+        edit(STEVE, "nims", [COMMERCIAL], record=lambda _conn, change: recorded.append(1))
+    assert recorded == [] and b.sync() == version  # no version, no record
+
+
+def test_the_record_hook_runs_in_the_change_transaction(pg_engine: sa.Engine, clock: Clock) -> None:
+    a = _replica(pg_engine, clock)
+    version = a.version
+
+    def refuse(conn: sa.Connection, change: object) -> None:
+        raise RuntimeError("the audit log refuses")
+
+    with pytest.raises(RuntimeError):
+        a.add_lines(STEVE, "nims", [COMMERCIAL], record=refuse)
+    assert a.version == a.sync() == version
+    assert COMMERCIAL not in a.lines(STEVE, "nims")
+    change = a.add_lines(STEVE, "nims", [COMMERCIAL], record=lambda conn, ch: None)
+    assert change.version == version + 1 and COMMERCIAL in a.lines(STEVE, "nims")

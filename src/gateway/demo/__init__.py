@@ -88,6 +88,27 @@ def _site(
     return stores, entries, cygnus.policy()
 
 
+# Each node serves one formula dataset at /optimade and offers one share over Delta Sharing.
+FACES: dict[str, dict[str, Any]] = {
+    AURORA: {
+        "optimade": {"structures": [{"dataset": "expt-gap", "formula": "formula"}]},
+        "shares": [
+            {"name": "superalloys", "datasets": ["ni-superalloys"], "institutions": [BOREALIS]}
+        ],
+    },
+    BOREALIS: {
+        "optimade": {"structures": [{"dataset": "oxide-gaps", "formula": "formula"}]},
+        "shares": [{"name": "oxides", "datasets": ["oxide-gaps"], "institutions": [AURORA]}],
+    },
+    CYGNUS: {
+        "optimade": {"structures": [{"dataset": "halide-gaps", "formula": "formula"}]},
+        "shares": [
+            {"name": "cobalt", "datasets": ["cobalt-steels"], "institutions": [AURORA, BOREALIS]}
+        ],
+    },
+}
+
+
 def _fill_stores(
     home: Path, stores: dict[str, Any], entries: list[dict[str, Any]], now: dt.datetime
 ) -> None:
@@ -140,6 +161,7 @@ def _prepare_site(
         "stores": stores,
         "datasets": entries,
         "policy": policy,
+        **FACES[institution],
     }
     peers = _peers(institution, urls)
     if peers:

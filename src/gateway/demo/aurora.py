@@ -3,6 +3,7 @@
 Aurora holds the four shipped datasets whole. Borealis is its partner: it reads the superalloys
 for research only (the personal column hashed, the confidential one withheld, embargoed rows
 hidden), the band gaps and elements for any purpose, and the steels once it accepted the terms.
+The band gaps are published data: anyone may read them, without a token.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def aurora_policy() -> dict[str, Any]:
                 "withhold": ["sensitivity:confidential"],
             },
             {"role": "partner", "domain": inst, "dataset": "expt-gap", "action": "read"},
+            # Published data: anyone may find and read it, harvesters and OPTIMADE clients too.
+            {"public": True, "domain": inst, "dataset": "expt-gap", "action": "read"},
             {
                 "role": "partner",
                 "domain": inst,

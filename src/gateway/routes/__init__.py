@@ -1,9 +1,11 @@
-"""The HTTP routes, one module per resource; each route parses, calls one service, returns."""
+"""The HTTP routes, one module per resource (and one package per face); each route parses, calls
+one service, returns."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from gateway.faces import delta_sharing, optimade
 from gateway.routes import (
     audit,
     catalog,
@@ -26,4 +28,7 @@ routers: tuple[APIRouter, ...] = (
     audit.router,
     training.router,
     federation.router,
+    optimade.router,
+    delta_sharing.router,
+    delta_sharing.admin_router,
 )

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from audit.search import EventFilter
 from gateway import auditing
 from gateway.deps import CurrentPrincipal, NodeDep
-from gateway.errors import TooLarge
+from gateway.errors import BadRequest, TooLarge
 from gateway.schemas import RunBody
 from gateway.witness import MAX_BODY
 
@@ -30,18 +30,21 @@ def event_filter(
     purpose: Annotated[str | None, Query(max_length=64)] = None,
     name: Annotated[str | None, Query(max_length=64, description="Event name")] = None,
 ) -> EventFilter:
-    """Event filters from the query string."""
-    return EventFilter(
-        since=since,
-        until=until,
-        principal=principal,
-        institution=institution,
-        dataset=dataset,
-        action=action,
-        decision=decision,
-        purpose=purpose,
-        name=name,
-    )
+    """Event filters from the query string (400 for a range no entry can fall in)."""
+    try:
+        return EventFilter(
+            since=since,
+            until=until,
+            principal=principal,
+            institution=institution,
+            dataset=dataset,
+            action=action,
+            decision=decision,
+            purpose=purpose,
+            name=name,
+        )
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from exc
 
 
 Filters = Annotated[EventFilter, Depends(event_filter)]

@@ -15,7 +15,7 @@ from connectors.datasets import Dataset, PSPPRole
 from gateway import service
 from gateway.catalog import Criteria
 from gateway.dcat import RdfFormat, negotiate
-from gateway.deps import CurrentPrincipal, NodeDep
+from gateway.deps import OPTIONAL_AUTH, CurrentPrincipal, MaybePrincipal, NodeDep
 from gateway.schemas import CatalogPage
 
 router = APIRouter(tags=["catalog"])
@@ -75,10 +75,11 @@ def _rdf(body: bytes, fmt: RdfFormat) -> Response:
     response_model=CatalogPage,
     summary="Search the catalog",
     responses=_DCAT_MEDIA,
+    openapi_extra=OPTIONAL_AUTH,
 )
 def search_catalog(
     node: NodeDep,
-    principal: CurrentPrincipal,
+    principal: MaybePrincipal,
     found: Annotated[Criteria, Depends(criteria)],
     fmt: JsonOrRdf,
     federated: Annotated[
@@ -91,10 +92,15 @@ def search_catalog(
     return service.catalog_page(node, principal, found, federated=federated)
 
 
-@router.get("/catalog.jsonld", summary="The catalog as DCAT-AP", responses=_DCAT_MEDIA)
+@router.get(
+    "/catalog.jsonld",
+    summary="The catalog as DCAT-AP",
+    responses=_DCAT_MEDIA,
+    openapi_extra=OPTIONAL_AUTH,
+)
 def catalog_dcat(
     node: NodeDep,
-    principal: CurrentPrincipal,
+    principal: MaybePrincipal,
     found: Annotated[Criteria, Depends(criteria)],
     fmt: Rdf,
 ) -> Response:
@@ -107,9 +113,10 @@ def catalog_dcat(
     response_model=Dataset,
     summary="A dataset's metadata",
     responses=_DCAT_MEDIA,
+    openapi_extra=OPTIONAL_AUTH,
 )
 def get_dataset(
-    institution: str, name: str, node: NodeDep, principal: CurrentPrincipal, fmt: JsonOrRdf
+    institution: str, name: str, node: NodeDep, principal: MaybePrincipal, fmt: JsonOrRdf
 ) -> Any:
     """FAIR metadata and the PSPP-labelled column schema of one dataset (JSON, or DCAT)."""
     if fmt is not None:
@@ -118,10 +125,13 @@ def get_dataset(
 
 
 @router.get(
-    "/catalog/{institution}/{name}/dcat", summary="A dataset as DCAT-AP", responses=_DCAT_MEDIA
+    "/catalog/{institution}/{name}/dcat",
+    summary="A dataset as DCAT-AP",
+    responses=_DCAT_MEDIA,
+    openapi_extra=OPTIONAL_AUTH,
 )
 def get_dataset_dcat(
-    institution: str, name: str, node: NodeDep, principal: CurrentPrincipal, fmt: Rdf
+    institution: str, name: str, node: NodeDep, principal: MaybePrincipal, fmt: Rdf
 ) -> Response:
     """One dataset as a DCAT-AP dcat:Dataset (JSON-LD unless Turtle is asked for)."""
     return _rdf(service.dataset_dcat(node, principal, f"{institution}/{name}", fmt), fmt)

@@ -1,4 +1,5 @@
-"""Pulling slices: the permitted rows and columns of a dataset, streamed."""
+"""Pulling slices: the permitted rows and columns of a dataset, streamed (without a token, what
+the policy grants ``public``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from gateway import service
-from gateway.deps import CurrentPrincipal, NodeDep
+from gateway.deps import OPTIONAL_AUTH, MaybePrincipal, NodeDep
 from gateway.formats import Format
 from gateway.schemas import SliceBody
 
@@ -23,23 +24,29 @@ _STREAM: dict[int | str, dict[str, Any]] = {
 
 
 @router.post(
-    "/datasets/{institution}/{name}/slice", response_class=StreamingResponse, responses=_STREAM
+    "/datasets/{institution}/{name}/slice",
+    response_class=StreamingResponse,
+    responses=_STREAM,
+    openapi_extra=OPTIONAL_AUTH,
 )
 def post_slice(
-    institution: str, name: str, body: SliceBody, node: NodeDep, principal: CurrentPrincipal
+    institution: str, name: str, body: SliceBody, node: NodeDep, principal: MaybePrincipal
 ) -> StreamingResponse:
     """Stream the permitted slice of a dataset for a declared purpose."""
     return service.stream_slice(node, principal, f"{institution}/{name}", body)
 
 
 @router.get(
-    "/datasets/{institution}/{name}/slice", response_class=StreamingResponse, responses=_STREAM
+    "/datasets/{institution}/{name}/slice",
+    response_class=StreamingResponse,
+    responses=_STREAM,
+    openapi_extra=OPTIONAL_AUTH,
 )
 def get_slice(
     institution: str,
     name: str,
     node: NodeDep,
-    principal: CurrentPrincipal,
+    principal: MaybePrincipal,
     purpose: Annotated[str, Query(min_length=1, max_length=64)],
     columns: Annotated[str | None, Query(max_length=20_000, description="Comma-separated")] = None,
     filter: Annotated[str | None, Query(max_length=20_000)] = None,
