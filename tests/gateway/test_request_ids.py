@@ -103,3 +103,14 @@ def test_a_reused_client_id_is_refused_not_a_second_manifest(api, auth):
     assert again.status_code == 409
     assert again.headers["content-type"].startswith("application/problem+json")
     assert "already names a slice" in again.json()["detail"]
+
+
+def test_a_policy_change_is_audited_under_the_request_id(fresh):
+    api, auth = fresh
+    line = {"role": "member", "domain": "aurora", "dataset": "expt-gap", "action": "train"}
+    r = api.post("/policies/aurora", json={"add": [line]}, headers=auth["steward"])
+    assert r.status_code == 200, r.text
+    rid = r.headers["x-request-id"]
+    page = api.get("/audit/events", params={"limit": 10_000}, headers=auth["auditor"]).json()
+    mine = [e for e in page["events"] if e["request_id"] == rid]
+    assert [e["name"] for e in mine] and all(e["name"].startswith("policy") for e in mine), mine
