@@ -19,8 +19,10 @@ __all__ = [
     "CheckpointRefused",
     "DatasetRegistered",
     "DecisionMade",
+    "DenialsSuppressed",
     "Event",
     "JobChanged",
+    "ModelQueried",
     "PolicyChanged",
     "RelayForwarded",
     "RunRegistered",
@@ -83,6 +85,7 @@ class DecisionMade(Event):
     columns: tuple[str, ...] = ()
     withheld: tuple[str, ...] = ()
     masked: Mapping[str, str] = field(default_factory=dict)
+    mask_key: str | None = None
     row_filter: str | None = None
     obligations: tuple[Mapping[str, str], ...] = ()
     matched: tuple[tuple[str, ...], ...] = ()
@@ -156,6 +159,17 @@ class AuthenticationFailed(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DenialsSuppressed(Event):
+    """Denied requests of one principal counted, not logged one by one, in ``[since, until)``."""
+
+    name: ClassVar[str] = "denials-suppressed"
+
+    suppressed: int = 0
+    since: str = ""
+    until: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunRegistered(Event):
     """A training run that consumed manifests of this node and produced a model."""
 
@@ -197,6 +211,19 @@ class JobChanged(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ModelQueried(Event):
+    """A model kept on the node answered (or refused) a prediction or screening call."""
+
+    name: ClassVar[str] = "model-query"
+
+    job: str = ""
+    kind: str = ""  # predict, screen
+    rows: int = 0
+    refused: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointRefused(Event):
     """As a witness, this node refused a peer log's checkpoint: a possible fork or rollback."""
 
@@ -231,9 +258,11 @@ _REGISTRY: dict[str, type[Event]] = {
         AgreementAccepted,
         DatasetRegistered,
         AuthenticationFailed,
+        DenialsSuppressed,
         RunRegistered,
         RelayForwarded,
         JobChanged,
+        ModelQueried,
         CheckpointRefused,
         ShareChanged,
     )

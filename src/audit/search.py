@@ -12,6 +12,7 @@ from typing import IO, Any
 import sqlalchemy as sa
 
 from audit.entries import AuditEntry
+from audit.spreadsheet import neutralise_row
 from audit.store import entries
 
 __all__ = ["CSV_COLUMNS", "EventFilter", "EventPage", "format_time", "write_export"]
@@ -145,6 +146,7 @@ def write_export(fp: IO[str], rows: Iterator[AuditEntry], fmt: str) -> int:
             fp.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
         else:
             fixed = [record.pop(k, "") for k in CSV_COLUMNS[:-1]]
-            writer.writerow([*fixed, json.dumps(record, ensure_ascii=False, sort_keys=True)])
+            rest = json.dumps(record, ensure_ascii=False, sort_keys=True)
+            writer.writerow(neutralise_row([*fixed, rest]))  # for spreadsheets: no formulas
         count += 1
     return count

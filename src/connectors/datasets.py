@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -56,10 +57,12 @@ class Column(BaseModel):
 
     name: str = Field(description="Column name as the store has it.", pattern=_COLUMN.pattern)
     type: ColumnType = Field(description="Logical type.")
-    unit: str | None = Field(default=None, description="Unit of measure (SI or customary), if any.")
+    unit: str | None = Field(
+        default=None, max_length=64, description="Unit of measure (SI or customary), if any."
+    )
     pspp: PSPPRole = Field(description="PSPP role of the column.")
     sensitivity: Sensitivity = Field(default=Sensitivity.PUBLIC, description="Handling class.")
-    description: str = Field(default="", description="What the column holds.")
+    description: str = Field(default="", max_length=5_000, description="What the column holds.")
     synthetic: bool = Field(
         default=False, description="True when the column was added for demonstration, not measured."
     )
@@ -96,23 +99,40 @@ class Dataset(BaseModel):
     name: str = Field(
         description="Dataset name, unique within the institution.", pattern=_NAME.pattern
     )
-    title: str = Field(description="Short human-readable title.")
-    description: str = Field(default="", description="What the dataset holds and how it was made.")
-    creators: tuple[str, ...] = Field(default=(), description="People or groups who made it.")
+    # Bounded like every string of a request (registration is one): generous, never unbounded.
+    title: str = Field(max_length=500, description="Short human-readable title.")
+    description: str = Field(
+        default="", max_length=50_000, description="What the dataset holds and how it was made."
+    )
+    creators: tuple[Annotated[str, Field(max_length=500)], ...] = Field(
+        default=(), max_length=500, description="People or groups who made it."
+    )
     created: dt.date | None = Field(default=None, description="Date the data was created.")
     modified: dt.date | None = Field(default=None, description="Date of its last change.")
-    keywords: tuple[str, ...] = Field(default=(), description="Words the catalog search finds.")
-    method: str | None = Field(default=None, description="Method or instrument.")
-    version: str = Field(default="1", description="Version of the data, in the manifest.")
-    persistent_id: str | None = Field(default=None, description="DOI or other persistent id.")
-    license: str = Field(description="SPDX licence id or LicenseRef-...")
-    source: str | None = Field(default=None, description="Where the data comes from.")
-    citation: str | None = Field(default=None, description="How to cite the data.")
+    keywords: tuple[Annotated[str, Field(max_length=200)], ...] = Field(
+        default=(), max_length=200, description="Words the catalog search finds."
+    )
+    method: str | None = Field(default=None, max_length=2_000, description="Method or instrument.")
+    version: str = Field(
+        default="1", max_length=100, description="Version of the data, in the manifest."
+    )
+    persistent_id: str | None = Field(
+        default=None, max_length=500, description="DOI or other persistent id."
+    )
+    license: str = Field(max_length=200, description="SPDX licence id or LicenseRef-...")
+    source: str | None = Field(
+        default=None, max_length=5_000, description="Where the data comes from."
+    )
+    citation: str | None = Field(
+        default=None, max_length=5_000, description="How to cite the data."
+    )
     embargo_until: dt.datetime | None = Field(
         default=None, description="Before this instant only the owner (and named roles) may read."
     )
     embargo_column: str | None = Field(
-        default=None, description="Timestamp column: a row is embargoed until its value."
+        default=None,
+        max_length=128,
+        description="Timestamp column: a row is embargoed until its value.",
     )
     location: Store = Field(description="Store and table (or file) that hold the rows.")
     columns: tuple[Column, ...] = Field(

@@ -22,10 +22,12 @@ class MaskKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Mask:
-    """A mask on one column; ``salt`` is used by ``HASH`` so joins stay possible within a salt."""
+    """A mask on one column; ``HASH`` is an HMAC under ``key`` (named by ``key_id``), so values
+    join wherever the same key is used and cannot be recovered by hashing guesses without it."""
 
     kind: MaskKind
-    salt: str = ""
+    key: bytes = field(default=b"", repr=False)
+    key_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

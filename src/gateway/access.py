@@ -2,7 +2,10 @@
 
 Routes never decide: they call a service, and services call ``ensure`` (datasette's
 ``ensure_permission`` is the model): the decision is appended to the audit log before anything
-else happens, allow or deny; if the log cannot be written, nothing is released (503).
+else happens, allow or deny; if the log cannot be written, nothing is released (503). Denials
+are rate-limited per principal (``audit.ratelimit.DenialLimiter``): past a burst they are counted
+and recorded as one ``DenialsSuppressed`` summary, so a flood of refused requests cannot flood
+the log.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 import sqlalchemy as sa
 
 from audit.errors import AuditUnavailable
-from audit.events import DecisionMade, Event
+from audit.events import DecisionMade, DenialsSuppressed, Event
 from connectors.datasets import Dataset
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from gateway.observability import request_id_var
@@ -24,7 +27,7 @@ from policies.principals import Principal
 if TYPE_CHECKING:
     from gateway.node import Node
 
-__all__ = ["dataset_for", "ensure", "record", "recorder", "visible_datasets"]
+__all__ = ["dataset_for", "ensure", "flush_denials", "record", "recorder", "visible_datasets"]
 
 T = TypeVar("T")
 
@@ -79,7 +82,7 @@ def dataset_for(
     decision = node.governance.decide(principal, dataset, Action.DISCOVER, "*", None)
     if not decision.allowed:
         # Recorded, so cross-domain probing shows up in the log; answered as if absent.
-        record(node, _event(node, principal, decision, request_id))
+        _record_decision(node, principal, decision, request_id)
         raise missing
     return dataset
 
@@ -96,7 +99,7 @@ def ensure(
 ) -> Decision:
     """Decide, record the decision, and raise Forbidden with the reasons on a deny."""
     decision = node.governance.decide(principal, dataset, action, purpose, columns)
-    record(node, _event(node, principal, decision, request_id))
+    _record_decision(node, principal, decision, request_id)
     if not decision.allowed:
         # What the token lacked (a roles claim the issuer should carry) is part of the answer.
         reasons = [*decision.reasons, *principal.notes]
@@ -106,6 +109,31 @@ def ensure(
             policy_version=decision.policy_version,
         )
     return decision
+
+
+def _record_decision(node: Node, principal: Principal, decision: Decision, request_id: str) -> None:
+    """Record an allow always; a denial unless the principal's denials are being counted."""
+    logged = decision.allowed or node.denials.admit(principal.id, principal.institution)
+    flush_denials(node)
+    if logged:
+        record(node, _event(node, principal, decision, request_id))
+
+
+def flush_denials(node: Node, *, everything: bool = False) -> None:
+    """Record the summaries of denials counted in closed windows (all windows: ``everything``)."""
+    for s in node.denials.drain(everything=everything):
+        record(
+            node,
+            DenialsSuppressed(
+                node=node.institution,
+                principal=s.principal,
+                institution=s.institution,
+                decision="deny",
+                suppressed=s.count,
+                since=s.since.isoformat(),
+                until=s.until.isoformat(),
+            ),
+        )
 
 
 def _event(node: Node, principal: Principal, decision: Decision, request_id: str) -> DecisionMade:
@@ -124,6 +152,7 @@ def _event(node: Node, principal: Principal, decision: Decision, request_id: str
         columns=decision.columns,
         withheld=decision.withheld,
         masked=summary["masked"],
+        mask_key=summary["mask_key"],
         row_filter=summary["row_filter"],
         obligations=tuple(summary["obligations"]),
         matched=decision.matched,

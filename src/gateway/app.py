@@ -18,8 +18,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.config import NodeConfig, load_config
 from gateway.errors import BadRequest, MatgateError, ServiceUnavailable, Unprocessable, for_status
+from gateway.limits import BodyLimitMiddleware
 from gateway.node import Node
-from gateway.observability import Metrics, ObservabilityMiddleware, configure_logging
+from gateway.observability import (
+    Metrics,
+    ObservabilityMiddleware,
+    configure_logging,
+)
+from gateway.problems import PROBLEM, from_foreign, problem_response, speaks_for_a_driver
 from gateway.routes import routers
 from gateway.schemas import Problem
 from gateway.settings import Settings
@@ -27,7 +33,6 @@ from gateway.settings import Settings
 __all__ = ["create_app"]
 
 log = logging.getLogger("matgate.app")
-PROBLEM = "application/problem+json"
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "model": Problem, "content": {PROBLEM: {}}}
     for status, text in [
@@ -35,6 +40,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "Missing or invalid credentials"),
         (403, "Forbidden by policy"),
         (404, "Not found"),
+        (413, "The request body exceeds the route's limit"),
         (422, "Unprocessable"),
         (503, "A store or the audit log is unavailable"),
     ]
@@ -55,9 +61,12 @@ def create_app(
         config = load_config(settings.config)
     configure_logging(settings.log_level, settings.log_json)
     node = Node(settings, config, clock=clock)
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.metrics_port is not None:
+            metrics.start_listener(settings.metrics_host, settings.metrics_port)
         task = asyncio.create_task(_checkpoints(node))
         try:
             yield
@@ -65,6 +74,8 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            metrics.stop_listener()
+            _flush_denials(node, everything=True)
             node.close()
 
     app = FastAPI(
@@ -74,10 +85,16 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.node = node
-    app.state.metrics = Metrics()
-    refusals = app.state.metrics.witness_refusals
+    app.state.metrics = metrics
+    refusals = metrics.witness_refusals
     node.witness.on_alarm = lambda origin, reason: refusals.labels(origin, reason).inc()
-    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
+    # Outermost first: ids and logs, then body limits, all before authentication and parsing.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=settings.max_body_bytes,
+        limits=settings.body_limits,
+    )
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     for router in routers:
         app.include_router(router, responses=PROBLEM_RESPONSES)
     _handlers(app)
@@ -86,10 +103,11 @@ def create_app(
 
 async def _checkpoints(node: Node) -> None:
     """Sign the audit log's tree head at the configured interval, and have the peers witness
-    it (each round bounded by the interval, at most 5 s)."""
+    it (each round bounded by the interval, at most 5 s); record suppressed-denial summaries."""
     every = node.settings.audit_checkpoint_seconds
     while True:
         await asyncio.sleep(every)
+        await asyncio.to_thread(_flush_denials, node)  # denial windows that closed meanwhile
         try:
             cp = await asyncio.to_thread(node.audit.checkpoint_if_due, every)
             if len(node.peers) == 0:
@@ -104,19 +122,26 @@ async def _checkpoints(node: Node) -> None:
             log.exception("audit checkpoint or witnessing failed")
 
 
+def _flush_denials(node: Node, *, everything: bool = False) -> None:
+    """Record the summaries of suppressed denials; a failure is logged (their counts are lost)."""
+    from gateway.access import flush_denials
+
+    try:
+        flush_denials(node, everything=everything)
+    except Exception:
+        log.exception("recording suppressed denials failed; their counts are lost")
+
+
 def _problem(request: Request, error: MatgateError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return JSONResponse(
-        error.to_problem(instance=request.url.path),
-        status_code=error.status,
-        media_type=PROBLEM,
-        headers=headers,
-    )
+    headers = None
+    if error.status == 429 and "retry_after" in error.extra:
+        headers = {"Retry-After": str(int(error.extra["retry_after"]))}
+    return problem_response(error, request.url.path, headers)
 
 
 def _from_room(exc: Exception) -> MatgateError:
     """Errors of the other rooms carry a status and a detail: translate them here, once."""
-    return for_status(getattr(exc, "status", 500), getattr(exc, "detail", None) or str(exc))
+    return from_foreign(exc, getattr(exc, "status", 500))
 
 
 def _handlers(app: FastAPI) -> None:
@@ -132,6 +157,8 @@ def _handlers(app: FastAPI) -> None:
 
     @app.exception_handler(MatgateError)
     async def _matgate(request: Request, exc: MatgateError) -> JSONResponse:
+        if speaks_for_a_driver(exc):
+            return _problem(request, from_foreign(exc, exc.status))
         return _problem(request, exc)
 
     @app.exception_handler(PolicyError)
@@ -146,8 +173,10 @@ def _handlers(app: FastAPI) -> None:
         if isinstance(exc, QueryError):
             return _problem(request, BadRequest(str(exc)))
         if isinstance(exc, TableError | SchemaMismatchError):
-            return _problem(request, Unprocessable(str(exc)))
-        return _problem(request, ServiceUnavailable(f"store error: {exc}"))
+            return _problem(request, from_foreign(exc, Unprocessable.status))
+        # A store's failure mostly speaks the driver's language (SQL, schema, server): kept
+        # in the log under the request id, unless all of it is matgate's own words.
+        return _problem(request, from_foreign(exc, ServiceUnavailable.status))
 
     @app.exception_handler(RequestValidationError)
     @app.exception_handler(ValidationError)

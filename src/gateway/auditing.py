@@ -81,7 +81,10 @@ def events(
 def export(node: Node, principal: Principal, filters: EventFilter, fmt: str) -> Iterator[bytes]:
     """The matching events as JSON lines or CSV, spooled to disk so memory stays flat."""
     _ensure_auditor(node, principal)
-    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+t", encoding="utf-8")  # noqa: SIM115
+    # newline="": CSV cells keep their carriage returns, the writer's line ends stay as written
+    spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+        max_size=8 << 20, mode="w+t", encoding="utf-8", newline=""
+    )
     node.audit.export(spool, fmt, filters)
     spool.seek(0)
     return _chunks(spool)

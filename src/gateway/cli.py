@@ -115,6 +115,21 @@ def _parser() -> argparse.ArgumentParser:
     _debug_arg(token)
     token.set_defaults(handler=_token)
 
+    keys = sub.add_parser(
+        "keys", help="manage the node's keys", description="Manage the node's own keys."
+    )
+    keys_sub = keys.add_subparsers(title="key commands", metavar="KEYCOMMAND")
+    rotate = keys_sub.add_parser(
+        "rotate-mask-secret",
+        help="replace the hash-mask secret",
+        description="Replace the node's hash-mask secret with a fresh one. Hashes made after "
+        "the node restarts no longer match earlier ones; manifests and decisions name the key "
+        "id each output was hashed with.",
+    )
+    rotate.add_argument("--data-dir", type=Path, default=None, help="folder of the node's keys")
+    rotate.add_argument("--mask-secret-file", type=Path, default=None, help="the secret's file")
+    rotate.set_defaults(handler=_rotate_mask_secret)
+
     from gateway.cli_client import add_client_commands
     from gateway.cli_verify import add_verify_command
 
@@ -197,6 +212,25 @@ def _token(args: argparse.Namespace) -> int:
     print(
         issuer.mint(args.subject, roles=roles, institution=args.institution, ttl_seconds=args.ttl)
     )
+    return 0
+
+
+def _rotate_mask_secret(args: argparse.Namespace) -> int:
+    from gateway.keys import MaskSecret
+    from gateway.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    if args.mask_secret_file is not None:
+        overrides["mask_secret_file"] = args.mask_secret_file
+    path = Settings(**overrides).resolved_mask_secret_file()
+    try:
+        old, new = MaskSecret.rotate(path)
+    except (OSError, ValueError) as exc:
+        print(f"matgate: cannot rotate the mask secret: {exc}", file=sys.stderr)
+        return 1
+    print(f"mask secret {path}: {old or '(none)'} -> {new.kid}; restart the node to use it")
     return 0
 
 

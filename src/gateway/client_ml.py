@@ -1,5 +1,6 @@
 """The ML half of the client: training sets from permitted slices, forward models, screening,
-on-site training, and registering runs in the node's lineage.
+on-site training (the model stays on the node: ``RemoteModel`` predicts and screens through it),
+and registering runs in the node's lineage.
 
 Mixed into ``gateway.client.Client``; scikit-learn and the featurisers load only when used.
 """
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from training.models import ForwardModel
     from training.runs import TrainingRun
 
-__all__ = ["Learning"]
+__all__ = ["Learning", "RemoteModel"]
 
 DEFAULT_ROLES = ("processing", "structure", "condition")
 
@@ -31,6 +32,78 @@ class _Client(Protocol):
     def get(self, path: str, **kwargs: Any) -> Any: ...
     def post(self, path: str, json_body: Any = None, **kwargs: Any) -> Any: ...
     def _download(self, path: str) -> bytes: ...
+
+
+class RemoteModel:
+    """A model kept on the node that trained it: its card and metrics here, its predictions
+    asked of the node (decided, budgeted and audited there), its file only where policy grants
+    ``export-model``."""
+
+    def __init__(self, client: _Client, job: Mapping[str, Any]) -> None:
+        self._client = client
+        self.job_id: str = str(job["id"])
+        self.result: Mapping[str, Any] = job["result"]
+        self.card: Mapping[str, Any] = self.result["card"]
+        self.metrics: Mapping[str, Any] = self.result["model"]["metrics"]
+        self.inputs: list[str] = [i["name"] for i in self.result["model"]["inputs"]]
+        self.target: str = str(self.result["model"]["target"]["name"])
+
+    def __repr__(self) -> str:
+        return f"RemoteModel({self.job_id!r}, target={self.target!r})"
+
+    def predict(
+        self, rows: pd.DataFrame | Sequence[Mapping[str, Any]], *, return_std: bool = True
+    ) -> pd.DataFrame:
+        """Rounded predictions for ``rows`` (``pred_mean``, ``pred_std``), one call to the node."""
+        import pandas as pd
+
+        records = rows.to_dict(orient="records") if isinstance(rows, pd.DataFrame) else list(rows)
+        body = {"rows": [_jsonable(r) for r in records], "return_std": return_std}
+        answer = self._client.post(f"/jobs/{self.job_id}/predict", body)
+        frame = pd.DataFrame(
+            {
+                "pred_mean": [p["mean"] for p in answer["predictions"]],
+                "pred_std": [p.get("std") for p in answer["predictions"]],
+            }
+        )
+        frame.attrs["matgate"] = {k: v for k, v in answer.items() if k != "predictions"}
+        return frame
+
+    def screen(self, **kwargs: Any) -> pd.DataFrame:
+        """Candidates ranked on the node (``grid``, ``ranges``, ``samples``, ``fixed``,
+        ``candidates``, ``constraints``, ``top``, ...): inputs, ``pred_mean``, ``pred_std``."""
+        import pandas as pd
+
+        if isinstance(kwargs.get("candidates"), pd.DataFrame):
+            kwargs["candidates"] = kwargs["candidates"].to_dict(orient="records")
+        if kwargs.get("candidates") is not None:
+            kwargs["candidates"] = [_jsonable(r) for r in kwargs["candidates"]]
+        answer = self._client.post(f"/jobs/{self.job_id}/screen", kwargs)
+        frame = pd.DataFrame(
+            [
+                {**r["inputs"], **{k: v for k, v in r.items() if k != "inputs"}}
+                for r in answer["ranked"]
+            ]
+        )
+        frame.attrs["matgate"] = {k: v for k, v in answer.items() if k != "ranked"}
+        return frame
+
+    def download(self) -> ForwardModel:
+        """The model file, where policy grants ``export-model`` (``Forbidden`` otherwise)."""
+        from training.store import loads_model
+
+        return loads_model(self._client._download(f"/jobs/{self.job_id}/model"))
+
+
+def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row for JSON: numpy scalars as Python values, NaN as null."""
+    import math
+
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        value = value.item() if hasattr(value, "item") else value
+        out[str(key)] = None if isinstance(value, float) and math.isnan(value) else value
+    return out
 
 
 class Learning:
@@ -105,10 +178,10 @@ class Learning:
         model_name: str | None = None,
         timeout: float = 600.0,
         poll: float = 0.5,
-    ) -> tuple[ForwardModel, Mapping[str, Any]]:
-        """Compute-to-data: train on the node, wait, and return the model and the job's result."""
-        from training.store import loads_model
-
+    ) -> tuple[RemoteModel, Mapping[str, Any]]:
+        """Compute-to-data: train on the node and wait; the model stays there. Returns its handle
+        (predict and screen through the node; ``download()`` where ``export-model`` is granted)
+        and the job's result (run, card, metrics, the training input's manifest)."""
         body: dict[str, Any] = {
             "target": target,
             "purpose": purpose,
@@ -132,5 +205,4 @@ class Learning:
 
             error = job.get("error") or {}
             raise for_status(int(error.get("status", 500)), str(error.get("detail", "job failed")))
-        raw = self._download(f"/jobs/{job['id']}/model")
-        return loads_model(raw), job["result"]
+        return RemoteModel(self, job), job["result"]

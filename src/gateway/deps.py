@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.errors import Unauthorized
@@ -12,7 +12,13 @@ from gateway.node import Node
 from gateway.security import authenticate
 from policies.principals import ANONYMOUS, Principal
 
-__all__ = ["OPTIONAL_AUTH", "CurrentPrincipal", "MaybePrincipal", "NodeDep"]
+__all__ = ["OPTIONAL_AUTH", "CurrentPrincipal", "MaybePrincipal", "NodeDep", "PathId", "PathSlug"]
+
+# Path parameters are bounded like every other string of a request.
+PathSlug = Annotated[str, Path(min_length=1, max_length=64)]
+"""An institution, dataset name or policy domain in a path."""
+PathId = Annotated[str, Path(min_length=1, max_length=128)]
+"""A request, job or agreement id in a path."""
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from an issuer this node trusts.")
 

@@ -13,6 +13,7 @@ render as RFC 9457 problem documents (``application/problem+json``)::
     ├── Conflict                  409
     ├── Unprocessable             422  a well-formed request that cannot be applied
     ├── TooLarge                  413
+    ├── TooManyRequests           429  a budget is spent (``retry_after`` seconds)
     ├── BadGateway                502  a peer answered wrongly
     ├── ServiceUnavailable        503  a store or the audit log cannot be reached
     └── GatewayTimeout            504  a peer did not answer in time
@@ -36,6 +37,7 @@ __all__ = [
     "NotFound",
     "ServiceUnavailable",
     "TooLarge",
+    "TooManyRequests",
     "Unauthorized",
     "Unprocessable",
     "for_status",
@@ -138,6 +140,13 @@ class Unprocessable(MatgateError):
     title = "Unprocessable"
 
 
+class TooManyRequests(MatgateError):
+    """A budget is spent; ``retry_after`` (seconds) says when the next call is admitted."""
+
+    status = 429
+    title = "Too many requests"
+
+
 class BadGateway(MatgateError):
     """A peer node answered with something invalid."""
 
@@ -178,6 +187,7 @@ _BY_STATUS: dict[int, type[MatgateError]] = {
         Conflict,
         TooLarge,
         Unprocessable,
+        TooManyRequests,
         BadGateway,
         ServiceUnavailable,
         GatewayTimeout,

@@ -29,6 +29,7 @@ from gateway.errors import (
 )
 from gateway.node import Node
 from gateway.peers import Peer, site_status
+from gateway.problems import public_detail
 from gateway.schemas import CatalogPage
 from policies.principals import Principal
 
@@ -144,7 +145,10 @@ async def fan_out(
 def site_report(result: object) -> dict[str, Any]:
     """``{"status": ..., "detail": ...}`` of one site's outcome."""
     if isinstance(result, BaseException):
-        detail = result.detail if isinstance(result, MatgateError) else type(result).__name__
+        if isinstance(result, MatgateError):
+            detail = public_detail(result, result.status)  # no driver text in a site's report
+        else:
+            detail = type(result).__name__
         return {"status": site_status(result), "detail": detail}
     return {"status": "ok"}
 

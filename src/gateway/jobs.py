@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from gateway.db import jobs_table
 from gateway.errors import NotFound, ServiceUnavailable
+from gateway.problems import public_detail
 
 __all__ = ["Job", "Jobs", "model_response"]
 
@@ -43,6 +44,7 @@ class Job:
     result: dict[str, Any] | None = None
     artifact: bytes | None = field(default=None, repr=False)
     error: dict[str, Any] | None = None
+    has_artifact: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (without the artifact bytes)."""
@@ -56,7 +58,7 @@ class Job:
             "progress": round(self.progress, 3),
             "result": self.result,
             "error": self.error,
-            "artifact": self.artifact is not None,
+            "artifact": self.has_artifact or self.artifact is not None,
         }
 
 
@@ -90,17 +92,20 @@ class Jobs:
         self._pool.submit(self._run, job, work)
         return job
 
-    def get(self, job_id: str, owner: str) -> Job:
-        """The job, if ``owner`` started it (anyone else gets the same 404 as for no job)."""
+    def get(self, job_id: str, owner: str, *, artifact: bool = False) -> Job:
+        """The job, if ``owner`` started it (anyone else gets the same 404 as for no job); its
+        artifact bytes are read only when asked for."""
+        columns = [c for c in jobs_table.c if artifact or c.name != "artifact"]
+        has = jobs_table.c.artifact.is_not(None).label("has_artifact")
         with self._engine.connect() as conn:
             row = (
-                conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id))
+                conn.execute(sa.select(*columns, has).where(jobs_table.c.id == job_id))
                 .mappings()
                 .first()
             )
         if row is None or row["owner"] != owner:
             raise NotFound(f"no job {job_id!r}")
-        return Job(**dict(row))
+        return Job(**{**dict(row), "has_artifact": bool(row["has_artifact"])})
 
     def close(self) -> None:
         """Stop taking jobs; running ones finish."""
@@ -126,7 +131,8 @@ class Jobs:
             self._save(job, status="done", progress=1.0, result=_json(result), artifact=artifact)
         except Exception as exc:  # the job's failure is its result; the worker lives on
             status = getattr(exc, "status", 500)
-            error = {"status": status, "title": type(exc).__name__, "detail": str(exc)}
+            detail = public_detail(exc, status)  # the job's owner never sees driver text
+            error = {"status": status, "title": type(exc).__name__, "detail": detail}
             self._save(job, status="failed", error=error)
         finally:
             with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -13,17 +14,18 @@ from audit.lineage import Lineage
 from audit.log import AuditLog
 from audit.manifests import sign_manifest
 from audit.provenance import LineageEmitter
-from audit.ratelimit import FailureLimiter
+from audit.ratelimit import DenialLimiter, FailureLimiter
 from connectors.netguard import NetPolicy, guarded_client
 from gateway.access import recorder
 from gateway.assertions import MemoryReplayCache, RedisReplayCache, ReplayCache
 from gateway.catalog import Catalog
-from gateway.config import IssuerConfig, NodeConfig, PeerConfig
+from gateway.config import ConfigError, IssuerConfig, NodeConfig, PeerConfig
 from gateway.db import create_engine
 from gateway.errors import MatgateError, Unauthorized
 from gateway.identity import Authenticator, TokenIssuer
 from gateway.jobs import Jobs
-from gateway.keys import ALGORITHM, NodeKey
+from gateway.kept import Budgets, KeptModels
+from gateway.keys import ALGORITHM, MaskSecret, NodeKey, mask_secret_for
 from gateway.migrations import migrate
 from gateway.peers import Peers, check_address, peer_policy
 from gateway.provenance import ProvenanceStore
@@ -110,11 +112,15 @@ class Node:
             if settings.policy_sync_url
             else None
         )
+        policy = PolicyConfig.model_validate(config.policy)
+        self.mask = _mask_secret(settings, policy)
         self.governance = Governance(
             self.engine,
-            PolicyConfig.model_validate(config.policy),
+            policy,
             clock=clock,
             watcher=self.watcher,
+            mask_key=self.mask.key,
+            mask_key_id=self.mask.kid,
         )
         self.governance.seed(
             self.catalog.all(),
@@ -133,11 +139,18 @@ class Node:
         self.service = Principal(subject="witness", institution=self.institution)
         self.cosigners = Cosigners(self.peers, self.audit, self.notary, self.service)
         self.auth_failures = FailureLimiter(clock=clock)
+        self.denials = DenialLimiter(
+            burst=settings.denial_burst,
+            window_seconds=settings.denial_window_seconds,
+            clock=clock,
+        )
         self.jobs = Jobs(
             self.engine,
             workers=config.limits.train_workers,
             record=recorder(self, partial(job_event, self.institution)),
         )
+        self.kept_models = KeptModels()
+        self.budgets = Budgets()
         self.lineage = Lineage(self.engine, self.audit)
         self.openlineage = (
             LineageEmitter(
@@ -177,6 +190,16 @@ class Node:
         self.stores.close()
         self.auth.close()
         self.engine.dispose()
+
+
+def _mask_secret(settings: Settings, policy: PolicyConfig) -> MaskSecret:
+    """The key of the node's hash masks; a node without one does not start."""
+    shared = {k.name: k.env for k in policy.shared_mask_keys}
+    path = settings.resolved_mask_secret_file()
+    try:
+        return mask_secret_for(policy.mask_key, shared, path, os.environ)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"policy.mask_key: {exc}") from exc
 
 
 def _identity_policy(config: NodeConfig, network: NetPolicy) -> NetPolicy:

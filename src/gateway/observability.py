@@ -1,25 +1,37 @@
-"""Request ids, structured logs and Prometheus metrics, as one small ASGI middleware."""
+"""Request ids, structured logs and Prometheus metrics, as one small ASGI middleware.
+
+The middleware is also the last line for errors nobody handled: it logs them with the request
+id and answers a generic problem carrying that id, so no traceback or driver text reaches a
+client. ``/metrics`` is for the node's auditors and operators, a scraper holding the configured
+token, or a separate listener (``start_listener``), never for anyone who asks.
+"""
 
 from __future__ import annotations
 
 import contextvars
+import hmac
 import json
 import logging
 import re
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from gateway.node import Node
 
 __all__ = [
     "Metrics",
     "ObservabilityMiddleware",
     "claim_request_id",
     "configure_logging",
+    "exposition",
     "request_id_var",
+    "scraper_token_matches",
 ]
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -110,6 +122,50 @@ class Metrics:
             ["origin", "reason"],
             registry=self.registry,
         )
+        self._listener: Any = None
+
+    def start_listener(self, host: str, port: int) -> int:
+        """Serve the metrics on a listener of their own (a daemon thread); returns its port."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        self._listener = server
+        return int(server.server_address[1])
+
+    def stop_listener(self) -> None:
+        """Stop the separate listener, if one runs."""
+        server, self._listener = self._listener, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def scraper_token_matches(presented: str, configured: str | None) -> bool:
+    """Whether a bearer token is the configured scraper token (compared in constant time)."""
+    if not configured:
+        return False
+    return hmac.compare_digest(presented.encode(), configured.encode())
+
+
+def exposition(node: Node, metrics: Metrics, token: str | None, *, source: str) -> bytes:
+    """The metrics in Prometheus text, for a scraper token, an auditor or an operator only."""
+    from prometheus_client import generate_latest
+
+    from gateway.errors import Forbidden, NotFound, Unauthorized
+    from gateway.security import authenticate
+    from policies.decisions import Action
+
+    settings = node.settings
+    if settings.metrics_port is not None:
+        raise NotFound("metrics are served on the node's separate metrics listener")
+    if not token:
+        raise Unauthorized("a bearer token is required for /metrics")
+    configured = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    if not scraper_token_matches(token, configured):
+        principal = authenticate(node, token, source=source)
+        home = principal.institution == node.institution and principal.actor is None
+        auditor = node.governance.check_domain(principal, node.institution, Action.AUDIT)
+        if not (auditor.allowed or (home and "operator" in principal.roles)):
+            raise Forbidden(f"metrics are for auditors and operators of {node.institution}")
+    return generate_latest(metrics.registry)
 
 
 class ObservabilityMiddleware:
@@ -136,10 +192,12 @@ class ObservabilityMiddleware:
         tokens = (_unclaimed.set([rid]), _supplied.set(supplied))
         start = time.perf_counter()
         status = 500
+        started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
+                started = True
                 status = message["status"]
                 message.setdefault("headers", [])
                 ours = [(b"x-request-id", rid.encode())]
@@ -155,6 +213,15 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Nothing handled it: log it here, where the request id is still known, and answer
+            # a problem without the error's text. After the first byte there is no answer left.
+            log.exception(
+                "request %s: unhandled error in %s %s", rid, scope["method"], scope["path"]
+            )
+            if started:
+                raise
+            await _internal_error(scope, send_with_id)
         finally:
             log.info(
                 "%s %s %s",
@@ -171,6 +238,18 @@ class ObservabilityMiddleware:
             request_id_var.reset(token)
             _unclaimed.reset(tokens[0])
             _supplied.reset(tokens[1])
+
+
+async def _internal_error(scope: Scope, send: Send) -> None:
+    from gateway.errors import MatgateError
+    from gateway.problems import generic, problem_response
+
+    response = problem_response(MatgateError(generic(500)), scope["path"])
+
+    async def nothing() -> Message:
+        return {"type": "http.disconnect"}
+
+    await response(scope, nothing, send)
 
 
 def _route(scope: Scope) -> str:

@@ -197,7 +197,9 @@ class Peer:
         detail = str(problem.get("detail") or f"HTTP {response.status_code}")[:2000]
         if response.status_code == 401:
             return BadGateway(f"peer {self.institution!r} refused this node's assertion: {detail}")
-        extra = {k: problem[k] for k in ("reasons", "policy_version") if k in problem}
+        extra = {
+            k: problem[k] for k in ("reasons", "policy_version", "retry_after") if k in problem
+        }
         error = for_status(response.status_code, f"peer {self.institution!r}: {detail}", **extra)
         return error if error.status != 500 else BadGateway(error.detail)
 

@@ -4,8 +4,11 @@ for and followed through the user's home node.
 The home node forwards ``POST /datasets/{other}/{name}/train`` to the owner with an on-behalf-of
 assertion; the owner decides ``train`` by its own policies and runs the job where the rows are.
 The home node records the request (``RelayForwarded``, action ``train``) and names the job
-``<institution>:<job id>``, so that ``/jobs/{id}`` and ``/jobs/{id}/model`` on the home node are
-relayed to the owner, where only the same user may see the job. Rows never cross; the model does.
+``<institution>:<job id>``, so that ``/jobs/{id}``, ``/jobs/{id}/predict``, ``/jobs/{id}/screen``
+and ``/jobs/{id}/model`` on the home node are relayed to the owner, where only the same user may
+see the job. Rows never cross; the model stays with the owner, which answers predictions and
+screening under its own policy, budgets and probe refusals (each relayed call is recorded here
+too), and sends the model file only where its policy grants the user ``export-model``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from policies.principals import Principal
 if TYPE_CHECKING:
     from gateway.node import Node
 
-__all__ = ["is_remote_job", "job", "model", "start"]
+__all__ = ["is_remote_job", "job", "model", "start", "use"]
 
 SEPARATOR = ":"  # institution slugs have none, so "<institution>:<job id>" splits unambiguously
 _MAX_JSON = 8 << 20
@@ -77,6 +80,39 @@ def job(node: Node, principal: Principal, job_id: str) -> dict[str, Any]:
     peer, remote_id = _split(node, principal, job_id)
     data, _ = bridge(_call, peer, principal, "GET", f"/jobs/{remote_id}", None)
     return _renamed(peer, _job(peer, data))
+
+
+def use(
+    node: Node, principal: Principal, job_id: str, kind: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Predict or screen (``kind``) with a model kept on the owner's node, recorded here."""
+    peer, remote_id = _split(node, principal, job_id)
+    data, _ = bridge(_call, peer, principal, "POST", f"/jobs/{remote_id}/{kind}", body)
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("dataset"), str):
+        raise BadGateway(f"peer {peer.institution!r} answered with something that is not a {kind}")
+    rows = answer.get("rows", answer.get("candidates", 0))
+    record(
+        node,
+        RelayForwarded(
+            node=node.institution,
+            principal=principal.id,
+            institution=principal.institution,
+            dataset=answer["dataset"],
+            action=kind,
+            purpose=str(answer.get("purpose", "")),
+            decision="allow",
+            peer=peer.institution,
+            manifest_id=job_id,
+            rows=rows if isinstance(rows, int) else 0,
+            bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        ),
+    )
+    return {**answer, "job": job_id, "site": peer.institution}
 
 
 def model(node: Node, principal: Principal, job_id: str) -> Response:

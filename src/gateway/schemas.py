@@ -13,13 +13,21 @@ from policies.decisions import Action
 __all__ = [
     "CatalogPage",
     "FederatedQueryBody",
+    "Name",
     "NodeInfo",
+    "PredictBody",
     "Problem",
     "Provenance",
+    "ScreenBody",
     "SliceBody",
 ]
 
 _ORDER = r"^[+-]?[A-Za-z_][A-Za-z0-9_]{0,127}$"
+# Every list and string of a request is bounded (and every body too: see gateway.limits).
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+"""A column (or role) name as a request may carry it; unknown ones are refused later."""
+MAX_ORDER_TERMS = 16
+MAX_METRICS = 100
 
 
 class Problem(BaseModel):
@@ -40,7 +48,7 @@ class SliceBody(BaseModel):
     purpose: str = Field(
         description="Declared use, e.g. research, ml-training.", min_length=1, max_length=64
     )
-    columns: list[str] | None = Field(
+    columns: list[Name] | None = Field(
         default=None,
         description="Columns to return; omitted: every column you may have.",
         max_length=1000,
@@ -48,8 +56,10 @@ class SliceBody(BaseModel):
     filter: str | None = Field(
         default=None, description="OPTIMADE filter syntax.", max_length=20_000
     )
-    order_by: list[str] = Field(
-        default_factory=list, description="Columns to sort by; '-' before a name: descending."
+    order_by: list[Annotated[str, Field(max_length=129)]] = Field(
+        default_factory=list,
+        max_length=MAX_ORDER_TERMS,
+        description="Columns to sort by; '-' before a name: descending.",
     )
     limit: int | None = Field(default=None, ge=0, le=1_000_000_000)
     offset: int = Field(default=0, ge=0, le=1_000_000_000)
@@ -99,8 +109,12 @@ class PolicyEdit(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    add: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
-    remove: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
+    add: list[Annotated[dict[str, Any], Field(max_length=32)]] = Field(
+        default_factory=list, max_length=1000
+    )
+    remove: list[Annotated[dict[str, Any], Field(max_length=32)]] = Field(
+        default_factory=list, max_length=1000
+    )
 
 
 class PrincipalRef(BaseModel):
@@ -116,7 +130,7 @@ class PrincipalRef(BaseModel):
         description="Namespace of their issuer (their id is namespace:subject); default: "
         "the institution.",
     )
-    roles: list[str] = Field(default_factory=list, max_length=100)
+    roles: list[Name] = Field(default_factory=list, max_length=100)
 
 
 class ExplainBody(BaseModel):
@@ -127,7 +141,7 @@ class ExplainBody(BaseModel):
     dataset: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}/[a-z0-9][a-z0-9_.-]{0,63}$")
     action: Action
     purpose: str = Field(min_length=1, max_length=64)
-    columns: list[str] | None = Field(default=None, max_length=1000)
+    columns: list[Name] | None = Field(default=None, max_length=1000)
     principal: PrincipalRef | None = Field(default=None, description="Default: yourself.")
 
 
@@ -136,7 +150,7 @@ class RunBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    manifests: list[str] = Field(
+    manifests: list[Annotated[str, Field(min_length=1, max_length=32_768)]] = Field(
         min_length=1, max_length=1000, description="Signed manifests (JWS)."
     )
     model_name: str = Field(min_length=1, max_length=200)
@@ -144,7 +158,7 @@ class RunBody(BaseModel):
     model_hash: str = Field(
         default="", max_length=200, description="e.g. sha256 of the saved model"
     )
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[Name, float] = Field(default_factory=dict, max_length=MAX_METRICS)
     purpose: str = Field(default="", max_length=64)
 
 
@@ -155,11 +169,13 @@ class TrainBody(BaseModel):
 
     target: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", description="Property column.")
     purpose: str = Field(default="ml-training", min_length=1, max_length=64)
-    inputs: list[str] | None = Field(default=None, max_length=1000, description="Default: by role.")
-    roles: list[str] = Field(
+    inputs: list[Name] | None = Field(
+        default=None, max_length=1000, description="Default: by role."
+    )
+    roles: list[Name] = Field(
         default_factory=lambda: ["processing", "structure", "condition"], max_length=6
     )
-    columns: list[str] | None = Field(default=None, max_length=1000)
+    columns: list[Name] | None = Field(default=None, max_length=1000)
     filter: str | None = Field(default=None, max_length=20_000)
     estimator: Literal["random_forest", "gradient_boosting", "ridge", "gaussian_process"] = (
         "random_forest"
@@ -168,6 +184,51 @@ class TrainBody(BaseModel):
     random_state: int | None = 0
     model_name: str | None = Field(default=None, max_length=200)
     model_version: str = Field(default="1", min_length=1, max_length=100)
+
+
+_Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+Cell = float | int | bool | Annotated[str, Field(max_length=1000)] | None
+Row = Annotated[dict[_Name, Cell], Field(max_length=1000)]
+
+
+class PredictBody(BaseModel):
+    """Rows of inputs for a model kept on the node; answered with rounded predictions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: list[Row] = Field(
+        min_length=1, max_length=10_000, description="One object per candidate: input -> value."
+    )
+    return_std: bool = Field(default=True, description="Also the model's spread, where it has one.")
+
+
+class ScreenBody(BaseModel):
+    """Inverse screening with a model kept on the node (see ``training.screening.screen``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    candidates: list[Row] | None = Field(default=None, max_length=10_000)
+    grid: dict[_Name, Annotated[list[Cell], Field(max_length=1000)]] | None = Field(
+        default=None, max_length=50, description="Input -> values; every combination is built."
+    )
+    ranges: dict[_Name, tuple[float, float]] | None = Field(
+        default=None, max_length=50, description="Input -> (low, high), sampled by Latin hypercube."
+    )
+    samples: int = Field(default=0, ge=0, le=200_000)
+    fixed: Row | None = Field(default=None, description="Inputs set alike for every candidate.")
+    balance: _Name | None = Field(
+        default=None, description="Weight-percent input set to 100 - rest."
+    )
+    constraints: dict[_Name, tuple[float | None, float | None]] | None = Field(
+        default=None, max_length=50, description="Input or pred_mean/pred_std -> (low, high)."
+    )
+    maximize: bool = True
+    top: int = Field(default=20, ge=1, le=100)
+    acquisition: Literal["mean", "ei"] = "mean"
+    best_so_far: float | None = Field(
+        default=None, description="Your best value, for expected improvement (required with 'ei')."
+    )
+    random_state: int | None = 0
 
 
 _DATASET_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}/[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -181,7 +242,7 @@ class FederatedQueryBody(BaseModel):
     datasets: list[Annotated[str, Field(pattern=_DATASET_ID)]] = Field(
         min_length=1, max_length=50, description="Dataset ids, 'institution/name'."
     )
-    columns: list[str] | None = Field(
+    columns: list[Name] | None = Field(
         default=None,
         max_length=1000,
         description="Columns to union (same name, PSPP role, type and unit everywhere); "

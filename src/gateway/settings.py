@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -49,8 +49,78 @@ class Settings(BaseSettings):
         description="Redis URL that carries policy changes between replicas sharing a database; "
         "without it each request checks the stored policy version.",
     )
+    predict_window_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Window of the per-principal budget of calls to models kept on this node.",
+    )
+    predict_calls_per_window: int = Field(
+        default=200, gt=0, description="Prediction and screening calls one principal may make."
+    )
+    predict_rows_per_window: int = Field(
+        default=20_000, gt=0, description="Rows (candidates) one principal may have predicted."
+    )
+    predict_max_rows: int = Field(
+        default=100, gt=0, le=10_000, description="Rows one prediction call may carry."
+    )
+    screen_max_candidates: int = Field(
+        default=5000, gt=0, le=200_000, description="Candidates one screening call may build."
+    )
+    predict_min_distance: float = Field(
+        default=0.05,
+        ge=0,
+        description="Candidates whose numeric inputs are nearer than this to a training row's "
+        "(root mean square of the differences in units of each input's spread) are refused as "
+        "probes, as are those the model sees exactly as a training row.",
+    )
+    predict_digits: int = Field(
+        default=2,
+        ge=1,
+        le=15,
+        description="Significant digits of the predictions answered (two: about a forward "
+        "model's accuracy, too coarse to read a stored value back).",
+    )
     audit_checkpoint_seconds: float = Field(
         default=60.0, gt=0, description="How often the audit log's tree head is signed."
+    )
+    max_body_bytes: int = Field(
+        default=256 * 1024,
+        ge=0,
+        le=1 << 30,
+        description="Largest request body of a route without a limit of its own (bytes).",
+    )
+    body_limits: dict[str, int] = Field(
+        default_factory=dict,
+        description="Body limits per route template, overriding the built-in ones, as JSON: "
+        '{"/catalog": 2097152}. See gateway/limits.py for the defaults.',
+    )
+    mask_secret_file: Path | None = Field(
+        default=None,
+        description="File of the node's hash-mask secret (made, mode 0600, if missing); "
+        "default: mask_secret beside the signing key.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token a Prometheus scraper may present at /metrics (besides the "
+        "node's auditors and operators).",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Serve /metrics on this separate port only, without authentication "
+        "(keep it on a private interface: metrics_host).",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Interface of the separate metrics listener."
+    )
+    denial_burst: int = Field(
+        default=20,
+        gt=0,
+        description="Denials recorded one by one per principal and window; more are counted.",
+    )
+    denial_window_seconds: float = Field(
+        default=60.0, gt=0, description="Window of the per-principal denial limit."
     )
 
     openlineage_url: str | None = Field(
@@ -77,3 +147,7 @@ class Settings(BaseSettings):
     def resolved_key_file(self) -> Path:
         """The signing key's path, defaulting to ``data_dir/node_key.pem``."""
         return self.key_file or self.data_dir / "node_key.pem"
+
+    def resolved_mask_secret_file(self) -> Path:
+        """The hash-mask secret's path, defaulting to ``mask_secret`` beside the signing key."""
+        return self.mask_secret_file or self.resolved_key_file().with_name("mask_secret")

@@ -246,6 +246,7 @@ def manifest_for(
         "decision": {
             "withheld": list(decision.withheld),
             "masked": {k: m.kind.value for k, m in decision.masks.items()},
+            "mask_key": decision.mask_key_id,
             "reasons": list(decision.reasons),
         },
         "format": req.format.value,

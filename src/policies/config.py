@@ -3,9 +3,13 @@
 An example a data steward can write by hand::
 
     [policy]
-    mask_salt = "a-long-random-secret"
     purposes = ["benchmarking"]                 # added to research, ml-training, education, ...
     roles = ["steward", "auditor", "member", "partner"]
+    mask_key = "node"                           # hash masks: this node's own secret (default)
+
+    [[policy.shared_mask_keys]]                 # only to join hashed columns across nodes:
+    name = "alloy-consortium"                   # set mask_key = "alloy-consortium" above, and
+    env = "MATGATE_MASK_KEY_ALLOY_CONSORTIUM"   # give every member node the same secret
 
     [[policy.licences]]
     id = "LicenseRef-nims-terms"
@@ -59,7 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from policies.lines import ROLE, SLUG, PolicyLine, RoleAssignment
 from policies.registry import BASE_PURPOSES
 
-__all__ = ["AgreementSpec", "CustomLicence", "PolicyConfig"]
+__all__ = ["AgreementSpec", "CustomLicence", "PolicyConfig", "SharedMaskKey"]
 
 _DATASET = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}/[a-z0-9][a-z0-9_.-]{0,63}$")
 
@@ -110,12 +114,38 @@ class AgreementSpec(BaseModel):
         return self
 
 
+class SharedMaskKey(BaseModel):
+    """A hash-mask key that institutions share on purpose, its secret read from the environment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="Name of the shared key.", pattern=SLUG.pattern)
+    env: str = Field(
+        description="Environment variable holding the secret (32+ random characters).",
+        pattern=r"^[A-Z_][A-Z0-9_]{0,127}$",
+    )
+
+
+_NO_SALT = (
+    "mask_salt is no longer read: hash masks are keyed (HMAC-SHA-256) with the node's own secret, "
+    "made at first start beside its signing key. Remove mask_salt; to join hashed columns with "
+    "other institutions on purpose, set mask_key to the name of a [[policy.shared_mask_keys]] "
+    "entry whose env variable holds a secret shared with them"
+)
+
+
 class PolicyConfig(BaseModel):
     """Governance settings of a node: registries, agreements and the seed policy."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    mask_salt: str = Field(default="", description="Salt of hash masks (keep it secret).")
+    mask_key: str = Field(
+        default="node",
+        description="Key of hash masks: 'node' (this node's own secret) or a shared key's name.",
+    )
+    shared_mask_keys: tuple[SharedMaskKey, ...] = Field(
+        default=(), description="Keys shared with other institutions on purpose."
+    )
     purposes: tuple[str, ...] = Field(default=(), description="Purposes added to the base ones.")
     roles: tuple[str, ...] = Field(
         default=("steward", "auditor", "member", "partner"), description="Known role names."
@@ -124,6 +154,13 @@ class PolicyConfig(BaseModel):
     agreements: tuple[AgreementSpec, ...] = Field(default=(), description="Terms of use.")
     assignments: tuple[RoleAssignment, ...] = Field(default=(), description="Seed role grants.")
     lines: tuple[PolicyLine, ...] = Field(default=(), description="Seed policy lines.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_salt(cls, data: object) -> object:
+        if isinstance(data, dict) and "mask_salt" in data:
+            raise ValueError(_NO_SALT)
+        return data
 
     @field_validator("purposes")
     @classmethod
@@ -150,6 +187,11 @@ class PolicyConfig(BaseModel):
     def _references(self) -> PolicyConfig:
         from policies.validation import Registries, check_assignment, check_line
 
+        shared = [k.name for k in self.shared_mask_keys]
+        if len(set(shared)) != len(shared) or "node" in shared:
+            raise ValueError("shared mask key names must be unique and not 'node'")
+        if self.mask_key != "node" and self.mask_key not in shared:
+            raise ValueError(f"mask_key {self.mask_key!r} names no [[policy.shared_mask_keys]]")
         agreements = [a.id for a in self.agreements]
         if len(set(agreements)) != len(agreements):
             raise ValueError("agreement ids must be unique")

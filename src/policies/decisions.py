@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from connectors.filters import Filter
-from connectors.query import Mask
+from connectors.query import Mask, MaskKind
 
 __all__ = ["Action", "Decision", "Obligation", "ObligationKind"]
 
@@ -20,6 +20,9 @@ class Action(StrEnum):
     DISCOVER = "discover"
     READ = "read"
     TRAIN = "train"
+    # Taking a model trained on site (compute-to-data) off the node: a right of its own, never
+    # implied by ``train`` or ``read``.
+    EXPORT_MODEL = "export-model"
     MANAGE = "manage"
     AUDIT = "audit"
 
@@ -71,6 +74,11 @@ class Decision:
     obligations: tuple[Obligation, ...] = ()
     matched: tuple[tuple[str, ...], ...] = ()
 
+    @property
+    def mask_key_id(self) -> str | None:
+        """The id of the key that hashes this decision's hashed columns (None: nothing hashed)."""
+        return next((m.key_id for m in self.masks.values() if m.kind is MaskKind.HASH), None)
+
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary for manifests and audit events."""
         from connectors.filterparser import unparse  # the filter tree's text form
@@ -82,6 +90,7 @@ class Decision:
             "dataset": self.dataset_id,
             "columns": list(self.columns),
             "masked": {name: mask.kind.value for name, mask in self.masks.items()},
+            "mask_key": self.mask_key_id,
             "withheld": list(self.withheld),
             "row_filter": unparse(self.row_filter) if self.row_filter is not None else None,
             "obligations": [o.to_dict() for o in self.obligations],

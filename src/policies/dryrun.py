@@ -19,7 +19,7 @@ from policies.principals import ANONYMOUS, NAMESPACE, Principal, split_principal
 
 __all__ = ["impacts", "stand_ins"]
 
-_ACTIONS = (Action.DISCOVER, Action.READ, Action.TRAIN)
+_ACTIONS = (Action.DISCOVER, Action.READ, Action.TRAIN, Action.EXPORT_MODEL)
 ANONYMOUS_SUBJECT = PUBLIC
 
 

@@ -71,7 +71,8 @@ class Context:
     purposes: frozenset[str]
     licences: LicenceRegistry
     agreements: AgreementBook
-    mask_salt: str
+    mask_key: bytes = field(default=b"", repr=False)
+    mask_key_id: str = ""
     views: dict[int, _View] = field(default_factory=dict)
 
     def masks(self) -> tuple[Mask, ...]:
@@ -80,7 +81,7 @@ class Context:
             Mask(MaskKind.NULL),  # never used: dropped columns are not in the output
             Mask(MaskKind.NULL),
             Mask(MaskKind.REDACT),
-            Mask(MaskKind.HASH, self.mask_salt),
+            Mask(MaskKind.HASH, self.mask_key, self.mask_key_id),
         )
 
     def view(self, dataset: Dataset) -> _View:
@@ -184,6 +185,9 @@ def _shape(
         return "every column of the dataset is withheld from you by policy", allows
     kinds = ctx.masks()
     masks = {n: kinds[treat[n]] for n in permitted if treat[n] != _OPEN}
+    if not ctx.mask_key and any(m.kind is MaskKind.HASH for m in masks.values()):
+        # An unkeyed hash falls to a dictionary of guesses: refuse rather than serve one.
+        return "this node has no mask key, so it cannot serve hashed columns", allows
     notes = [f"allowed by {len(allows)} policy line(s)"]
     if withheld:
         notes.append(f"columns withheld: {', '.join(withheld)}")

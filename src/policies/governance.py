@@ -95,6 +95,8 @@ class Governance:
         clock: Clock | None = None,
         watcher: Watcher | None = None,
         cache: bool = True,
+        mask_key: bytes = b"",
+        mask_key_id: str = "",
     ) -> None:
         create_tables(engine)
         self.config = config
@@ -106,7 +108,9 @@ class Governance:
         self._registries = Registries(
             self.purposes, frozenset(config.roles), frozenset(self._book.specs)
         )
-        self._ctx = Context(self.purposes, self.licences, self._book, config.mask_salt)
+        # Hash masks are keyed by the node (see gateway.keys.MaskSecret); without a key, no
+        # decision hands out a hashed column.
+        self._ctx = Context(self.purposes, self.licences, self._book, mask_key, mask_key_id)
         self._datasets: dict[str, Dataset] = {}
         self._lock = threading.RLock()
         self._cache_on = cache

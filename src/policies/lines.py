@@ -88,7 +88,7 @@ class PolicyLine(BaseModel):
     public: bool = Field(default=False, description="Anyone, with or without a token.")
     domain: str = Field(description="Institution whose datasets and policies this line governs.")
     dataset: str = Field(default="*", description="Dataset name, '*' or a 'prefix-*' glob.")
-    action: Action = Field(description="discover, read, train, manage or audit.")
+    action: Action = Field(description="discover, read, train, export-model, manage or audit.")
     purpose: str = Field(default="*", description="A registered purpose or '*'.")
     keep: tuple[str, ...] = Field(default=(), description="Only these columns (selectors).")
     withhold: tuple[str, ...] = Field(default=(), description="Withhold these columns.")
@@ -138,6 +138,11 @@ class PolicyLine(BaseModel):
             self.dataset != "*" or self.purpose != "*" or self.keep or self.withhold or self.rows
         ):
             raise ValueError(f"{self.action} is a domain action: dataset and purpose are '*'")
+        if self.action is Action.EXPORT_MODEL and (self.keep or self.withhold or self.rows):
+            raise ValueError(
+                "export-model lets a whole trained model leave: it takes no column or row rules "
+                "(those belong on the train line the model was trained under)"
+            )
         if self.agreement is not None and not SLUG.match(self.agreement):
             raise ValueError(f"agreement {self.agreement!r} must be an agreement id")
         return self

@@ -10,6 +10,7 @@ matches its card and is refused too.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,16 @@ from training.datasets import InputSpec
 from training.domain import Domain
 from training.errors import TrainingError, UntrustedModelError
 from training.models import ForwardModel
+from training.privacy import Guard
 
 __all__ = [
     "ALLOWED_TYPES",
     "card_path",
+    "dumps_kept",
     "dumps_model",
     "load_card",
     "load_model",
+    "loads_kept",
     "loads_model",
     "save_model",
 ]
@@ -159,6 +163,29 @@ def loads_model(data: bytes, card: ModelCard | None = None) -> ForwardModel:
     if outside:
         raise UntrustedModelError("model bytes", outside)
     return _model(sio.loads(data, trusted=untrusted), "model bytes")
+
+
+def dumps_kept(model_file: bytes, guard: Guard) -> bytes:
+    """What a node keeps of a model trained on site: the model file (the one that may leave)
+    and the guard that never does, as one ``.npz`` of plain arrays."""
+    sink = io.BytesIO()
+    np.savez(
+        sink,
+        model=np.frombuffer(model_file, dtype=np.uint8),
+        guard=np.frombuffer(guard.to_bytes(), dtype=np.uint8),
+    )
+    return sink.getvalue()
+
+
+def loads_kept(data: bytes) -> tuple[bytes, Guard]:
+    """Inverse of ``dumps_kept``: (model file, guard); ``TrainingError`` for anything else."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            model_file = arrays["model"].tobytes()
+            guard = Guard.from_bytes(arrays["guard"].tobytes())
+    except (ValueError, KeyError, OSError) as exc:
+        raise TrainingError("not a model kept by compute-to-data") from exc
+    return model_file, guard
 
 
 def save_model(model: ForwardModel, path: str | Path, card: ModelCard | None = None) -> ModelCard:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from pathlib import Path
 
 import pyarrow as pa
@@ -60,7 +61,8 @@ def test_full_read_matches_the_reference(store: tuple[Connector, str]) -> None:
 def test_masks(store: tuple[Connector, str]) -> None:
     """NULL keeps the type with no values, REDACT is a constant string, HASH a salted digest."""
     connector, table = store
-    masks = {"i": Mask(MaskKind.NULL), "f": Mask(MaskKind.REDACT), "s": Mask(MaskKind.HASH, "k")}
+    key = b"k" * 32
+    masks = {"i": Mask(MaskKind.NULL), "f": Mask(MaskKind.REDACT), "s": Mask(MaskKind.HASH, key)}
     got = read(
         connector, Query(table, ("id", "i", "f", "s"), masks=masks, order_by=(("id", False),))
     )
@@ -71,7 +73,7 @@ def test_masks(store: tuple[Connector, str]) -> None:
         if value is pd_na():
             assert digest is None
         else:
-            assert digest == hashlib.sha256(b"k\x1f" + value.encode()).hexdigest()
+            assert digest == hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
 
 def pd_na() -> object:
@@ -108,7 +110,9 @@ def test_nulls_last_ascending(store: tuple[Connector, str]) -> None:
 def test_empty_result_keeps_the_schema(store: tuple[Connector, str]) -> None:
     """A filter that matches nothing yields one empty batch with the output schema."""
     connector, table = store
-    query = Query(table, ("s", "f"), filter=parse("f > 1e300"), masks={"s": Mask(MaskKind.HASH)})
+    query = Query(
+        table, ("s", "f"), filter=parse("f > 1e300"), masks={"s": Mask(MaskKind.HASH, b"k" * 16)}
+    )
     batches = list(connector.batches(query))
     assert [b.num_rows for b in batches] == [0]
     assert batches[0].schema == pa.schema([("s", pa.string()), ("f", pa.float64())])
@@ -209,10 +213,15 @@ def test_sqlite_all_null_first_batch_keeps_declared_types(tmp_path: Path) -> Non
 
 
 def test_hash_column_hashes_each_value_once_and_keeps_nulls() -> None:
-    """Equal values give equal digests, salts separate them, nulls stay null."""
-    out = hash_column(pa.array([1, None, 1, 2]), "a").to_pylist()
+    """Equal values give equal digests, keys separate them, nulls stay null; no key, no hash."""
+    out = hash_column(pa.array([1, None, 1, 2]), b"a" * 16).to_pylist()
     assert out[0] == out[2] != out[3] and out[1] is None
-    assert hash_column(pa.array([1]), "b").to_pylist()[0] != out[0]
+    assert hash_column(pa.array([1]), b"b" * 16).to_pylist()[0] != out[0]
+    with pytest.raises(QueryError):
+        hash_column(pa.array([1]), b"")
+    for key in (b"k" * 16, b"k" * 64, b"a much longer shared key " * 8):
+        want = [hmac.new(key, t.encode(), hashlib.sha256).hexdigest() for t in ("x", "")]
+        assert hash_column(pa.array(["x", ""]), key).to_pylist() == want
 
 
 def test_open_store_refuses_unknown_kinds() -> None:

@@ -3,6 +3,7 @@ and compute-to-data."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from gateway import errors
@@ -59,3 +60,18 @@ def test_train_remote(client):
     )
     assert result["run"]["model_name"] == "steel-remote"
     assert model.metrics["mae"] == pytest.approx(result["model"]["metrics"]["mae"])
+    # the model stays on the node and predicts there
+    ts = client.training_set("aurora/steels-yield", "target")
+    (formula,) = ts.X.columns  # steels are described by their composition alone
+    made_up = ["Fe0.613Cr0.211Ni0.176", "Fe0.702Co0.153Mo0.145", "Fe0.81Mn0.12Si0.07"]
+    fresh = pd.DataFrame({formula: made_up})  # compositions no training row has
+    predicted = model.predict(fresh)
+    assert len(predicted) == 3 and predicted["pred_mean"].notna().all()
+    with pytest.raises(errors.Unprocessable):
+        model.predict(ts.X.head(1))  # a training row's own inputs
+    ranked = model.screen(candidates=fresh, top=2)
+    assert len(ranked) == 2 and list(ranked["rank"]) == [1, 2]
+    # a member of Aurora may take the file home (export-model), sanitised
+    local = model.download()
+    assert local.y_true.size == 0
+    assert list(local.predict(fresh)) == pytest.approx(list(predicted["pred_mean"]), rel=0.05)

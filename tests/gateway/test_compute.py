@@ -1,4 +1,5 @@
-"""Compute-to-data: the train action, bounded jobs off the event loop, models that leave alone."""
+"""Compute-to-data: the train action, bounded jobs off the event loop, models that stay on the
+node (predictions leave; the file only under export-model)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,15 @@ def start(api, headers, **body):
     return api.post(f"/datasets/{NI}/train", json=body, headers=headers)
 
 
+EXPORT = {
+    "role": "partner",
+    "domain": "aurora",
+    "dataset": "ni-superalloys",
+    "action": "export-model",
+    "purpose": "ml-training",
+}
+
+
 def test_train_only_policy_keeps_rows_home_and_masked_columns_out(fresh):
     api, auth = fresh
     partner = auth["partner"]
@@ -59,7 +69,27 @@ def test_train_only_policy_keeps_rows_home_and_masked_columns_out(fresh):
     assert result["model"]["metrics"]["mae"] > 0
     assert result["manifest"]["released"] is False
     assert result["card"]["purpose"] == "ml-training"
-    # the model file leaves, with the hash the lineage recorded
+    # the partner may not read the rows: the forest is held to leaves of five rows or more
+    assert result["kept"] == {
+        "where": "aurora",
+        "regularised": {"min_samples_leaf": 5},
+        "use": ["predict", "screen"],
+        "export": "only where policy grants export-model",
+    }
+    assert result["card"]["params"]["min_samples_leaf"] == 5
+    # the model stays: no file without export-model, the reasons say why
+    refused = api.get(f"/jobs/{job['id']}/model", headers=partner)
+    assert refused.status_code == 403
+    assert any("export-model" in reason for reason in refused.json()["reasons"])
+    # it predicts where it is
+    row = {name: None for name in inputs} | {"ni_wt_pct": 58.0, "test_temperature_c": 760.0}
+    answer = api.post(f"/jobs/{job['id']}/predict", json={"rows": [row]}, headers=partner)
+    assert answer.status_code == 200, answer.text
+    (prediction,) = answer.json()["predictions"]
+    assert prediction["mean"] > 0 and prediction["mean"] == float(f"{prediction['mean']:.2g}")
+    # with export-model granted the file leaves, with the hash the lineage recorded
+    r = api.post("/policies/aurora", json={"add": [EXPORT]}, headers=auth["steward"])
+    assert r.status_code == 200, r.text
     model = api.get(f"/jobs/{job['id']}/model", headers=partner)
     assert model.status_code == 200
     import hashlib
@@ -69,11 +99,44 @@ def test_train_only_policy_keeps_rows_home_and_masked_columns_out(fresh):
 
     restored = loads_model(model.content)
     assert restored.metrics["mae"] == pytest.approx(result["model"]["metrics"]["mae"])
+    assert restored.y_true.size == 0 and restored.oof_predictions.size == 0
     # and the lineage shows dataset -> slice -> principal -> run -> model
     graph = api.get("/lineage", params={"principal": "borealis:pablo"}, headers=partner).json()
     assert {"dataset", "slice", "principal", "run", "model"} <= {n["type"] for n in graph["nodes"]}
     # nobody else can see the job
     assert api.get(f"/jobs/{job['id']}", headers=auth["ml-user"]).status_code == 404
+
+
+def test_predictions_stop_when_the_train_line_goes(fresh):
+    api, auth = fresh
+    partner = auth["partner"]
+    api.post("/policies/aurora", json={"add": [TRAIN_ONLY]}, headers=auth["steward"])
+    job = wait(api, partner, start(api, partner, estimator="ridge").json())
+    assert job["status"] == "done", job
+    row = {i["name"]: None for i in job["result"]["model"]["inputs"]} | {"ni_wt_pct": 58.0}
+    url = f"/jobs/{job['id']}/predict"
+    assert api.post(url, json={"rows": [row]}, headers=partner).status_code == 200
+    r = api.post("/policies/aurora", json={"remove": [TRAIN_ONLY]}, headers=auth["steward"])
+    assert r.status_code == 200, r.text
+    refused = api.post(url, json={"rows": [row]}, headers=partner)
+    assert refused.status_code == 403 and refused.json()["reasons"]
+
+
+@pytest.mark.parametrize(
+    ("who", "estimator", "status"),
+    [
+        ("partner", "gaussian_process", 422),  # train-only: it would keep every row
+        ("partner", "ridge", 202),
+        ("ml-user", "gaussian_process", 202),  # she may read the rows anyway
+    ],
+)
+def test_memorising_estimators_only_on_readable_data(fresh, who, estimator, status):
+    api, auth = fresh
+    api.post("/policies/aurora", json={"add": [TRAIN_ONLY]}, headers=auth["steward"])
+    r = start(api, auth[who], estimator=estimator, filter="yield_strength_mpa IS KNOWN")
+    assert r.status_code == status, r.text
+    if status == 202:  # let the job finish before the node goes
+        assert wait(api, auth[who], r.json())["status"] == "done"
 
 
 def test_row_limit_is_enforced(fresh, monkeypatch):
@@ -102,3 +165,19 @@ def test_bad_training_requests(api, auth, body, status):
     if status == 202:
         job = wait(api, auth["ml-user"], r.json())
         assert job["status"] == "failed" and "nope" in job["error"]["detail"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "status"),
+    [
+        ({"withhold": ["sensitivity:personal"]}, 422),  # a model leaves whole or not at all
+        ({"keep": ["alloy"]}, 422),
+        ({"rows": "test_temperature_c > 600"}, 422),
+        ({"action": "export-models"}, 422),  # not an action
+    ],
+)
+def test_export_model_lines_take_no_column_or_row_rules(api, auth, extra, status):
+    line = {**EXPORT, **extra}
+    r = api.post("/policies/aurora", json={"add": [line]}, headers=auth["steward"])
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")

@@ -1,21 +1,37 @@
 """Compute-to-data across the demo federation: Mia of Aurora trains on Borealis's creep tests,
-which partners may train on but not read, through her home node; the rows stay at Borealis."""
+which partners may train on but not read, through her home node; the rows and the model stay at
+Borealis, predictions and screening are relayed, the model file is refused (no export-model)."""
 
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from gateway_support import LiveServer, free_port, node_settings, persona_tokens
 
 from gateway.app import create_app
 from gateway.demo import prepare_federation
-from training.store import loads_model
+from gateway.demo.borealis import read_superalloy_creep
 
 CREEP = "borealis/superalloy-creep"
+
+
+def _leaks() -> Any:
+    """The security suite's search for training values in answers (tests/security/leaks.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "security" / "leaks.py"
+    spec = importlib.util.spec_from_file_location("leaks", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +77,37 @@ def test_train_through_the_home_node_while_reading_is_refused(federation):
         assert job["status"] == "done", job["error"]
         assert job["result"]["manifest"]["released"] is False
         assert job["result"]["manifest"]["node"] == "borealis"
-        model = aurora.get(f"/jobs/{job['id']}/model")
-        assert model.status_code == 200
-        assert hashlib.sha256(model.content).hexdigest() == job["result"]["model_sha256"]
-        assert loads_model(model.content).target.name == "stress_rupture_time_h"
+        result = job["result"]
+        assert result["kept"]["where"] == "borealis"
+        # No export-model at Borealis: the model file does not leave, and the owner says why.
+        refused = aurora.get(f"/jobs/{job['id']}/model")
+        assert refused.status_code == 403, refused.text
+        assert any("export-model" in reason for reason in refused.json()["reasons"])
+        # Predictions and screening are asked of Borealis through Aurora.
+        inputs = [i["name"] for i in result["model"]["inputs"]]
+        row = {name: None for name in inputs} | {"test_temperature_c": 760.0, "ni_wt_pct": 58.0}
+        if "stress_rupture_stress_mpa" in inputs:
+            row["stress_rupture_stress_mpa"] = 480.0
+        predicted = aurora.post(f"/jobs/{job['id']}/predict", json={"rows": [row]})
+        assert predicted.status_code == 200, predicted.text
+        answer = predicted.json()
+        assert answer["job"] == job["id"] and answer["site"] == "borealis"
+        assert answer["dataset"] == CREEP and len(answer["predictions"]) == 1
+        grid = {"test_temperature_c": [700.0, 800.0, 900.0]}
+        screened = aurora.post(f"/jobs/{job['id']}/screen", json={"grid": grid, "top": 2})
+        assert screened.status_code == 200, screened.text
+        assert screened.json()["candidates"] == 3 and len(screened.json()["ranked"]) == 2
+        # None of what came back through Aurora holds Borealis's rupture times.
+        creep = read_superalloy_creep(dt.datetime.now(dt.UTC)).to_pandas()
+        leaks = _leaks()
+        targets = creep["stress_rupture_time_h"]
+        for answer in (job, aurora.get(f"/jobs/{job['id']}").json(), predicted.json()):
+            assert leaks.share_appearing(targets, leaks.numbers_in_json(answer)) < 0.01
+        # A training row's own inputs are refused by the owner, and the refusal is relayed.
+        probe = {k: (None if pd.isna(v) else v) for k, v in creep[inputs].iloc[0].items()}
+        refused = aurora.post(f"/jobs/{job['id']}/predict", json={"rows": [probe]})
+        assert refused.status_code == 422, refused.text
+        assert "predictions" not in refused.json()
         # Somebody else at Aurora cannot follow Mia's job.
         sana = {"Authorization": f"Bearer {tokens['steward']}"}
         assert aurora.get(f"/jobs/{job['id']}", headers=sana).status_code == 404
@@ -75,3 +118,5 @@ def test_train_through_the_home_node_while_reading_is_refused(federation):
             e["action"] == "train" and e["dataset"] == CREEP and e["peer"] == "borealis"
             for e in events["events"]
         )
+        relayed = {e["action"] for e in events["events"] if e["dataset"] == CREEP}
+        assert {"train", "predict", "screen"} <= relayed

@@ -124,7 +124,6 @@ def _policy(institution: str) -> dict[str, Any]:
             }
         )
     return {
-        "mask_salt": f"salt-{institution}",
         "assignments": [
             {"institution": o, "role": "partner", "domain": institution} for o in others
         ],

@@ -51,7 +51,7 @@ def test_api_conforms(app, tokens):
 
 
 def test_every_data_route_needs_credentials(app, api):
-    public = {"/healthz", "/readyz", "/metrics", "/.well-known/jwks.json", "/info"}
+    public = {"/healthz", "/readyz", "/.well-known/jwks.json", "/info"}
     # the witness protocol (c2sp.org/tlog-witness) authenticates the checkpoint's signature,
     # not the caller; the witness key is public by design
     public |= {"/audit/witness", "/audit/witness/add-checkpoint"}

@@ -13,7 +13,7 @@ def test_health_and_readiness(api):
 
 def test_metrics_count_requests_and_decisions(api, auth):
     api.get("/catalog", headers=auth["ml-user"])
-    text = api.get("/metrics").text
+    text = api.get("/metrics", headers=auth["auditor"]).text
     assert 'matgate_http_requests_total{method="GET",route="/catalog",status="200"}' in text
     assert "matgate_http_request_seconds_bucket" in text
 

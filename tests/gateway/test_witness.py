@@ -124,7 +124,8 @@ def test_split_view_is_caught(forked: World) -> None:
     assert refused.text == "6\n"
     events = world.node("beta").audit.events(EventFilter(name="witness-refusal")).entries
     assert events and events[-1].event["origin"] == ORIGIN and "fork" in events[-1].event["reason"]
-    metrics = httpx.get(world.url("beta") + "/metrics").text
+    auditor = world.headers("beta", roles=("auditor",))
+    metrics = httpx.get(world.url("beta") + "/metrics", headers=auditor).text
     assert f'matgate_witness_refusals_total{{origin="{ORIGIN}",reason="fork"}} 1.0' in metrics
     # a shrinking log is refused too
     shrunk = _post(world, "gamma", common.body(0, 5))

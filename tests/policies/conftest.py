@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from policy_world import CONFIG, DATASETS, Clock
+from policy_world import CONFIG, DATASETS, MASK_KEY, Clock
 
 from policies import Governance, PolicyConfig
 
@@ -35,6 +35,6 @@ def engine(tmp_path: Path) -> Iterator[sa.Engine]:
 @pytest.fixture
 def gov(engine: sa.Engine, config: PolicyConfig, clock: Clock) -> Governance:
     """Governance seeded with the test config and datasets."""
-    g = Governance(engine, config, clock=clock)
+    g = Governance(engine, config, clock=clock, mask_key=MASK_KEY, mask_key_id="node:test")
     g.seed(DATASETS.values())
     return g

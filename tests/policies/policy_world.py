@@ -69,8 +69,9 @@ DATASETS = {
     "xrd": make_dataset("kyoto", "xrd", "CC0-1.0"),
 }
 
+MASK_KEY = b"test-mask-key-of-32-bytes-length"
+
 CONFIG = {
-    "mask_salt": "pepper",
     "purposes": ["benchmarking"],
     "roles": ["steward", "auditor", "member", "partner", "trusted"],
     "licences": [

@@ -6,7 +6,17 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from policy_world import ALICE, BOB, CAROL, CONFIG, DAN, DATASETS, MALLORY, RIVAL
+from policy_world import (
+    ALICE,
+    BOB,
+    CAROL,
+    CONFIG,
+    DAN,
+    DATASETS,
+    MALLORY,
+    MASK_KEY,
+    RIVAL,
+)
 
 from connectors.filterparser import unparse
 from policies import Action, Governance, ObligationKind, PolicyConfig, Principal
@@ -117,9 +127,17 @@ def test_matrix(
         assert decision.matched, "an allow names the lines that matched"
 
 
-def test_hash_mask_carries_the_salt(gov: Governance) -> None:
+def test_hash_mask_carries_the_node_key(gov: Governance) -> None:
     decision = gov.decide(BOB, DATASETS["tensile-nc"], Action.READ, "research")
-    assert decision.masks["operator"].salt == "pepper"
+    assert decision.masks["operator"].key == MASK_KEY
+    assert decision.mask_key_id == decision.summary()["mask_key"] == "node:test"
+
+
+def test_without_a_mask_key_hashed_columns_are_refused(engine: sa.Engine) -> None:
+    gov = Governance(engine, PolicyConfig.model_validate(CONFIG))
+    gov.seed(DATASETS.values())
+    decision = gov.decide(BOB, DATASETS["tensile-nc"], Action.READ, "research")
+    assert not decision.allowed and "no mask key" in decision.reasons[0]
 
 
 def test_obligations_follow_the_licence(gov: Governance) -> None:

@@ -42,7 +42,6 @@ def aurora_policy() -> dict[str, Any]:
     inst = AURORA
     return {
         "roles": ROLES,
-        "mask_salt": "demo-salt-not-secret",
         "assignments": [{"institution": BOREALIS, "role": "partner", "domain": inst}],
         "agreements": [
             {

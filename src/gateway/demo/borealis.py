@@ -126,7 +126,6 @@ def policy() -> dict[str, Any]:
     inst = BOREALIS
     return {
         "roles": ROLES,
-        "mask_salt": "demo-salt-borealis-not-secret",
         "assignments": [
             {"institution": "aurora", "role": "partner", "domain": inst},
             {"institution": "cygnus", "role": "partner", "domain": inst},

@@ -120,7 +120,6 @@ def policy() -> dict[str, Any]:
     inst = CYGNUS
     return {
         "roles": ROLES,
-        "mask_salt": "demo-salt-cygnus-not-secret",
         "assignments": [
             {"institution": "aurora", "role": "partner", "domain": inst},
             {"institution": "borealis", "role": "partner", "domain": inst},

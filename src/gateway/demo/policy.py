@@ -10,12 +10,14 @@ ROLES = ["member", "steward", "auditor", "partner"]
 
 
 def house_lines(domain: str) -> list[dict[str, Any]]:
-    """Members discover, read and train on everything; stewards manage; auditors audit;
-    partners may see what exists (what they may read is each institution's own choice)."""
+    """Members discover, read and train on everything and may take their models home; stewards
+    manage; auditors audit; partners may see what exists (what they may read or train on is
+    each institution's own choice)."""
     return [
         {"role": "member", "domain": domain, "action": "discover"},
         {"role": "member", "domain": domain, "action": "read"},
         {"role": "member", "domain": domain, "action": "train"},
+        {"role": "member", "domain": domain, "action": "export-model"},
         {"role": "steward", "domain": domain, "action": "manage"},
         {"role": "auditor", "domain": domain, "action": "audit"},
         {"role": "auditor", "domain": domain, "action": "discover"},

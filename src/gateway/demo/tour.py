@@ -99,8 +99,10 @@ PY
     "datasets": ["borealis/oxide-gaps", "cygnus/halide-gaps"], "columns": ["formula", "target"],
     "filter": "target > 4", "purpose": "research", "format": "json"}}'
 
-7. Train, do not read: Borealis lets Aurora's models learn from its creep tests, rows stay home.
-   Reading is refused; a training job runs at Borealis, asked for and followed through Aurora:
+7. Train, do not read: Borealis lets Aurora's models learn from its creep tests; the rows and
+   the model stay there. Reading is refused; a training job runs at Borealis, asked for and
+   followed through Aurora, which relays the card and the predictions (the model file would
+   need Borealis to grant export-model; probes of training rows are refused):
   {bearer} $MIA" "$AURORA/datasets/borealis/superalloy-creep/slice?purpose=ml-training"
   {bearer} $MIA_AT_BOREALIS" {json_type} "$BOREALIS/explain" -d '{{
     "dataset": "borealis/superalloy-creep", "action": "train", "purpose": "ml-training"}}'
@@ -110,6 +112,7 @@ from gateway.client import Client
 c = Client(os.environ["AURORA"], token=os.environ["MIA"])
 model, job = c.train_remote("borealis/superalloy-creep", "stress_rupture_time_h", estimator="ridge")
 print(job["run"]["model_name"], model.metrics)
+print(model.screen(grid={{"test_temperature_c": [700, 800, 900]}}, top=3))
 PY
 
 8. Accept an agreement: Aurora's steel data needs its terms accepted first:

@@ -15,7 +15,7 @@ from connectors.datasets import Dataset, PSPPRole
 from gateway import service
 from gateway.catalog import Criteria
 from gateway.dcat import RdfFormat, negotiate
-from gateway.deps import OPTIONAL_AUTH, CurrentPrincipal, MaybePrincipal, NodeDep
+from gateway.deps import OPTIONAL_AUTH, CurrentPrincipal, MaybePrincipal, NodeDep, PathSlug
 from gateway.schemas import CatalogPage
 
 router = APIRouter(tags=["catalog"])
@@ -23,7 +23,9 @@ router = APIRouter(tags=["catalog"])
 
 def criteria(
     q: Annotated[str | None, Query(max_length=500, description="Words to find")] = None,
-    pspp: Annotated[list[PSPPRole], Query(description="Has a column of this PSPP role")] = [],  # noqa: B006
+    pspp: Annotated[
+        list[PSPPRole], Query(max_length=6, description="Has a column of this PSPP role")
+    ] = [],  # noqa: B006
     column: Annotated[str | None, Query(max_length=128)] = None,
     unit: Annotated[str | None, Query(max_length=64)] = None,
     license: Annotated[str | None, Query(max_length=128)] = None,
@@ -116,7 +118,11 @@ def catalog_dcat(
     openapi_extra=OPTIONAL_AUTH,
 )
 def get_dataset(
-    institution: str, name: str, node: NodeDep, principal: MaybePrincipal, fmt: JsonOrRdf
+    institution: PathSlug,
+    name: PathSlug,
+    node: NodeDep,
+    principal: MaybePrincipal,
+    fmt: JsonOrRdf,
 ) -> Any:
     """FAIR metadata and the PSPP-labelled column schema of one dataset (JSON, or DCAT)."""
     if fmt is not None:
@@ -131,7 +137,7 @@ def get_dataset(
     openapi_extra=OPTIONAL_AUTH,
 )
 def get_dataset_dcat(
-    institution: str, name: str, node: NodeDep, principal: MaybePrincipal, fmt: Rdf
+    institution: PathSlug, name: PathSlug, node: NodeDep, principal: MaybePrincipal, fmt: Rdf
 ) -> Response:
     """One dataset as a DCAT-AP dcat:Dataset (JSON-LD unless Turtle is asked for)."""
     return _rdf(service.dataset_dcat(node, principal, f"{institution}/{name}", fmt), fmt)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway import service
+from gateway import observability, service
 from gateway.deps import NodeDep
 from gateway.schemas import NodeInfo
 
 router = APIRouter(tags=["node"])
+_scraper = HTTPBearer(
+    auto_error=False, description="The scraper token, or a JWT of an auditor or operator."
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_scraper)]
 
 
 @router.get("/healthz", summary="Liveness")
@@ -27,11 +32,12 @@ def readyz(node: NodeDep) -> dict[str, Any]:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics(request: Request) -> Response:
-    """Prometheus text exposition."""
-    return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+def metrics(request: Request, node: NodeDep, credentials: Credentials) -> Response:
+    """Prometheus text exposition, for auditors, operators and the configured scraper token."""
+    token = credentials.credentials if credentials is not None else None
+    source = request.client.host if request.client else "unknown"
+    text = observability.exposition(node, request.app.state.metrics, token, source=source)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/.well-known/jwks.json", summary="The node's public keys")

@@ -7,21 +7,21 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from gateway import stewardship
-from gateway.deps import CurrentPrincipal, NodeDep
+from gateway.deps import CurrentPrincipal, NodeDep, PathId, PathSlug
 from gateway.schemas import ExplainBody, PolicyEdit
 
 router = APIRouter(tags=["governance"])
 
 
 @router.get("/policies/{domain}", summary="A domain's policy")
-def get_policy(domain: str, node: NodeDep, principal: CurrentPrincipal) -> dict[str, Any]:
+def get_policy(domain: PathSlug, node: NodeDep, principal: CurrentPrincipal) -> dict[str, Any]:
     """Policy lines and role assignments of a domain (its stewards and auditors)."""
     return stewardship.policy_lines(node, principal, domain)
 
 
 @router.post("/policies/{domain}", summary="Change a domain's policy")
 def edit_policy(
-    domain: str, edit: PolicyEdit, node: NodeDep, principal: CurrentPrincipal
+    domain: PathSlug, edit: PolicyEdit, node: NodeDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """Add and remove lines; validated, versioned and recorded (stewards of the domain)."""
     return stewardship.edit_policy(node, principal, domain, edit)
@@ -29,7 +29,7 @@ def edit_policy(
 
 @router.post("/policies/{domain}/dry-run", summary="What a policy change would do")
 def dry_run(
-    domain: str, edit: PolicyEdit, node: NodeDep, principal: CurrentPrincipal
+    domain: PathSlug, edit: PolicyEdit, node: NodeDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """Who would gain or lose which actions, columns and rows; nothing is changed."""
     return stewardship.dry_run(node, principal, domain, edit)
@@ -43,7 +43,7 @@ def explain(body: ExplainBody, node: NodeDep, principal: CurrentPrincipal) -> di
 
 @router.get("/datasets/{institution}/{name}/agreements", summary="Agreements covering a dataset")
 def agreements(
-    institution: str, name: str, node: NodeDep, principal: CurrentPrincipal
+    institution: PathSlug, name: PathSlug, node: NodeDep, principal: CurrentPrincipal
 ) -> list[dict[str, Any]]:
     """Terms of use that apply to a dataset."""
     return stewardship.agreements(node, principal, f"{institution}/{name}")
@@ -51,7 +51,7 @@ def agreements(
 
 @router.post("/agreements/{agreement_id}/accept", summary="Accept an agreement")
 def accept(
-    agreement_id: str,
+    agreement_id: PathId,
     node: NodeDep,
     principal: CurrentPrincipal,
     institution: bool = Query(default=False, description="Accept for your whole institution"),

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from gateway import service
-from gateway.deps import CurrentPrincipal, NodeDep
+from gateway.deps import CurrentPrincipal, NodeDep, PathId
 from gateway.schemas import Provenance
 
 router = APIRouter(tags=["provenance"])
 
 
 @router.get("/provenance/{request_id}", response_model=Provenance, summary="A slice's manifest")
-def get_provenance(request_id: str, node: NodeDep, principal: CurrentPrincipal) -> Provenance:
+def get_provenance(request_id: PathId, node: NodeDep, principal: CurrentPrincipal) -> Provenance:
     """The signed manifest of a slice you received (or, as an auditor, of your domain)."""
     return service.provenance(node, principal, request_id)

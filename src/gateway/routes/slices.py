@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from gateway import service
-from gateway.deps import OPTIONAL_AUTH, MaybePrincipal, NodeDep
+from gateway.deps import OPTIONAL_AUTH, MaybePrincipal, NodeDep, PathSlug
 from gateway.formats import Format
 from gateway.schemas import SliceBody
 
@@ -30,7 +30,11 @@ _STREAM: dict[int | str, dict[str, Any]] = {
     openapi_extra=OPTIONAL_AUTH,
 )
 def post_slice(
-    institution: str, name: str, body: SliceBody, node: NodeDep, principal: MaybePrincipal
+    institution: PathSlug,
+    name: PathSlug,
+    body: SliceBody,
+    node: NodeDep,
+    principal: MaybePrincipal,
 ) -> StreamingResponse:
     """Stream the permitted slice of a dataset for a declared purpose."""
     return service.stream_slice(node, principal, f"{institution}/{name}", body)
@@ -43,8 +47,8 @@ def post_slice(
     openapi_extra=OPTIONAL_AUTH,
 )
 def get_slice(
-    institution: str,
-    name: str,
+    institution: PathSlug,
+    name: PathSlug,
     node: NodeDep,
     principal: MaybePrincipal,
     purpose: Annotated[str, Query(min_length=1, max_length=64)],

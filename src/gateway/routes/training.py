@@ -1,4 +1,4 @@
-"""Compute-to-data: train on a dataset where it lives; the model leaves, the rows do not."""
+"""Compute-to-data: train on a dataset where it lives; rows and model stay, predictions leave."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Response, status
 
-from gateway import compute
-from gateway.deps import CurrentPrincipal, NodeDep
-from gateway.schemas import TrainBody
+from gateway import compute, serving
+from gateway.deps import CurrentPrincipal, NodeDep, PathId, PathSlug
+from gateway.schemas import PredictBody, ScreenBody, TrainBody
 
 router = APIRouter(tags=["training"])
 
@@ -19,24 +19,46 @@ router = APIRouter(tags=["training"])
     summary="Train a model on site (compute-to-data)",
 )
 def train(
-    institution: str, name: str, body: TrainBody, node: NodeDep, principal: CurrentPrincipal
+    institution: PathSlug,
+    name: PathSlug,
+    body: TrainBody,
+    node: NodeDep,
+    principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     """Queue a training job on the permitted slice; follow it at ``/jobs/{id}``."""
     return compute.start_training(node, principal, f"{institution}/{name}", body)
 
 
 @router.get("/jobs/{job_id}", summary="A job's progress and result")
-def job(job_id: str, node: NodeDep, principal: CurrentPrincipal) -> dict[str, Any]:
+def job(job_id: PathId, node: NodeDep, principal: CurrentPrincipal) -> dict[str, Any]:
     """Status, stage, progress; the run, metrics and model card when done."""
     return compute.job(node, principal, job_id)
 
 
+@router.post("/jobs/{job_id}/predict", summary="Predict with a model kept on the node")
+def predict(
+    job_id: PathId, body: PredictBody, node: NodeDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """Rounded predictions for your rows; decided, budgeted, audited; probes of training rows
+    refused."""
+    return serving.predict(node, principal, job_id, body)
+
+
+@router.post("/jobs/{job_id}/screen", summary="Screen candidates with a model kept on the node")
+def screen(
+    job_id: PathId, body: ScreenBody, node: NodeDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    """The best candidates by predicted target (or expected improvement over your best)."""
+    return serving.screen(node, principal, job_id, body)
+
+
 @router.get(
     "/jobs/{job_id}/model",
-    summary="The trained model (skops)",
+    summary="The trained model (skops), where policy grants export-model",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-def model(job_id: str, node: NodeDep, principal: CurrentPrincipal) -> Response:
-    """The model file of a finished job, in skops format (load with ``training.loads_model``)."""
+def model(job_id: PathId, node: NodeDep, principal: CurrentPrincipal) -> Response:
+    """The sanitised model file of a finished job (skops; load with ``training.loads_model``),
+    only where policy grants ``export-model`` on its dataset (403 with the reasons otherwise)."""
     return compute.artifact(node, principal, job_id)
