@@ -258,7 +258,7 @@ def test_policy_reference_examples(
         }
     )
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'node.db'}")
-    gov = Governance(engine, config, clock=lambda: NOW)
+    gov = Governance(engine, config, clock=lambda: NOW, mask_key=b"k" * 32, mask_key_id="node:docs")
     try:
         gov.seed([dataset])
         bob = Principal("bob", "beta", frozenset({"partner"}))

@@ -113,10 +113,11 @@ def _free() -> int:
 @pytest.mark.slow
 def test_the_demo_says_running_only_when_every_node_answers(tmp_path):
     port = _free()
+    err = (tmp_path / "stderr.txt").open("w")
     proc = subprocess.Popen(
-        [*DEMO, "--data-dir", str(tmp_path), "--port", str(port)],
+        [*DEMO, "--data-dir", str(tmp_path / "demo"), "--port", str(port)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=err,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -126,13 +127,16 @@ def test_the_demo_says_running_only_when_every_node_answers(tmp_path):
             if "is running" in line:
                 break
         else:
-            pytest.fail("the demo never said it was running")
+            pytest.fail(
+                f"the demo never said it was running: {(tmp_path / 'stderr.txt').read_text()}"
+            )
         # no retry: at the moment it says so, every node answers
         for i in range(3):
             assert httpx.get(f"http://127.0.0.1:{port + i}/healthz", timeout=5).status_code == 200
-        assert (tmp_path / "demo.json").exists()
+        assert (tmp_path / "demo" / "demo.json").exists()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         if proc.stdout is not None:
             proc.stdout.close()
+        err.close()

@@ -299,7 +299,7 @@ def free_ports(ports: list[int]) -> None:
                 ) from exc
 
 
-async def _answering(urls: list[str], seconds: float = 60.0) -> None:
+async def _answering(urls: list[str], seconds: float = 120.0) -> None:
     """Wait until every node answers its /healthz; TimeoutError names one that does not."""
     import httpx
 
