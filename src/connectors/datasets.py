@@ -100,14 +100,22 @@ class Dataset(BaseModel):
         description="Dataset name, unique within the institution.", pattern=_NAME.pattern
     )
     # Bounded like every string of a request (registration is one): generous, never unbounded.
-    title: str = Field(max_length=500)
-    description: str = Field(default="", max_length=50_000)
-    creators: tuple[Annotated[str, Field(max_length=500)], ...] = Field(default=(), max_length=500)
-    created: dt.date | None = None
-    modified: dt.date | None = None
-    keywords: tuple[Annotated[str, Field(max_length=200)], ...] = Field(default=(), max_length=200)
+    title: str = Field(max_length=500, description="Short human-readable title.")
+    description: str = Field(
+        default="", max_length=50_000, description="What the dataset holds and how it was made."
+    )
+    creators: tuple[Annotated[str, Field(max_length=500)], ...] = Field(
+        default=(), max_length=500, description="People or groups who made it."
+    )
+    created: dt.date | None = Field(default=None, description="Date the data was created.")
+    modified: dt.date | None = Field(default=None, description="Date of its last change.")
+    keywords: tuple[Annotated[str, Field(max_length=200)], ...] = Field(
+        default=(), max_length=200, description="Words the catalog search finds."
+    )
     method: str | None = Field(default=None, max_length=2_000, description="Method or instrument.")
-    version: str = Field(default="1", max_length=100)
+    version: str = Field(
+        default="1", max_length=100, description="Version of the data, in the manifest."
+    )
     persistent_id: str | None = Field(
         default=None, max_length=500, description="DOI or other persistent id."
     )
@@ -126,8 +134,10 @@ class Dataset(BaseModel):
         max_length=128,
         description="Timestamp column: a row is embargoed until its value.",
     )
-    location: Store
-    columns: tuple[Column, ...] = Field(min_length=1, max_length=10_000)
+    location: Store = Field(description="Store and table (or file) that hold the rows.")
+    columns: tuple[Column, ...] = Field(
+        min_length=1, max_length=10_000, description="Column schema: name, type, unit, PSPP role."
+    )
 
     @property
     def id(self) -> str:

@@ -10,6 +10,7 @@ the log.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
@@ -19,6 +20,7 @@ from audit.errors import AuditUnavailable
 from audit.events import DecisionMade, DenialsSuppressed, Event
 from connectors.datasets import Dataset
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
+from gateway.observability import request_id_var
 from policies.decisions import Action, Decision
 from policies.principals import Principal
 
@@ -31,11 +33,20 @@ T = TypeVar("T")
 
 
 def record(node: Node, event: Event) -> int:
-    """Append ``event`` to the audit log, failing closed with 503 if it cannot be written."""
+    """Append ``event`` to the audit log, failing closed with 503 if it cannot be written.
+
+    An event that names no request gets the id of the request being served, if any."""
     try:
-        return node.audit.append(event)
+        return node.audit.append(_stamped(event))
     except AuditUnavailable as exc:
         raise ServiceUnavailable("the audit log cannot be written; nothing was released") from exc
+
+
+def _stamped(event: Event) -> Event:
+    """``event``, with the id of the request being served if it names no request."""
+    if not event.request_id and (rid := request_id_var.get()) != "-":
+        return dataclasses.replace(event, request_id=rid)
+    return event
 
 
 def recorder(node: Node, event: Callable[[T], Event]) -> Callable[[sa.Connection, T], None]:
@@ -45,7 +56,7 @@ def recorder(node: Node, event: Callable[[T], Event]) -> Callable[[sa.Connection
 
     def hook(conn: sa.Connection, change: T) -> None:
         try:
-            node.audit.append_in(conn, [event(change)])
+            node.audit.append_in(conn, [_stamped(event(change))])
         except AuditUnavailable as exc:
             raise ServiceUnavailable(
                 "the audit log cannot be written; nothing was changed"

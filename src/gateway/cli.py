@@ -34,11 +34,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # Start-up and config failures: one line that says what and where, exit status 2.
+        message = _startup_failure(exc)
+        if message is None or getattr(args, "debug", False):
+            raise
+        for line in message.splitlines():
+            print(f"matgate: {line}", file=sys.stderr)
+        return 2
+
+
+def _startup_failure(exc: Exception) -> str | None:
+    """The one-line account of a start-up failure, or None for an error that is not one."""
+    import errno
+
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.config import ConfigError
+
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    if isinstance(exc, ValidationError) and exc.title == "Settings":
+        return "\n".join(
+            f"setting MATGATE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+    if isinstance(exc, SQLAlchemyError):
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return f"node database: {cause} (check MATGATE_DATABASE_URL or --database-url)"
+    if isinstance(exc, OSError):
+        if exc.errno == errno.EADDRINUSE and exc.strerror and "port" in exc.strerror:
+            return exc.strerror
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return None
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="matgate", description="Governed, federated access to materials research data."
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of a start-up or config error"
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -50,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="TCP port (default 8000)")
     serve.add_argument("--data-dir", type=Path, default=None, help="key and node database folder")
     serve.add_argument("--database-url", default=None, help="SQLAlchemy URL of the node database")
+    _debug_arg(serve)
     serve.set_defaults(handler=_serve)
 
     demo = sub.add_parser(
@@ -59,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--data-dir", type=Path, default=Path(".demo"), help="where the demo lives")
     demo.add_argument("--port", type=int, default=8000, help="port of the first node")
+    _debug_arg(demo)
     demo.set_defaults(handler=_demo)
 
     token = sub.add_parser(
@@ -72,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--institution", default=None, help="home institution (default: the node's)")
     token.add_argument("--roles", default="", help="comma-separated roles")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    _debug_arg(token)
     token.set_defaults(handler=_token)
 
     keys = sub.add_parser(
@@ -97,6 +138,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _debug_arg(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: when not given here, the value of `matgate --debug COMMAND` stands.
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of a start-up or config error",
+    )
+
+
+def _free_port(host: str, port: int) -> None:
+    """Raise OSError(EADDRINUSE) naming the port if another process listens on it."""
+    import errno
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise OSError(
+                errno.EADDRINUSE, f"port {port} on {host} is in use (give --port)"
+            ) from exc
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from gateway.settings import Settings
 
@@ -114,7 +180,9 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
 
     settings = _settings(args)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    _free_port(settings.host, settings.port)  # before the node opens its database
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     return 0
 
 

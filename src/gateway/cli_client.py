@@ -59,7 +59,10 @@ def add_client_commands(sub: Any) -> None:
     catalog.add_argument("--unit", default=None, help="a column's unit")
     catalog.add_argument("--license", default=None, help="SPDX licence id")
     catalog.add_argument("--institution", default=None, help="owning institution")
-    catalog.add_argument("--json", action="store_true", help="print JSON")
+    catalog.add_argument(
+        "--federated", action="store_true", help="search every node of the federation"
+    )
+    catalog.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     _client_args(catalog)
     catalog.set_defaults(handler=_catalog)
 
@@ -74,13 +77,71 @@ def add_client_commands(sub: Any) -> None:
     pull.add_argument("--columns", default=None, help="comma-separated columns")
     pull.add_argument("--filter", default=None, help="OPTIMADE filter")
     pull.add_argument("--order-by", default=None, help="comma-separated; '-' for descending")
-    pull.add_argument("--limit", type=int, default=None)
+    pull.add_argument("--limit", type=int, default=None, help="at most this many rows")
     pull.add_argument("--no-progress", action="store_true", help="no progress bar")
     _client_args(pull)
     pull.set_defaults(handler=_pull)
 
+    train = sub.add_parser(
+        "train",
+        help="train on a node (compute-to-data)",
+        description="Train a forward model where the rows live; only the model comes back.",
+    )
+    train.add_argument("dataset", help="institution/name")
+    train.add_argument("--target", required=True, help="the property column to predict")
+    train.add_argument("--purpose", default="ml-training", help="declared purpose")
+    train.add_argument("--estimator", default="random_forest", help="e.g. random_forest")
+    train.add_argument("--cv", type=int, default=5, help="cross-validation folds")
+    train.add_argument("--filter", default=None, help="rows to train on (filter language)")
+    train.add_argument("-o", "--output", type=Path, default=None, help="write the model (skops)")
+    train.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the job")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--json", action="store_true", help="print the job as JSON")
+    _client_args(train)
+    train.set_defaults(handler=_train)
+
     add_policy_commands(sub)
     add_audit_commands(sub)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from gateway.cli_output import print_table, wait_for_job
+
+    body: dict[str, Any] = {
+        "target": args.target,
+        "purpose": args.purpose,
+        "estimator": args.estimator,
+        "cv": args.cv,
+    }
+    if args.filter:
+        body["filter"] = args.filter
+    with _client(args) as client:
+        job = client.post(f"/datasets/{args.dataset}/train", body)
+        job = wait_for_job(
+            lambda: client.get(f"/jobs/{job['id']}"),
+            job,
+            timeout=args.timeout,
+            enabled=not args.no_progress,
+        )
+        if job["status"] == "done" and args.output:
+            args.output.write_bytes(client._download(f"/jobs/{job['id']}/model"))
+    if args.json:
+        _print(job)
+    else:
+        result = job.get("result") or {}
+        rows = [("job", job["id"]), ("status", job["status"])]
+        rows += [(k, v) for k, v in result.items() if isinstance(v, str | int | float)]
+        metrics = (result.get("model") or {}).get("metrics")
+        if isinstance(metrics, dict):
+            rows += [(k, v) for k, v in metrics.items() if isinstance(v, str | int | float)]
+        if args.output and job["status"] == "done":
+            rows.append(("model", str(args.output)))
+        print_table(rows, ("", args.dataset))
+    if job["status"] != "done":
+        error = job.get("error") or {}
+        print(f"matgate: job {job['status']}: {error.get('detail', '')}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def add_policy_commands(sub: Any) -> None:
@@ -93,9 +154,10 @@ def add_policy_commands(sub: Any) -> None:
     psub = policy.add_subparsers(title="policy commands", metavar="ACTION")
 
     show = psub.add_parser("list", help="a domain's lines", description="List a domain's policy.")
-    show.add_argument("domain")
+    show.add_argument("domain", help="the institution whose policy to list")
+    show.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     _client_args(show)
-    show.set_defaults(handler=lambda a: _with(a, lambda c: _print(c.get(f"/policies/{a.domain}"))))
+    show.set_defaults(handler=_policy_list)
 
     for name, verb in (("add", "add"), ("remove", "remove"), ("dry-run", "add")):
         p = psub.add_parser(
@@ -103,10 +165,11 @@ def add_policy_commands(sub: Any) -> None:
             help=f"{name} lines from a file",
             description=f"{name.capitalize()} the policy lines in FILE (JSON or TOML).",
         )
-        p.add_argument("domain")
+        p.add_argument("domain", help="the institution whose policy to change")
         p.add_argument("file", type=Path, help="JSON (list of lines) or TOML ([[lines]])")
         if name == "dry-run":
             p.add_argument("--remove", action="store_true", help="preview removing them instead")
+        p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
         _client_args(p)
         p.set_defaults(handler=_edit, verb=verb, dry=name == "dry-run")
 
@@ -116,8 +179,10 @@ def add_policy_commands(sub: Any) -> None:
         description="Explain a decision for yourself or (stewards) someone else.",
     )
     explain.add_argument("dataset", help="institution/name")
-    explain.add_argument("--action", default="read")
-    explain.add_argument("--purpose", required=True)
+    explain.add_argument(
+        "--action", default="read", help="discover, read, train, manage or audit (default read)"
+    )
+    explain.add_argument("--purpose", required=True, help="declared purpose, e.g. research")
     explain.add_argument("--columns", default=None, help="comma-separated")
     explain.add_argument(
         "--as", dest="as_user", default=None, help="their principal id, namespace:subject"
@@ -126,6 +191,7 @@ def add_policy_commands(sub: Any) -> None:
         "--institution", default=None, help="their institution (default: the namespace)"
     )
     explain.add_argument("--roles", default="", help="their roles, comma-separated")
+    explain.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     _client_args(explain)
     explain.set_defaults(handler=_explain)
 
@@ -140,7 +206,33 @@ def _edit(args: argparse.Namespace) -> int:
     verb = "remove" if args.dry and args.remove else args.verb
     body = {verb: lines}
     path = f"/policies/{args.domain}" + ("/dry-run" if args.dry else "")
-    return _with(args, lambda c: _print(c.post(path, body)))
+    with _client(args) as client:
+        found = client.post(path, body)
+    if args.json:
+        return _print(found)
+    from gateway.cli_output import print_table
+
+    if not args.dry:
+        print(f"{found['domain']}: policy version {found['version']}")
+        return 0
+    rows = []
+    for impact in found.get("impacts", []):
+        what = [impact["access"]] if "access" in impact else []
+        for key in ("columns_gained", "columns_lost"):
+            if impact.get(key):
+                what.append(f"{key.replace('_', ' ')}: {', '.join(impact[key])}")
+        for key in ("masks", "rows"):
+            if key in impact:
+                what.append(f"{key}: {impact[key]['before']} -> {impact[key]['after']}")
+        keys = ("principal", "dataset", "action", "purpose")
+        rows.append((*[impact.get(k) for k in keys], "; ".join(what)))
+    title = f"{found['domain']}: what the change would do (now at version {found['version']})"
+    return print_table(
+        rows,
+        ("who", "dataset", "action", "purpose", "change"),
+        title=title,
+        empty="no decision would change",
+    )
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -160,7 +252,21 @@ def _explain(args: argparse.Namespace) -> int:
             "namespace": namespace,
             "roles": roles,
         }
-    return _with(args, lambda c: _print(c.post("/explain", body)))
+    with _client(args) as client:
+        found = client.post("/explain", body)
+    if args.json:
+        return _print(found)
+    from gateway.cli_output import print_table
+
+    rows = [("allowed", found.get("allowed")), ("policy version", found.get("policy_version"))]
+    rows += [("reason", r) for r in found.get("reasons", [])]
+    for key in ("columns", "withheld"):
+        names = found.get(key) or []
+        if names:
+            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+            rows.append((key, f"{len(names)}: {shown}"))
+    rows += [(k, v) for k, v in found.items() if k in ("row_filter", "masks") and v]
+    return print_table(rows, ("", found.get("dataset", args.dataset)))
 
 
 def add_audit_commands(sub: Any) -> None:
@@ -172,21 +278,20 @@ def add_audit_commands(sub: Any) -> None:
     )
     asub = audit.add_subparsers(title="audit commands", metavar="ACTION")
 
-    events = asub.add_parser("events", help="list events", description="List events (auditors).")
-    for flag in (
-        "since",
-        "until",
-        "principal",
-        "institution",
-        "dataset",
-        "action",
-        "decision",
-        "purpose",
-        "name",
-    ):
-        events.add_argument(f"--{flag}", default=None)
-    events.add_argument("--limit", type=int, default=100)
-    events.add_argument("--cursor", default=None)
+    events = asub.add_parser(
+        "events", help="list events", description="List events (auditors), newest first."
+    )
+    for flag, text in _EVENT_FILTERS.items():
+        kind = _time if flag in ("since", "until") else str
+        events.add_argument(f"--{flag}", default=None, type=kind, help=text)
+    events.add_argument("--limit", type=int, default=100, help="at most this many events")
+    events.add_argument(
+        "--oldest-first",
+        action="store_true",
+        help="oldest first, one page at a time (with --cursor)",
+    )
+    events.add_argument("--cursor", default=None, help="next page (with --oldest-first)")
+    events.add_argument("--json", action="store_true", help="print JSON lines (for scripts)")
     _client_args(events)
     events.set_defaults(handler=_events)
 
@@ -196,8 +301,14 @@ def add_audit_commands(sub: Any) -> None:
         description="Export events (JSON lines or CSV), or the whole log as a "
         "bundle for offline verification.",
     )
-    export.add_argument("-o", "--output", type=Path, required=True)
-    export.add_argument("--format", choices=("jsonl", "csv", "bundle"), default="bundle")
+    export.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    export.add_argument(
+        "--format",
+        choices=("jsonl", "csv", "bundle"),
+        default="bundle",
+        help="jsonl or csv (events), or bundle (the log and its proofs; default)",
+    )
+    export.add_argument("--no-progress", action="store_true", help="no progress bar")
     _client_args(export)
     export.set_defaults(handler=_export)
 
@@ -229,8 +340,12 @@ def add_audit_commands(sub: Any) -> None:
         "on it, each with an inclusion proof against one witnessed checkpoint.",
     )
     report.add_argument("--dataset", required=True, help="institution/name")
-    report.add_argument("--since", default=None, help="ISO time (inclusive)")
-    report.add_argument("--until", default=None, help="ISO time (exclusive)")
+    report.add_argument(
+        "--since", default=None, type=_time, help="from (inclusive): 1h, 7d, 2026-12-01 or ISO"
+    )
+    report.add_argument(
+        "--until", default=None, type=_time, help="until (exclusive): 1h, 7d, 2026-12-01 or ISO"
+    )
     report.add_argument("-o", "--output", type=Path, default=None, help="write the report here")
     _client_args(report)
     report.set_defaults(handler=_report)
@@ -285,47 +400,90 @@ def _trust(args: argparse.Namespace, offered: dict[str, Any] | None) -> Any:
         raise SystemExit(f"matgate: {exc}") from None
 
 
+_EVENT_FILTERS = {
+    "since": "from (inclusive): an age (30m, 1h, 7d), a date (2026-12-01) or an ISO time",
+    "until": "until (exclusive): an age, a date or an ISO time",
+    "principal": "who acted (subject@institution)",
+    "institution": "the acting principal's institution",
+    "dataset": "institution/name",
+    "action": "discover, read, train, manage or audit",
+    "decision": "allow or deny",
+    "purpose": "declared purpose",
+    "name": "event name, e.g. decision, slice.completed",
+}
+
+
+def _time(text: str) -> str:
+    """argparse type: a relative, plain-date or ISO time as UTC ISO text."""
+    from gateway.cli_output import parse_time
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _events(args: argparse.Namespace) -> int:
-    keys = (
-        "since",
-        "until",
-        "principal",
-        "institution",
-        "dataset",
-        "action",
-        "decision",
-        "purpose",
-        "name",
-        "limit",
-        "cursor",
-    )
-    params = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    from gateway.cli_output import newest_events
+
+    params = {k: getattr(args, k) for k in _EVENT_FILTERS if getattr(args, k) is not None}
     with _client(args) as client:
-        page = client.get("/audit/events", params=params)
-    for event in page["events"]:
-        print(json.dumps(event, default=str))
-    if page.get("next_cursor"):
-        print(f"# more: --cursor {page['next_cursor']}", file=sys.stderr)
+        if args.oldest_first:
+            page = client.get(
+                "/audit/events", params={**params, "limit": args.limit, "cursor": args.cursor}
+            )
+            found, more = page["events"], page.get("next_cursor")
+        else:
+            found, more = (
+                newest_events(lambda p: client.get("/audit/events", params=p), params, args.limit),
+                None,
+            )
+    if args.json:
+        for event in found:
+            print(json.dumps(event, default=str))
+    else:
+        from gateway.cli_output import print_table
+
+        headers = ("time (UTC)", "name", "principal", "dataset", "action", "purpose", "decision")
+        rows = [
+            [
+                str(e.get("time", ""))[:19].replace("T", " "),
+                *[e.get(h) for h in headers[1:]],
+                e.get("request_id"),
+            ]
+            for e in found
+        ]
+        print_table(rows, (*headers, "request id"), empty="no events match")
+    if more:
+        print(f"# more: --oldest-first --cursor {more}", file=sys.stderr)
     return 0
 
 
-def _download(args: argparse.Namespace, path: str, params: dict[str, Any], out: Path) -> None:
+def _download(
+    args: argparse.Namespace, path: str, params: dict[str, Any], out: Path, bar: bool = False
+) -> None:
+    from gateway.cli_output import progress
+
     with _client(args) as client, client._http.stream("GET", path, params=params) as response:
         if response.status_code >= 400:
             response.read()
             from gateway.client import _error
 
             raise _error(response)
-        with out.open("wb") as fh:
+        size = response.headers.get("content-length")
+        total = int(size) if size and size.isdigit() else None
+        with out.open("wb") as fh, progress(out.name, total, enabled=bar) as advance:
             for chunk in response.iter_bytes():
                 fh.write(chunk)
+                advance(len(chunk))
 
 
 def _export(args: argparse.Namespace) -> int:
+    bar = not args.no_progress
     if args.format == "bundle":
-        _download(args, "/audit/bundle", {}, args.output)
+        _download(args, "/audit/bundle", {}, args.output, bar)
     else:
-        _download(args, "/audit/export", {"format": args.format}, args.output)
+        _download(args, "/audit/export", {"format": args.format}, args.output, bar)
     print(f"wrote {args.output}")
     return 0
 
@@ -425,19 +583,54 @@ def _catalog(args: argparse.Namespace) -> int:
             unit=args.unit,
             license=args.license,
             institution=args.institution,
+            federated=args.federated,
         )
     if args.json:
         print(json.dumps(found, indent=2))
         return 0
-    for ds in found:
-        cols = len(ds["columns"])
-        print(
-            f"{ds['institution']}/{ds['name']:<24} {ds['license']:<14} {cols:>3} columns  "
-            f"{ds['title']}"
-        )
-    if not found:
-        print("no datasets match", file=sys.stderr)
+    from gateway.cli_output import print_table
+
+    rows = [
+        (f"{d['institution']}/{d['name']}", d["license"], len(d["columns"]), d["title"])
+        for d in found
+    ]
+    print_table(rows, ("dataset", "licence", "columns", "title"), empty="no datasets match")
+    for site, status in (getattr(found, "sites", None) or {}).items():
+        if status.get("status") != "ok":
+            detail = status.get("detail") or status.get("status")
+            print(f"matgate: {site}: {detail} (its datasets are missing)", file=sys.stderr)
     return 0
+
+
+def _policy_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        found = client.get(f"/policies/{args.domain}")
+    if args.json:
+        return _print(found)
+    from gateway.cli_output import print_table
+
+    rows = []
+    for line in found.get("lines", []):
+        who = line.get("role") or line.get("user") or line.get("institution")
+        extra = [
+            f"{k}={', '.join(v) if isinstance(v, list) else v}"
+            for k in ("keep", "withhold", "mask", "rows", "agreement", "embargo")
+            if (v := line.get(k)) and not (k == "mask" and v == "drop")
+        ]
+        rows.append(
+            (
+                line.get("effect") or "allow",
+                who,
+                line.get("dataset") or "*",
+                line.get("action"),
+                line.get("purpose") or "*",
+                "  ".join(extra),
+            )
+        )
+    title = f"{found.get('domain', args.domain)}, policy version {found.get('version', '?')}"
+    return print_table(
+        rows, ("effect", "who", "dataset", "action", "purpose", "conditions"), title=title
+    )
 
 
 def _pull(args: argparse.Namespace) -> int:

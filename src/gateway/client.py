@@ -36,10 +36,19 @@ import pyarrow as pa
 from gateway.client_ml import Learning
 from gateway.errors import IntegrityError, MatgateError, from_problem
 
-__all__ = ["Client", "RemoteDataset"]
+__all__ = ["CatalogResult", "Client", "RemoteDataset"]
 
 MANIFEST_KEY = b"matgate.manifest"
 _ARROW = "application/vnd.apache.arrow.stream"
+
+
+class CatalogResult(list[dict[str, Any]]):
+    """Catalog entries (a list), with ``sites``: each site's status of a federated search."""
+
+    def __init__(self, entries: Sequence[dict[str, Any]], sites: dict[str, Any]) -> None:
+        super().__init__(entries)
+        self.sites = sites
+        self.complete = all(s.get("status") == "ok" for s in sites.values())
 
 
 class Client(Learning):
@@ -85,8 +94,10 @@ class Client(Learning):
         unit: str | None = None,
         license: str | None = None,
         institution: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Datasets you may discover that match every given criterion."""
+        federated: bool = False,
+    ) -> CatalogResult:
+        """Datasets you may discover that match every given criterion; ``federated=True`` asks
+        every node of the federation (each site's status is in the result's ``sites``)."""
         params: dict[str, Any] = {
             "q": q,
             "pspp": [pspp] if isinstance(pspp, str) else list(pspp or []),
@@ -95,8 +106,10 @@ class Client(Learning):
             "license": license,
             "institution": institution,
         }
+        if federated:
+            params["federated"] = "true"
         body = self.get("/catalog", params={k: v for k, v in params.items() if v not in (None, [])})
-        return list(body["datasets"])
+        return CatalogResult(body["datasets"], (body.get("meta") or {}).get("sites", {}))
 
     def dataset(self, dataset_id: str) -> RemoteDataset:
         """A handle on dataset ``institution/name``."""

@@ -334,14 +334,18 @@ class Limits(_Model):
 class NodeConfig(_Model):
     """A node's whole configuration."""
 
-    node: NodeInfo
-    stores: dict[str, StoreConfig] = Field(default_factory=dict)
-    issuers: tuple[IssuerConfig, ...] = ()
-    datasets: tuple[Dataset, ...] = ()
-    peers: tuple[PeerConfig, ...] = ()
+    node: NodeInfo = Field(description="Who this node is.")
+    stores: dict[str, StoreConfig] = Field(
+        default_factory=dict, description="The stores this node fronts, by name."
+    )
+    issuers: tuple[IssuerConfig, ...] = Field(default=(), description="Trusted token issuers.")
+    datasets: tuple[Dataset, ...] = Field(default=(), description="Datasets this node serves.")
+    peers: tuple[PeerConfig, ...] = Field(default=(), description="Other nodes of the federation.")
     policy: dict[str, Any] = Field(default_factory=dict, description="Policy seed (see policies).")
-    limits: Limits = Field(default_factory=Limits)
-    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    limits: Limits = Field(default_factory=Limits, description="Bounds on one request's work.")
+    network: NetworkConfig = Field(
+        default_factory=NetworkConfig, description="Private addresses outbound calls may reach."
+    )
     optimade: OptimadeConfig = Field(
         default_factory=lambda: OptimadeConfig(), description="Datasets served at /optimade."
     )

@@ -17,7 +17,6 @@ import datetime as dt
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -43,9 +42,10 @@ from gateway.errors import (
 from gateway.federation import fan_out, fetch_dataset, is_remote, site_report
 from gateway.formats import Format, encode
 from gateway.node import Node
+from gateway.observability import claim_request_id
 from gateway.relay import open_relay
 from gateway.schemas import FederatedQueryBody
-from gateway.slices import MANIFEST_KEY, SliceRequest, keep, open_slice
+from gateway.slices import MANIFEST_KEY, SliceRequest, keep, open_slice, released
 from policies.errors import PolicyError
 from policies.licences import combine
 from policies.principals import Principal
@@ -58,7 +58,7 @@ _FAILURE = {"error": BadGateway, "timeout": GatewayTimeout, "unavailable": Servi
 
 async def federated_query(node: Node, principal: Principal, body: FederatedQueryBody) -> Response:
     """Run ``body`` across the sites (see the module docstring) and answer the union."""
-    query_id = uuid.uuid4().hex
+    query_id = claim_request_id(lambda rid: released(node, rid))
     ids = list(dict.fromkeys(body.datasets))
     deadline = body.deadline or max((p.config.deadline for p in node.peers), default=30.0)
     end = time.monotonic() + deadline

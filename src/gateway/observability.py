@@ -12,8 +12,10 @@ import contextvars
 import hmac
 import json
 import logging
+import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Metrics",
     "ObservabilityMiddleware",
+    "claim_request_id",
     "configure_logging",
     "exposition",
     "request_id_var",
@@ -32,6 +35,33 @@ __all__ = [
 ]
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+# The request's id until the first manifest of the request takes it (a list: shared with the
+# worker threads of the request, whose contexts are copies); later manifests get ids of their own.
+_unclaimed: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "unclaimed_request_id", default=None
+)
+_supplied: contextvars.ContextVar[bool] = contextvars.ContextVar("id_supplied", default=False)
+WELL_FORMED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def claim_request_id(taken: Callable[[str], bool] | None = None) -> str:
+    """The id for a manifest made while serving this request: the request's own id the first
+    time, a fresh one after that (or outside a request). A client-supplied id that ``taken``
+    says is already used raises Conflict: one id must name one manifest."""
+    pending = _unclaimed.get()
+    try:
+        rid = pending.pop() if pending else None
+    except IndexError:  # another thread of the request took it first
+        rid = None
+    if rid is None:
+        return uuid.uuid4().hex
+    if _supplied.get() and taken is not None and taken(rid):
+        from gateway.errors import Conflict
+
+        raise Conflict(f"X-Request-Id {rid!r} already names a slice; send a new one, or none")
+    return rid
+
+
 log = logging.getLogger("matgate.http")
 
 
@@ -139,7 +169,13 @@ def exposition(node: Node, metrics: Metrics, token: str | None, *, source: str) 
 
 
 class ObservabilityMiddleware:
-    """Gives each request an id (``X-Request-Id``), logs it and counts it."""
+    """Gives each request one id, logs it and counts it.
+
+    The id is the caller's ``X-Request-Id`` when it is well formed (letters, digits, ``.``,
+    ``_``, ``-``; at most 64), else a new one; it is sent back as both ``X-Request-Id`` and
+    ``Matgate-Request-Id``, is the ``request_id`` of the request's log lines and audit entries,
+    and the id of the first manifest the request makes.
+    """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -150,8 +186,10 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+        supplied = WELL_FORMED.match(incoming) is not None
+        rid = incoming if supplied else uuid.uuid4().hex
         token = request_id_var.set(rid)
+        tokens = (_unclaimed.set([rid]), _supplied.set(supplied))
         start = time.perf_counter()
         status = 500
         started = False
@@ -162,7 +200,10 @@ class ObservabilityMiddleware:
                 started = True
                 status = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                ours = [(b"x-request-id", rid.encode())]
+                if not any(k.lower() == b"matgate-request-id" for k, _ in message["headers"]):
+                    ours.append((b"matgate-request-id", rid.encode()))
+                message["headers"] = [*message["headers"], *ours]
                 route = _route(scope)
                 self.metrics.latency.labels(scope["method"], route).observe(
                     time.perf_counter() - start
@@ -195,6 +236,8 @@ class ObservabilityMiddleware:
                 },
             )
             request_id_var.reset(token)
+            _unclaimed.reset(tokens[0])
+            _supplied.reset(tokens[1])
 
 
 async def _internal_error(scope: Scope, send: Send) -> None:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,8 +41,9 @@ from gateway.errors import (
 from gateway.federation import bridge, peer_for
 from gateway.formats import Format
 from gateway.node import Node
+from gateway.observability import claim_request_id
 from gateway.peers import Peer, read_capped
-from gateway.slices import MANIFEST_KEY, SliceRequest, keep
+from gateway.slices import MANIFEST_KEY, SliceRequest, keep, released
 from policies.decisions import Action
 from policies.principals import Principal
 
@@ -108,7 +108,7 @@ async def _record(node: Node, event: Any) -> None:
 async def open_relay(node: Node, principal: Principal, dataset_id: str, req: SliceRequest) -> Relay:
     """Forward a slice request to the owning node and check its answer before any byte is sent."""
     peer = peer_for(node, principal, dataset_id)
-    relay_id = uuid.uuid4().hex
+    relay_id = claim_request_id(lambda rid: released(node, rid))
     end = time.monotonic() + peer.config.slice_deadline
     stack = contextlib.AsyncExitStack()
     try:

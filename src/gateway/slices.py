@@ -20,7 +20,6 @@ import json
 import logging
 import queue
 import threading
-import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,7 @@ from connectors.filterparser import check, parse, unparse
 from connectors.filters import Filter, all_of, fields
 from connectors.query import Query
 from gateway.access import dataset_for, ensure, record
-from gateway.errors import BadRequest, Forbidden, ServiceUnavailable
+from gateway.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
 from gateway.formats import (
     Content,
     Encoded,
@@ -44,6 +43,7 @@ from gateway.formats import (
     conform,
     describe_fields,
 )
+from gateway.observability import claim_request_id
 from policies.decisions import Action, Decision
 from policies.principals import Principal
 
@@ -59,6 +59,7 @@ __all__ = [
     "manifest_for",
     "open_slice",
     "permitted",
+    "released",
 ]
 
 MANIFEST_KEY = b"matgate.manifest"
@@ -116,7 +117,7 @@ def permitted(
     action: Action = Action.READ,
 ) -> Permitted:
     """Find the dataset, check the request, decide (recorded), build the one pushed-down Query."""
-    request_id = uuid.uuid4().hex
+    request_id = claim_request_id(lambda rid: released(node, rid))
     dataset = dataset_for(node, principal, dataset_id, request_id=request_id)
     user_filter = _parse_filter(req.filter, dataset)
     _check_columns(dataset, req)
@@ -134,6 +135,15 @@ def permitted(
         offset=req.offset,
     )
     return Permitted(request_id, dataset, decision, query)
+
+
+def released(node: Node, manifest_id: str) -> bool:
+    """Whether this node already released a slice under ``manifest_id``."""
+    try:
+        node.provenance.get(manifest_id)
+    except NotFound:
+        return False
+    return True
 
 
 def in_asked_order(permitted: tuple[str, ...], asked: tuple[str, ...] | None) -> tuple[str, ...]:

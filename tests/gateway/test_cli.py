@@ -101,10 +101,11 @@ def test_token_minted_by_the_node_key(app, demo_plan, capsys, live):
 
 def test_policy_list_and_explain(as_user, capsys):
     as_user("steward")
-    assert main(["policy", "list", "aurora"]) == 0
+    assert main(["policy", "list", "aurora", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert listing["domain"] == "aurora" and listing["lines"]
-    assert main(["policy", "explain", NI, "--purpose", "commercial", "--as", "borealis:pablo"]) == 0
+    explain = ["policy", "explain", NI, "--purpose", "commercial", "--as", "borealis:pablo"]
+    assert main([*explain, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["allowed"] is False
 
 
@@ -131,7 +132,7 @@ def test_audit_verify_online_and_from_an_export(as_user, tmp_path, capsys, api, 
 
 def test_audit_events_for_auditors_only(as_user, capsys):
     as_user("auditor")
-    assert main(["audit", "events", "--name", "decision", "--limit", "5"]) == 0
+    assert main(["audit", "events", "--name", "decision", "--limit", "5", "--json"]) == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert rows and all(r["name"] == "decision" for r in rows)
     as_user("ml-user")

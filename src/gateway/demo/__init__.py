@@ -16,7 +16,7 @@ import datetime as dt
 import json
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,6 +241,7 @@ def main(data_dir: Path, port: int) -> int:
     from gateway.app import create_app
 
     root = data_dir.resolve()
+    free_ports([port + i for i in range(len(INSTITUTIONS))])
     now = dt.datetime.now(dt.UTC)
     plans = prepare_federation(root, port, now=now)
     apps = {p["institution"]: create_app(_settings(p)) for p in plans}
@@ -261,7 +262,6 @@ def main(data_dir: Path, port: int) -> int:
         "embargo_until": cygnus.embargo_until(now).date().isoformat(),
     }
     path = root / "demo.json"
-    path.write_text(json.dumps(demo, indent=2))
     servers = [
         _Server(
             uvicorn.Config(
@@ -270,10 +270,50 @@ def main(data_dir: Path, port: int) -> int:
         )
         for p, app in zip(plans, apps.values(), strict=True)
     ]
-    print(guide(demo, path), flush=True)
-    asyncio.run(_serve(servers))
+
+    def ready() -> None:
+        # Only now, with every node answering, is the demo "running": write its file, say so.
+        path.write_text(json.dumps(demo, indent=2))
+        print(guide(demo, path), flush=True)
+
+    asyncio.run(_serve(servers, [p["url"] for p in plans], ready))
     print("matgate demo stopped.", file=sys.stderr)
     return 0
+
+
+def free_ports(ports: list[int]) -> None:
+    """Raise OSError naming the first of ``ports`` on 127.0.0.1 that another process holds."""
+    import errno
+    import socket
+
+    for port in ports:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                raise OSError(
+                    errno.EADDRINUSE,
+                    f"port {port} on 127.0.0.1 is in use (is a demo already running? "
+                    f"give --port; the demo needs {ports[0]}-{ports[-1]})",
+                ) from exc
+
+
+async def _answering(urls: list[str], seconds: float = 120.0) -> None:
+    """Wait until every node answers its /healthz; TimeoutError names one that does not."""
+    import httpx
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        for url in urls:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{url}/healthz")).status_code == 200:
+                        break
+                if loop.time() > deadline:
+                    raise TimeoutError(f"the node at {url} did not answer /healthz in {seconds} s")
+                await asyncio.sleep(0.1)
 
 
 class _Server:
@@ -296,7 +336,7 @@ class _Server:
         self.server.should_exit = True
 
 
-async def _serve(servers: list[_Server]) -> None:
+async def _serve(servers: list[_Server], urls: list[str], ready: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
 
     def stop_all() -> None:
@@ -305,4 +345,15 @@ async def _serve(servers: list[_Server]) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_all)
-    await asyncio.gather(*(s.serve() for s in servers))
+    running = [asyncio.ensure_future(s.serve()) for s in servers]
+    answering = asyncio.ensure_future(_answering(urls))
+    await asyncio.wait([answering, *running], return_when=asyncio.FIRST_COMPLETED)
+    if not answering.done() or answering.exception() is not None:
+        # a node stopped (or never answered) before all were up: stop the others, say which
+        stop_all()
+        answering.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        failed = answering.exception() if answering.done() and not answering.cancelled() else None
+        raise failed or OSError("a demo node stopped while starting (see the lines above)")
+    ready()
+    await asyncio.gather(*running)
