@@ -271,3 +271,37 @@ def test_a_combined_edit_is_one_version_or_nothing(node):
     assert swap.json()["version"] == version + 1
     (change,) = swap.json()["changes"]
     assert len(change["added"]) == len(change["removed"]) == 1
+
+
+def test_a_share_is_offered_and_withdrawn_only_with_its_entry(node):
+    """A Delta Sharing share change commits with its ``share`` entry, or not at all."""
+    api, auth = node
+    engine = api.app.state.node.engine  # type: ignore[attr-defined]
+    offer = {"datasets": ["expt-gap"], "users": ["cygnus:sam"]}
+    url = "/delta-sharing/admin/shares/gaps"
+
+    def stored() -> int:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT count(*) FROM delta_shares").scalar() or 0)
+
+    before, size = stored(), api.app.state.node.audit.size()  # type: ignore[attr-defined]
+    refuse(engine, only="share")
+    r = api.put(url, json=offer, headers=auth["steward"])
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert stored() == before
+    accept(engine)
+    assert api.put(url, json=offer, headers=auth["steward"]).status_code == 200
+    assert stored() == before + 1
+    refuse(engine, only="share")
+    assert api.delete(url, headers=auth["steward"]).status_code == 503
+    assert stored() == before + 1  # still offered: the withdrawal was not recorded
+    accept(engine)
+    assert api.delete(url, headers=auth["steward"]).status_code == 204
+    assert stored() == before
+    events = api.get("/audit/events?name=share", headers=auth["auditor"]).json()["events"]
+    assert [(e["share"], e["change"]) for e in events] == [
+        ("gaps", "offered"),
+        ("gaps", "withdrawn"),
+    ]
+    assert api.app.state.node.audit.size() >= size + 2  # type: ignore[attr-defined]

@@ -8,12 +8,13 @@ recorded in the audit log before it is stored, so no share exists that the log d
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from audit.events import ShareChanged
-from gateway.access import record
+from gateway.access import recorder
 from gateway.config import ShareConfig
 from gateway.db import shares_table
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -60,16 +61,17 @@ def offer(node: Node, principal: Principal, name: str, body: dict[str, Any]) -> 
     missing = [d for d in share.datasets if d not in known]
     if missing:
         raise BadRequest(f"no dataset(s) {', '.join(map(repr, missing))} on this node")
-    _record(node, principal, share, "offered")
     row = {
         "name": share.name,
         "document": share.model_dump(mode="json"),
         "changed_by": principal.id,
         "changed_at": dt.datetime.now(dt.UTC),
     }
+    # the change and its audit entry commit together, or neither does
     with node.engine.begin() as conn:
         conn.execute(shares_table.delete().where(shares_table.c.name == share.name))
         conn.execute(shares_table.insert().values(**row))
+        _record(node, principal, share, "offered")(conn, share)
     return share.model_dump(mode="json")
 
 
@@ -81,15 +83,18 @@ def withdraw(node: Node, principal: Principal, name: str) -> None:
         raise NotFound(f"no share {name!r}")
     if any(s.name == name for s in node.config.shares):
         raise Conflict(f"share {name!r} is defined in the node's config file; change it there")
-    _record(node, principal, found[0], "withdrawn")
     with node.engine.begin() as conn:
         conn.execute(shares_table.delete().where(shares_table.c.name == name))
+        _record(node, principal, found[0], "withdrawn")(conn, found[0])
 
 
-def _record(node: Node, principal: Principal, share: ShareConfig, change: str) -> None:
-    record(
+def _record(
+    node: Node, principal: Principal, share: ShareConfig, change: str
+) -> Callable[[sa.Connection, ShareConfig], None]:
+    """The audit hook for one share change, run on the change's own connection."""
+    return recorder(
         node,
-        ShareChanged(
+        lambda _: ShareChanged(
             node=node.institution,
             principal=principal.id,
             institution=principal.institution,
