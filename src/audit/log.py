@@ -446,13 +446,19 @@ class AuditLog:
         return self._read(lambda conn: conn.execute(query).first()) is not None
 
     def events(
-        self, filters: EventFilter | None = None, *, cursor: str | None = None, limit: int = 100
+        self,
+        filters: EventFilter | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+        newest_first: bool = False,
     ) -> EventPage:
-        """One page of entries matching ``filters``, after ``cursor`` (keyset pagination)."""
+        """One page of entries matching ``filters`` from ``cursor`` on (keyset pagination),
+        oldest first or newest first."""
         if not 1 <= limit <= 10_000:
             raise ValueError("limit must be between 1 and 10000")
-        after = _cursor(cursor)
-        query = page_query(filters or EventFilter(), after, limit)
+        at = _cursor(cursor)
+        query = page_query(filters or EventFilter(), at, limit, newest_first=newest_first)
         rows = self._read(lambda conn: conn.execute(query).all())
         found = [AuditEntry.from_body(i, bytes(b), bytes(h)) for i, b, h in rows[:limit]]
         more = len(rows) > limit

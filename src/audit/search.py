@@ -121,15 +121,18 @@ class EventPage:
         return {"events": [e.to_dict() for e in self.entries], "next_cursor": self.next_cursor}
 
 
-def page_query(filters: EventFilter, after: int, limit: int) -> sa.Select[Any]:
-    """Entries after index ``after`` matching ``filters``, at most ``limit`` (+1 to see more)."""
+def page_query(
+    filters: EventFilter, cursor: int, limit: int, *, newest_first: bool = False
+) -> sa.Select[Any]:
+    """Entries matching ``filters`` after index ``cursor`` (newest first: before it, -1 for the
+    newest), at most ``limit`` (+1 to see whether there are more)."""
     c = entries.c
-    return (
-        sa.select(c.idx, c.body, c.leaf_hash)
-        .where(c.idx > after, *filters.where())
-        .order_by(c.idx)
-        .limit(limit + 1)
-    )
+    query = sa.select(c.idx, c.body, c.leaf_hash).where(*filters.where()).limit(limit + 1)
+    if not newest_first:
+        return query.where(c.idx > cursor).order_by(c.idx)
+    if cursor >= 0:
+        query = query.where(c.idx < cursor)
+    return query.order_by(c.idx.desc())
 
 
 def write_export(fp: IO[str], rows: Iterator[AuditEntry], fmt: str) -> int:

@@ -68,12 +68,19 @@ def consistency(node: Node, first: int, second: int | None) -> dict[str, Any]:
 
 
 def events(
-    node: Node, principal: Principal, filters: EventFilter, cursor: str | None, limit: int
+    node: Node,
+    principal: Principal,
+    filters: EventFilter,
+    cursor: str | None,
+    limit: int,
+    *,
+    newest_first: bool = False,
 ) -> dict[str, Any]:
-    """A page of this domain's events (auditors)."""
+    """A page of this domain's events (auditors), oldest or newest first."""
     _ensure_auditor(node, principal)
     try:
-        return node.audit.events(filters, cursor=cursor, limit=limit).to_dict()
+        page = node.audit.events(filters, cursor=cursor, limit=limit, newest_first=newest_first)
+        return page.to_dict()
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
 

@@ -135,18 +135,6 @@ def wait_for_job(
 def newest_events(
     fetch: Callable[[dict[str, Any]], dict[str, Any]], params: dict[str, Any], limit: int
 ) -> list[dict[str, Any]]:
-    """The newest ``limit`` events matching ``params``, newest first.
-
-    The node pages its log oldest first; this walks the pages and keeps only the last ``limit``
-    (narrow with --since to keep the walk short).
-    """
-    from collections import deque
-
-    kept: deque[dict[str, Any]] = deque(maxlen=max(limit, 1))
-    cursor: str | None = None
-    while True:
-        page = fetch({**params, "limit": 1000, **({"cursor": cursor} if cursor else {})})
-        kept.extend(page["events"])
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return list(reversed(kept))
+    """The newest ``limit`` events matching ``params``, newest first (one page from the node)."""
+    page = fetch({**params, "limit": max(1, min(limit, 10_000)), "newest_first": "true"})
+    return list(page["events"])

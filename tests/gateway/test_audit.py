@@ -172,3 +172,20 @@ def test_decision_is_durable_before_the_first_byte(live, tokens, api, auth):
         ]
         assert "decision" in recorded
         assert sum(len(c) for c in chunks) > 0
+
+
+def test_events_page_newest_first(api, auth):
+    """Newest-first pages, followed by their cursors, are the oldest-first log reversed."""
+    oldest = api.get("/audit/events?limit=10000", headers=auth["auditor"]).json()["events"]
+    assert len(oldest) >= 3
+    seen, cursor = [], None
+    for _ in range(len(oldest)):
+        params = {"limit": 2, "newest_first": "true", **({"cursor": cursor} if cursor else {})}
+        page = api.get("/audit/events", params=params, headers=auth["auditor"]).json()
+        seen += [e["index"] for e in page["events"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    newest = seen[: len(oldest)]
+    assert newest == sorted(newest, reverse=True)
+    assert set(newest) >= {e["index"] for e in oldest}

@@ -12,13 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
-from audit.entries import AuditEntry
 from audit.keys import public_keys
 from audit.merkle import verify_inclusion
 from audit.search import EventFilter
-from audit.store import entries
 from connectors.datasets import Dataset
 from gateway import auditing, stewardship
 from gateway.access import dataset_for
@@ -137,22 +133,10 @@ def events_newest_first(
     node: Node, principal: Principal, filters: EventFilter, before: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
     """A page of this domain's events, newest first; the cursor of the next (older) page."""
-    auditing.events(node, principal, filters, None, 1)  # the auditor check, and the filters
-    c = entries.c
-    conditions = list(filters.where())
-    if before is not None:
-        conditions.append(c.idx < before)
-    query = (
-        sa.select(c.idx, c.body, c.leaf_hash)
-        .where(*conditions)
-        .order_by(c.idx.desc())
-        .limit(limit + 1)
-    )
-    with node.engine.connect() as conn:
-        rows: list[Any] = list(conn.execute(query).all())
-    found = [AuditEntry.from_body(int(i), bytes(b), bytes(h)).to_dict() for i, b, h in rows[:limit]]
-    more = len(rows) > limit
-    return found, (found[-1]["index"] if more and found else None)
+    cursor = None if before is None else str(before)
+    page = auditing.events(node, principal, filters, cursor, limit, newest_first=True)
+    older = page["next_cursor"]
+    return page["events"], None if older is None else int(older)
 
 
 def proof_check(node: Node, principal: Principal, index: int) -> dict[str, Any]:

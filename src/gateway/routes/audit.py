@@ -133,9 +133,12 @@ def events(
     filters: Filters,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    newest_first: Annotated[
+        bool, Query(description="Newest first; next_cursor then leads to older events")
+    ] = False,
 ) -> dict[str, Any]:
     """A page of events matching the filters; follow ``next_cursor`` for the next page."""
-    return auditing.events(node, principal, filters, cursor, limit)
+    return auditing.events(node, principal, filters, cursor, limit, newest_first=newest_first)
 
 
 @router.get("/audit/export", summary="Export events (auditors)", response_class=StreamingResponse)
