@@ -35,7 +35,13 @@ from training.conformal import Conformal, calibrate
 from training.datasets import InputSpec, TrainingSet, coerce_inputs
 from training.domain import Domain, fit_domain
 from training.errors import TrainingError, TrainingLimitError
-from training.pipelines import DEFAULT_ESTIMATOR, ESTIMATORS, SPREAD_ESTIMATORS, build_pipeline
+from training.pipelines import (
+    DEFAULT_ESTIMATOR,
+    ESTIMATORS,
+    POINT_MASS,
+    SPREAD_ESTIMATORS,
+    build_pipeline,
+)
 
 __all__ = [
     "DEFAULT_ESTIMATOR",
@@ -156,10 +162,28 @@ class ForwardModel:
             return mean, _tree_spread(self.pipeline, X)
         return mean, np.full(len(mean), np.nan)
 
+    @property
+    def prediction(self) -> str:
+        """How the estimator turns its parts into one prediction (for ensembles of trees)."""
+        model = self.pipeline.named_steps["model"]
+        trees = len(getattr(model, "estimators_", ()))
+        aggregate = getattr(model, "aggregate_", "mean" if trees else None)
+        if aggregate is None:
+            return ""
+        why = ""
+        if getattr(model, "aggregate", None) == "auto":
+            why = (
+                f" (at least {POINT_MASS:.0%} of the training targets share one value)"
+                if aggregate == "median"
+                else f" (no value is shared by {POINT_MASS:.0%} of the training targets)"
+            )
+        return f"{aggregate} of {trees} trees{why}"
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready description: estimator, inputs, target, metrics, rows."""
         return {
             "estimator": self.estimator,
+            "prediction": self.prediction,
             "params": _jsonable(self.params),
             "inputs": [s.to_dict() for s in self.inputs],
             "target": self.target.to_dict(),
