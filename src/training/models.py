@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GroupKFold, KFold
 from sklearn.pipeline import Pipeline
@@ -38,7 +39,6 @@ from training.errors import TrainingError, TrainingLimitError
 from training.pipelines import (
     DEFAULT_ESTIMATOR,
     ESTIMATORS,
-    POINT_MASS,
     SPREAD_ESTIMATORS,
     build_pipeline,
 )
@@ -164,20 +164,17 @@ class ForwardModel:
 
     @property
     def prediction(self) -> str:
-        """How the estimator turns its parts into one prediction (for ensembles of trees)."""
+        """How a tree ensemble turns its trees into one prediction ("" for other estimators)."""
         model = self.pipeline.named_steps["model"]
         trees = len(getattr(model, "estimators_", ()))
-        aggregate = getattr(model, "aggregate_", "mean" if trees else None)
-        if aggregate is None:
+        trim = float(getattr(model, "trim", 0.0))
+        if not trees or isinstance(model, HistGradientBoostingRegressor):
             return ""
-        why = ""
-        if getattr(model, "aggregate", None) == "auto":
-            why = (
-                f" (at least {POINT_MASS:.0%} of the training targets share one value)"
-                if aggregate == "median"
-                else f" (no value is shared by {POINT_MASS:.0%} of the training targets)"
-            )
-        return f"{aggregate} of {trees} trees{why}"
+        if trim == 0.0:
+            return f"mean of {trees} trees"
+        if trim == 0.5:
+            return f"median of {trees} trees"
+        return f"mean of {trees} trees, {trim:.0%} of their predictions trimmed at each end"
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready description: estimator, inputs, target, metrics, rows."""
