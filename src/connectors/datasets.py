@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 __all__ = ["Column", "ColumnType", "Dataset", "PSPPRole", "Sensitivity", "Store"]
 
@@ -139,6 +139,22 @@ class Dataset(BaseModel):
         min_length=1, max_length=10_000, description="Column schema: name, type, unit, PSPP role."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _given_id(cls, data: Any) -> Any:
+        """An ``id`` in the input (as the node serves it) must be ``institution/name``."""
+        if isinstance(data, dict) and "id" in data:
+            data = dict(data)
+            given = data.pop("id")
+            expected = f"{data.get('institution')}/{data.get('name')}"
+            if given != expected:
+                raise ValueError(f"id {given!r} is not institution/name ({expected!r})")
+        return data
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="The dataset id, ``institution/name``, as every call takes it.",
+        examples=["aurora/ni-superalloys"],
+    )
     @property
     def id(self) -> str:
         """The dataset id, ``institution/name``."""

@@ -591,10 +591,9 @@ def _catalog(args: argparse.Namespace) -> int:
     from gateway.cli_output import print_table
 
     rows = [
-        (f"{d['institution']}/{d['name']}", d["license"], len(d["columns"]), d["title"])
-        for d in found
+        (d["id"], d["license"], len(d["columns"]), d["title"]) for d in found
     ]
-    print_table(rows, ("dataset", "licence", "columns", "title"), empty="no datasets match")
+    print_table(rows, ("id", "licence", "columns", "title"), empty="no datasets match")
     for site, status in (getattr(found, "sites", None) or {}).items():
         if status.get("status") != "ok":
             detail = status.get("detail") or status.get("status")

@@ -109,7 +109,10 @@ class Client(Learning):
         if federated:
             params["federated"] = "true"
         body = self.get("/catalog", params={k: v for k, v in params.items() if v not in (None, [])})
-        return CatalogResult(body["datasets"], (body.get("meta") or {}).get("sites", {}))
+        # Each entry's ``id`` (``institution/name``) is what ``dataset()`` and ``pull`` take;
+        # nodes before it was served get it filled in here.
+        entries = [{"id": f"{d['institution']}/{d['name']}", **d} for d in body["datasets"]]
+        return CatalogResult(entries, (body.get("meta") or {}).get("sites", {}))
 
     def dataset(self, dataset_id: str) -> RemoteDataset:
         """A handle on dataset ``institution/name``."""

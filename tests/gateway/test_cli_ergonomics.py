@@ -79,13 +79,14 @@ def test_catalog_is_a_table_and_json_for_scripts(as_user, capsys):
     as_user("ml-user")
     assert main(["catalog", "yield strength"]) == 0
     out = capsys.readouterr().out
-    assert "dataset" in out.splitlines()[0] and "licence" in out.splitlines()[0]
+    assert "id" in out.splitlines()[0] and "licence" in out.splitlines()[0]
     assert NI in out
     with pytest.raises(json.JSONDecodeError):
         json.loads(out)
     assert main(["catalog", "yield strength", "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
-    assert NI in {f"{d['institution']}/{d['name']}" for d in entries}
+    assert NI in {d["id"] for d in entries}
+    assert all(d["id"] == f"{d['institution']}/{d['name']}" for d in entries)
 
 
 def test_audit_events_newest_first(as_user, capsys, tmp_path):
@@ -129,6 +130,7 @@ def test_client_catalog_federated(world):
     assert {d["institution"] for d in local} == {"alpha"}
     assert {d["institution"] for d in everywhere} == {"alpha", "beta", "gamma"}
     assert everywhere.complete is True
+    assert {d["id"] for d in everywhere} >= {"alpha/gaps", "beta/gaps", "gamma/gaps"}
     assert set(everywhere.sites) == {"alpha", "beta", "gamma"}
 
 
@@ -136,7 +138,7 @@ def test_cli_catalog_federated(world, monkeypatch, capsys):
     monkeypatch.setenv("MATGATE_URL", world.url("alpha"))
     monkeypatch.setenv("MATGATE_TOKEN", world.token("alpha"))
     assert main(["catalog", "--federated", "--json"]) == 0
-    ids = {f"{d['institution']}/{d['name']}" for d in json.loads(capsys.readouterr().out)}
+    ids = {d["id"] for d in json.loads(capsys.readouterr().out)}
     assert {"alpha/gaps", "beta/gaps", "gamma/gaps"} <= ids
     assert main(["catalog"]) == 0
     assert "beta/gaps" not in capsys.readouterr().out
