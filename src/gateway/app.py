@@ -83,6 +83,8 @@ def create_app(
         version=version("matgate"),
         description="Governed access to materials research data.",
         lifespan=lifespan,
+        docs_url=None,  # served by gateway.routes.docs, from the node's own assets
+        redoc_url=None,
     )
     app.state.node = node
     app.state.metrics = metrics
