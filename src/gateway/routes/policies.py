@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -47,6 +47,27 @@ def agreements(
 ) -> list[dict[str, Any]]:
     """Terms of use that apply to a dataset."""
     return stewardship.agreements(node, principal, f"{institution}/{name}")
+
+
+@router.post(
+    "/datasets/{institution}/{name}/agreements/{agreement_id}/accept",
+    summary="Accept an agreement covering a dataset (here, or through your home node)",
+)
+def accept_for_dataset(
+    institution: PathSlug,
+    name: PathSlug,
+    agreement_id: PathId,
+    node: NodeDep,
+    principal: CurrentPrincipal,
+    whole_institution: Annotated[
+        bool, Query(description="Accept for your whole institution (stewards)")
+    ] = False,
+) -> dict[str, Any]:
+    """Record your acceptance (or, as a steward, your institution's). Asked of your home node
+    for a peer's dataset, it is forwarded to the owner, which records it."""
+    return stewardship.accept_dataset_agreement(
+        node, principal, f"{institution}/{name}", agreement_id, for_institution=whole_institution
+    )
 
 
 @router.post("/agreements/{agreement_id}/accept", summary="Accept an agreement")
