@@ -191,6 +191,19 @@ class RemoteDataset:
         """FAIR metadata and the column schema."""
         return self.client.get(f"/catalog/{self.id}")
 
+    def agreements(self) -> list[dict[str, Any]]:
+        """The terms of use that cover the dataset (a peer's: as its owner lists them)."""
+        found: list[dict[str, Any]] = self.client.get(f"/datasets/{self.id}/agreements")
+        return found
+
+    def accept(self, agreement_id: str, *, whole_institution: bool = False) -> dict[str, Any]:
+        """Accept one of its agreements (through your node, which forwards a peer's to the
+        owner); as a steward, ``whole_institution=True`` accepts for your institution."""
+        params = {"whole_institution": "true"} if whole_institution else None
+        path = f"/datasets/{self.id}/agreements/{agreement_id}/accept"
+        accepted: dict[str, Any] = self.client.post(path, params=params)
+        return accepted
+
     def to_arrow(
         self,
         columns: Sequence[str] | None = None,

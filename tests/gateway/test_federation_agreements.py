@@ -137,3 +137,17 @@ def test_a_home_node_speaks_for_its_own_users_only(world):
     )
     assert r.status_code == 403
     assert not [e for e in _events(world, "beta", "agreement") if "gil" in e["principal"]]
+
+
+def test_the_client_accepts_through_the_home_node(world):
+    from gateway.client import Client
+    from gateway.errors import Forbidden
+
+    with Client(world.url("alpha"), token=world.token("alpha", user="cleo"), progress=False) as c:
+        gaps = c.dataset(GAPS)
+        with pytest.raises(Forbidden) as refused:
+            gaps.pull(purpose="research")
+        assert refused.value.extra["agreements"][0]["id"] == TERMS
+        assert [a["id"] for a in gaps.agreements()] == [TERMS]
+        assert gaps.accept(TERMS)["agreement"] == TERMS
+        assert len(gaps.pull(purpose="research")) > 0
