@@ -54,9 +54,7 @@ def _slice(world: World, headers: dict[str, str]) -> httpx.Response:
 
 def _events(world: World, institution: str, name: str) -> list[dict[str, Any]]:
     headers = world.headers(institution, user="aud", roles=("auditor",))
-    r = httpx.get(
-        f"{world.url(institution)}/audit/events", params={"name": name}, headers=headers
-    )
+    r = httpx.get(f"{world.url(institution)}/audit/events", params={"name": name}, headers=headers)
     assert r.status_code == 200, r.text
     return list(r.json()["events"])
 
@@ -97,9 +95,7 @@ def test_a_partner_accepts_through_the_home_node(world):
 
     # audited on both sides: the owner's acceptance names the node it came through
     owned = [e for e in _events(world, "beta", "agreement") if e["agreement_id"] == TERMS]
-    assert [(e["principal"], e["via"], e["dataset"]) for e in owned] == [
-        (ana_id, "alpha", GAPS)
-    ]
+    assert [(e["principal"], e["via"], e["dataset"]) for e in owned] == [(ana_id, "alpha", GAPS)]
     forwarded = _events(world, "alpha", "agreement-relay")
     assert [(e["principal"], e["peer"], e["agreement_id"]) for e in forwarded] == [
         (ana_id, "beta", TERMS)
