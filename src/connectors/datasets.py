@@ -141,18 +141,16 @@ class Dataset(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _given_id(cls, data: Any) -> Any:
-        """An ``id`` in the input (as the node serves it) must be ``institution/name``."""
+    def _derived_id(cls, data: Any) -> Any:
+        """``id`` is read-only: derived from institution and name, ignored in the input (so an
+        entry as the node serves it, its name changed, can be registered as a copy)."""
         if isinstance(data, dict) and "id" in data:
-            data = dict(data)
-            given = data.pop("id")
-            expected = f"{data.get('institution')}/{data.get('name')}"
-            if given != expected:
-                raise ValueError(f"id {given!r} is not institution/name ({expected!r})")
+            data = {k: v for k, v in data.items() if k != "id"}
         return data
 
     @computed_field(  # type: ignore[prop-decorator]
-        description="The dataset id, ``institution/name``, as every call takes it.",
+        description="The dataset id, ``institution/name``, as every call takes it (read-only: "
+        "derived from institution and name, ignored in a request).",
         examples=["aurora/ni-superalloys"],
     )
     @property
