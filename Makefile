@@ -34,9 +34,9 @@ docs: $(STAMP)  ## build the documentation site into site/ (strict: a warning fa
 	$(BIN)/pip install --quiet -e '.[docs]'
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
-lock:  ## re-resolve uv.lock from pyproject.toml (installs uv from PyPI into .venv when missing)
-	@command -v uv >/dev/null || [ -x $(BIN)/uv ] || { $(MAKE) $(STAMP) && $(BIN)/pip install --quiet 'uv>=0.9,<1'; }
-	$$(command -v uv || echo $(BIN)/uv) lock
+lock: $(STAMP)  ## re-resolve uv.lock from pyproject.toml (uv from PyPI into .venv when missing)
+	@[ -x $(BIN)/uv ] || $(BIN)/pip install --quiet 'uv>=0.9,<1'
+	$(BIN)/uv lock
 
 bench: $(STAMP)
 	$(BIN)/python bench/slice.py
