@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import trim_mean
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     ExtraTreesRegressor,
@@ -123,11 +122,12 @@ class ExtraTrees(ExtraTreesRegressor):
             per_tree = np.stack(
                 [tree.predict(block, check_input=False) for tree in self.estimators_]
             )
-            out[start : start + _ROWS] = (
-                np.median(per_tree, axis=0)
-                if self.trim == 0.5
-                else trim_mean(per_tree, self.trim, axis=0)
-            )
+            if self.trim == 0.5:
+                out[start : start + _ROWS] = np.median(per_tree, axis=0)
+            else:  # as scipy.stats.trim_mean: int(trim * n) trees dropped at each end
+                cut = int(self.trim * len(per_tree))
+                kept = np.sort(per_tree, axis=0)[cut : len(per_tree) - cut]
+                out[start : start + _ROWS] = kept.mean(axis=0)
         return out
 
 
