@@ -43,7 +43,9 @@ class SparkServer:
     def __init__(self, home: Path) -> None:
         java = shutil.which("java")
         if java is None:
-            raise SparkUnavailable("no java on PATH (Debian: apt-get install openjdk-17-jre-headless)")
+            raise SparkUnavailable(
+                "no java on PATH (Debian: apt-get install openjdk-17-jre-headless)"
+            )
         try:
             from pyspark.find_spark_home import _find_spark_home
         except ImportError as exc:
@@ -72,7 +74,7 @@ class SparkServer:
         env["JAVA_HOME"] = env.get("JAVA_HOME") or str(Path(java).resolve().parent.parent)
         self.log_path = home / "spark-connect.log"
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(  # noqa: S603 - our own command line
+        self.proc = subprocess.Popen(
             cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=home
         )
         try:

@@ -20,6 +20,7 @@ temporary and global temporary views.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import uuid
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SparkConnector", "missing_spark"]
 
+_GRPC_DETAILS = re.compile(r'details = "([^"\n]*)')
 _NAME = re.compile(r"^(?:([A-Za-z_][A-Za-z0-9_]*)\.)?([A-Za-z_][A-Za-z0-9_]*)$")
 _SPARK_TYPES = {
     "byte": ColumnType.INTEGER,
@@ -112,7 +114,11 @@ class SparkConnector(Connector):
                 from pyspark.sql.connect.session import SparkSession
 
                 try:
-                    self._session = SparkSession.builder.remote(self.url).create()
+                    session = SparkSession.builder.remote(self.url).create()
+                    # A few quick retries (about 7 s), not the client's ten minutes: a request
+                    # must fail with a clear error while the server is down, not hang.
+                    session.client.set_retry_policies([_quick_retries()])
+                    self._session = session
                 except Exception as exc:  # the client raises many kinds; all mean "unreachable"
                     raise StoreError(f"cannot reach Spark at {self.url}: {_brief(exc)}") from exc
             return self._session
@@ -185,6 +191,14 @@ class SparkConnector(Connector):
         return _stream(self.session(), sql, args)
 
 
+def _quick_retries() -> Any:
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+
+    return DefaultPolicy(
+        max_retries=4, initial_backoff=100, max_backoff=5000, max_server_retry_delay=5000
+    )
+
+
 def _qualified(name: str) -> str:
     match = _NAME.match(name)
     if match is None:
@@ -196,6 +210,9 @@ def _qualified(name: str) -> str:
 def _brief(exc: Exception) -> str:
     """The first line of a Spark error (its JVM stack trace stays in the server's log)."""
     text = str(exc).strip()
+    details = _GRPC_DETAILS.search(text)  # a gRPC error's own words, not its wrapper's
+    if details:
+        return details.group(1)
     return text.splitlines()[0] if text else type(exc).__name__
 
 
@@ -215,7 +232,7 @@ def _stream(session: SparkSession, sql: str, args: dict[str, Any]) -> Iterator[p
     finished = False
     try:
         frame = session.sql(sql, args=args)
-        plan = frame._plan  # the client's own streaming path: batches as they arrive
+        plan: Any = frame._plan  # the client's own streaming path: batches as they arrive
         client.add_tag(tag)
         try:
             results = client.to_table_as_iterator(plan.to_proto(client), plan.observations)
@@ -242,7 +259,6 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
 
 
 def _interrupt(client: Any, tag: str) -> None:
-    try:
+    # Best effort: the server also ends operations whose client went away, after a while.
+    with contextlib.suppress(Exception):
         client.interrupt_tag(tag)
-    except Exception:  # noqa: S110 - best effort; the server ends idle operations itself
-        pass

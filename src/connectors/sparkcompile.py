@@ -31,8 +31,23 @@ __all__ = ["SparkDialect", "compile_spark", "compile_spark_count", "spark_table"
 
 
 class _SparkIdentifiers(compiler.IdentifierPreparer):
-    def __init__(self, dialect: default.DefaultDialect) -> None:
-        super().__init__(dialect, initial_quote="`", escape_quote="`")
+    def __init__(
+        self,
+        dialect: sa.Dialect,
+        initial_quote: str = "`",
+        final_quote: str | None = None,
+        escape_quote: str = "`",
+        quote_case_sensitive_collations: bool = True,
+        omit_schema: bool = False,
+    ) -> None:
+        super().__init__(
+            dialect,
+            initial_quote,
+            final_quote,
+            escape_quote,
+            quote_case_sensitive_collations,
+            omit_schema,
+        )
 
     def _requires_quotes(self, value: str) -> bool:
         return True  # Spark's reserved words vary with its ANSI settings: quote every name
@@ -89,7 +104,7 @@ _DIALECT = SparkDialect()
 
 def spark_table(name: str, schema: pa.Schema) -> sa.Table:
     """A SQLAlchemy table named ``name`` (``db.table`` or ``table``) with ``schema``'s columns."""
-    kinds = {
+    kinds: dict[pa.DataType, sa.types.TypeEngine[Any]] = {
         pa.int64(): sa.BigInteger(),
         pa.float64(): sa.Double(),
         pa.string(): sa.String(),
