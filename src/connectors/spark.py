@@ -25,10 +25,11 @@ import re
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import sqlalchemy as sa
 
 from connectors.base import ARROW_TYPES, Connector
 from connectors.datasets import ColumnType
@@ -132,6 +133,18 @@ class SparkConnector(Connector):
                 finally:
                     self._session = None
 
+    def _failed(self, exc: BaseException) -> None:
+        """Forget the session after a failure that was not the query's own fault.
+
+        A server restarted, a session expired or a connection lost leaves the client's session
+        unusable; the next request opens a new one (the old one ends on the server by itself).
+        """
+        from pyspark.errors import AnalysisException
+
+        if not isinstance(exc, AnalysisException):
+            with self._lock:
+                self._session = None
+
     def _check(self, name: str) -> str:
         """``name`` qualified with its database, once it is known to be a served table."""
         qualified = _qualified(name)
@@ -147,6 +160,7 @@ class SparkConnector(Connector):
         except Exception as exc:
             if _not_found(exc):
                 raise TableError(f"table {name!r} does not exist in the store") from None
+            self._failed(exc)
             raise StoreError(f"cannot read the schema of {name!r}: {_brief(exc)}") from exc
         if found.isTemporary or (found.tableType or "").upper() == "VIEW":
             raise TableError(f"{name!r} is a view; a Spark store serves tables only")
@@ -161,6 +175,7 @@ class SparkConnector(Connector):
         try:
             struct = self.session().table(qualified).schema
         except Exception as exc:
+            self._failed(exc)
             raise StoreError(f"cannot read the schema of {table!r}: {_brief(exc)}") from exc
         fields = []
         for field in struct.fields:
@@ -172,7 +187,7 @@ class SparkConnector(Connector):
             self._schemas[table] = found
         return found
 
-    def _sa_table(self, table: str) -> Any:
+    def _sa_table(self, table: str) -> sa.Table:
         return spark_table(_qualified(table), self.arrow_schema(table))
 
     def _count(self, query: Query) -> int:
@@ -182,13 +197,14 @@ class SparkConnector(Connector):
         except StoreError:
             raise
         except Exception as exc:
+            self._failed(exc)
             raise StoreError(f"Spark failed the count: {_brief(exc)}") from exc
 
     def _batches(
         self, query: Query, schema: pa.Schema, batch_rows: int
     ) -> Iterator[pa.RecordBatch]:
         sql, args = compile_spark(query, self._sa_table(query.table))
-        return _stream(self.session(), sql, args)
+        return _stream(self.session(), sql, args, self._failed)
 
 
 def _quick_retries() -> Any:
@@ -221,7 +237,12 @@ def _not_found(exc: Exception) -> bool:
     return "TABLE_OR_VIEW_NOT_FOUND" in text or "SCHEMA_NOT_FOUND" in text or "not found" in text
 
 
-def _stream(session: SparkSession, sql: str, args: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+def _stream(
+    session: SparkSession,
+    sql: str,
+    args: dict[str, Any],
+    failed: Callable[[BaseException], None],
+) -> Iterator[pa.RecordBatch]:
     """The statement's result, batch by batch as the server sends it.
 
     The operation carries a tag of its own, so that a stream given up early (a client gone)
@@ -247,6 +268,7 @@ def _stream(session: SparkSession, sql: str, args: dict[str, Any]) -> Iterator[p
     except StoreError:
         raise
     except Exception as exc:
+        failed(exc)
         raise StoreError(f"Spark failed the query: {_brief(exc)}") from exc
     finally:
         if not finished:

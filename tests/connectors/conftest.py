@@ -108,7 +108,9 @@ def spark_store(spark_url: str, files_root: Path) -> Iterator[SparkConnector]:
     connector.close()
 
 
-STORES = ["sqlite", "postgresql", "mariadb", "parquet", "spark"]
+# Whichever Spark test comes first starts the server: a cold JVM on a busy machine is slow.
+SPARK = pytest.param("spark", marks=[pytest.mark.spark, pytest.mark.timeout(900)])
+STORES = ["sqlite", "postgresql", "mariadb", "parquet", SPARK]
 
 
 @pytest.fixture(params=STORES)

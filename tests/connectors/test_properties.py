@@ -99,6 +99,7 @@ def ids(connector: Connector, table: str, node: Filter) -> list[int]:
 @pytest.mark.postgres
 @pytest.mark.mariadb
 @pytest.mark.spark
+@pytest.mark.timeout(1200)  # starts the Spark server when first; 60 Spark queries
 @settings(
     max_examples=60,
     deadline=None,

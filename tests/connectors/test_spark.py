@@ -15,7 +15,8 @@ from connectors.filterparser import parse
 from connectors.query import Query
 from connectors.spark import SparkConnector
 
-pytestmark = pytest.mark.spark
+# The first test to ask for Spark starts the server: a cold JVM on a busy machine is slow.
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(900)]
 
 BIG = 1_000_000
 
@@ -93,6 +94,18 @@ def test_spark_errors_are_store_errors(lake: SparkConnector, spark_url: str):
     with pytest.raises(StoreError) as caught:
         list(lake.batches(Query("lake.gone", ("id",))))
     assert "\n" not in str(caught.value) and "gone" in str(caught.value)
+
+
+def test_a_lost_session_is_replaced(lake: SparkConnector):
+    """After the server forgets the session (expiry, restart), one request fails and the
+    next one runs on a new session."""
+    lost = lake.session()
+    lost.client.release_session()  # what the server does to an expired session
+    query = Query("lake.small", ("id",))
+    with pytest.raises(StoreError):
+        list(lake.batches(query))
+    assert lake.session() is not lost
+    assert sum(b.num_rows for b in lake.batches(query)) == 10
 
 
 @pytest.mark.slow

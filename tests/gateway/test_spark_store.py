@@ -19,7 +19,8 @@ from gateway_support import free_port, node_settings
 from connectors.spark import SparkConnector
 from gateway.app import create_app
 
-pytestmark = pytest.mark.spark
+# The first test to ask for Spark starts the server: a cold JVM on a busy machine is slow.
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(900)]
 
 ROWS = 200
 TABLE = "lake.gw_alloys"
