@@ -119,6 +119,9 @@ class SparkConnector(Connector):
                     # A few quick retries (about 7 s), not the client's ten minutes: a request
                     # must fail with a clear error while the server is down, not hang.
                     session.client.set_retry_policies([_quick_retries()])
+                    # Parquet's dictionary filter tells -0.0 from 0.0 and drops row groups that
+                    # SQL equality keeps (f = 0 finds -0.0); statistics still prune row groups.
+                    session.conf.set("parquet.filter.dictionary.enabled", "false")
                     self._session = session
                 except Exception as exc:  # the client raises many kinds; all mean "unreachable"
                     raise StoreError(f"cannot reach Spark at {self.url}: {_brief(exc)}") from exc
