@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -17,6 +17,28 @@ router = APIRouter(tags=["governance"])
 def get_policy(domain: PathSlug, node: NodeDep, principal: CurrentPrincipal) -> dict[str, Any]:
     """Policy lines and role assignments of a domain (its stewards and auditors)."""
     return stewardship.policy_lines(node, principal, domain)
+
+
+@router.get("/policies/{domain}/history", summary="A domain's policy versions")
+def policy_history(
+    domain: PathSlug,
+    node: NodeDep,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Each version, newest first: when, by whom, which lines were added and removed."""
+    return stewardship.policy_history(node, principal, domain, limit)
+
+
+@router.get("/policies/{domain}/agreements", summary="A domain's agreements and acceptances")
+def domain_agreements(
+    domain: PathSlug,
+    node: NodeDep,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+) -> list[dict[str, Any]]:
+    """The domain's terms of use, each with who accepted it, when and until when."""
+    return stewardship.domain_agreements(node, principal, domain, limit)
 
 
 @router.post("/policies/{domain}", summary="Change a domain's policy")
