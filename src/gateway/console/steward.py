@@ -195,3 +195,25 @@ def matrix(ctx: Ctx, institution: str, name: str) -> Response:
     except Exception as exc:
         return error_page(ctx, exc)
     return render(ctx, "matrix.html", ds=found, heads=heads, rows=rows)
+
+
+@router.get("/policy/history")
+def history(ctx: Ctx) -> Response:
+    """The domain's policy versions, newest first: who changed what, and when."""
+    try:
+        principal = ctx.require_domain(Action.MANAGE)
+        found = stewardship.policy_history(ctx.node, principal, ctx.node.institution)
+    except Exception as exc:
+        return error_page(ctx, exc)
+    return render(ctx, "history.html", history=found)
+
+
+@router.get("/agreements")
+def agreements(ctx: Ctx) -> Response:
+    """The domain's agreements and who accepted them, when, and until when."""
+    try:
+        principal = ctx.require_domain(Action.MANAGE)
+        found = stewardship.domain_agreements(ctx.node, principal, ctx.node.institution)
+    except Exception as exc:
+        return error_page(ctx, exc)
+    return render(ctx, "agreements.html", agreements=found)
