@@ -31,8 +31,8 @@ __all__ = [
     "readiness",
     "register_dataset",
     "releases",
-    "table_columns",
     "stream_slice",
+    "table_columns",
 ]
 
 

@@ -14,6 +14,11 @@ __all__ = ["router"]
 
 router = APIRouter()
 for _part in (
-    pages.router, auth.router, steward.router, register.router, auditor.router, ml.router
+    pages.router,
+    auth.router,
+    steward.router,
+    register.router,
+    auditor.router,
+    ml.router,
 ):
     router.include_router(_part)

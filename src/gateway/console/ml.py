@@ -82,3 +82,17 @@ def pulls(ctx: Ctx) -> Response:
     except Exception as exc:
         return error_page(ctx, exc)
     return render(ctx, "pulls.html", pulls=found)
+
+
+@router.get("/pulls/{manifest_id}")
+def manifest(ctx: Ctx, manifest_id: str) -> Response:
+    """A pull's manifest and signature as JSON (to keep beside the data for ``matgate verify``)."""
+    try:
+        found = service.provenance(ctx.node, ctx.require(), manifest_id)
+    except Exception as exc:
+        return error_page(ctx, exc)
+    response = JSONResponse(found.model_dump())
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="manifest-{found.manifest["id"]}.json"'
+    )
+    return headers(response)
