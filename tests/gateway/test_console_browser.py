@@ -285,7 +285,7 @@ def _unb64(text: str) -> bytes:
 
 
 def test_an_auditor_downloads_the_log_and_parses_it(browser, site, tmp_path):
-    url, app = site
+    url, _app = site
     page = _sign_in(browser, url, "auditor")
     page.click("nav >> text=Audit log")
     page.select_option('select[name="name"]', "decision")

@@ -351,3 +351,31 @@ def test_an_auditor_downloads_exports_and_parses_them(node_app, api, headers):
     assert "attachment" in provn.headers["content-disposition"]
     bad = client.get("/console/audit/export", params={"since": "yesterday-ish"})
     assert bad.status_code == 400 and "write a span like" in bad.text
+
+
+def test_the_api_lists_a_tables_columns_and_ones_own_jobs(node_app, api, headers):
+    steward, member = headers["steward"], headers["ml-user"]
+    found = api.get("/stores/lab/columns", params={"table": TABLE}, headers=steward)
+    assert found.status_code == 200
+    assert [(c["name"], c["type"]) for c in found.json()["columns"]] == [
+        ("run_id", "string"), ("temperature_k", "float"), ("hold_h", "float"),
+        ("hardness_hv", "float"), ("operator", "string"),
+    ]  # fmt: skip
+    assert (
+        api.get("/stores/lab/columns", params={"table": TABLE}, headers=member).status_code == 403
+    )
+    missing = api.get("/stores/lab/columns", params={"table": "nothing"}, headers=steward)
+    assert missing.status_code == 422 and "does not exist" in missing.json()["detail"]
+    assert (
+        api.get("/stores/nowhere/columns", params={"table": TABLE}, headers=steward).status_code
+        == 404
+    )
+    started = api.post(
+        f"/datasets/{NI}/train",
+        json={"target": "yield_strength_mpa", "estimator": "ridge"},
+        headers=member,
+    )
+    assert started.status_code in (200, 201, 202), started.text
+    mine = [j["id"] for j in api.get("/jobs", headers=member).json()]
+    assert started.json()["id"] in mine
+    assert started.json()["id"] not in [j["id"] for j in api.get("/jobs", headers=steward).json()]
