@@ -295,6 +295,9 @@ def test_hostile_column_names_in_a_store_table_stay_text(node_app):
     [
         ("ml-user", "/console/register", 403),
         ("ml-user", "/console/policy/history", 403),
+        ("partner", "/console/agreements", 403),
+        ("auditor", "/console/policy/history", 200),
+        ("auditor", "/console/agreements", 200),
         ("auditor", "/console/register", 403),
         ("steward", "/console/audit/export", 403),
         ("steward", "/console/audit/bundle", 403),
