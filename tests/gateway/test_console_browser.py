@@ -196,6 +196,10 @@ def test_an_ml_user_watches_a_job_finish(browser, site):
     assert "done" in page.locator("#job-status").inner_text()
     assert page.locator("#job-progress").get_attribute("value") == "1.0"
     _shot(page, "job")
+    job_id = page.url.rsplit("/", 1)[1]
+    page.click("nav >> text=My jobs")
+    listed = page.locator("table.jobs tr", has=page.locator(f'a[href="/console/jobs/{job_id}"]'))
+    assert "done" in listed.inner_text()
     assert page.errors == []
 
 
