@@ -241,8 +241,14 @@ def test_a_steward_registers_a_table_and_reads_the_history(browser, site):
     assert "aurora:sana" in newest.locator("h2").inner_text()
     assert "role partner to read furnace-runs for research" in newest.locator("ins").inner_text()
     _shot(page, "history")
+    member = persona_tokens(app.state.node.issuer)["ml-user"]
+    accepted = TestClient(app).post(
+        "/agreements/aurora-steels-terms/accept", headers={"Authorization": f"Bearer {member}"}
+    )
+    assert accepted.status_code == 200, accepted.text
     page.click("nav >> text=Agreements")
-    assert page.locator("#agreement-aurora-steels-terms").is_visible()
+    terms = page.locator("#agreement-aurora-steels-terms")
+    assert "aurora:mia" in terms.locator("table.acceptances").inner_text()
     _shot(page, "agreements")
     assert page.errors == []
 
