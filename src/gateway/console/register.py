@@ -15,7 +15,7 @@ from connectors.datasets import Dataset, PSPPRole, Sensitivity
 from connectors.errors import ConnectorError
 from gateway import service
 from gateway.console.web import Context, context, error_page, redirect, render
-from gateway.errors import BadRequest, Conflict, MatgateError
+from gateway.errors import BadRequest, MatgateError
 from policies.decisions import Action
 from policies.errors import PolicyError
 
@@ -94,7 +94,7 @@ async def register(ctx: Ctx, request: Request) -> Response:
             return _page(ctx, 422, form=form, columns=columns, errors=_errors(exc, columns))
         try:
             service.register_dataset(ctx.node, principal, dataset)
-        except (Conflict, PolicyError, MatgateError) as exc:
+        except (PolicyError, MatgateError) as exc:
             if exc.status not in (409, 422):
                 raise
             field = {409: "name"}.get(exc.status) or _field_of(_detail(exc))
