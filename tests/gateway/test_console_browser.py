@@ -13,6 +13,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, FastAP
     """A demo node of its own on loopback with one-click sign-in; a model trained on a slice."""
     port = free_port()
     plan = prepare(tmp_path_factory.mktemp("browser"), port)
-    with sqlite3.connect(Path(plan["home"]) / "stores" / "lab.db") as db:  # not registered yet
+    lab = Path(plan["home"]) / "stores" / "lab.db"
+    with closing(sqlite3.connect(lab)) as db, db:  # a table no dataset uses yet
         db.execute(f"CREATE TABLE {TABLE} (run_id TEXT, temperature_k REAL, hardness_hv REAL)")
         db.executemany(
             f"INSERT INTO {TABLE} VALUES (?, ?, ?)", [(f"r{i}", 900.0 + i, 300.0) for i in range(9)]

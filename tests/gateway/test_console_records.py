@@ -11,7 +11,9 @@ import io
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ def plan(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The demo's files, with a table in the lab store that no dataset uses yet, and one whose
     column name is hostile HTML (SQLite allows any name)."""
     found = prepare(tmp_path_factory.mktemp("records"), free_port())
-    with sqlite3.connect(Path(found["home"]) / "stores" / "lab.db") as db:
+    with closing(sqlite3.connect(Path(found["home"]) / "stores" / "lab.db")) as db, db:
         db.execute(
             f"CREATE TABLE {TABLE} (run_id TEXT, temperature_k REAL, hold_h REAL, "
             "hardness_hv REAL, operator TEXT)"
@@ -71,6 +73,27 @@ def headers(node_app: FastAPI) -> dict[str, dict[str, str]]:
 def api(node_app: FastAPI) -> TestClient:
     """A plain API client of the module's node."""
     return TestClient(node_app)
+
+
+def _wait_for(client: TestClient, url: str) -> dict[str, Any]:
+    """Poll a job until it ends (so no job still reads a store when the node shuts down)."""
+    deadline = time.monotonic() + 120
+    while True:
+        state: dict[str, Any] = client.get(url).json()
+        if state["status"] not in ("queued", "running"):
+            return state
+        assert time.monotonic() < deadline, "the job did not finish"
+        time.sleep(0.3)
+
+
+def _wait_for_api(api: TestClient, url: str, bearer: dict[str, str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        state: dict[str, Any] = api.get(url, headers=bearer).json()
+        if state["status"] not in ("queued", "running"):
+            return state
+        assert time.monotonic() < deadline, "the job did not finish"
+        time.sleep(0.3)
 
 
 def _manifest_ids(page: str) -> list[str]:
@@ -169,6 +192,9 @@ def test_an_ml_users_jobs_are_listed_and_their_progress_polled(node_app):
     job_page = client.get(f"/console/jobs/{job_id}").text
     if state["running"]:  # polled by the script; without it, a refresh inside <noscript>
         assert 'data-poll="/console/jobs/' in job_page and "<noscript><meta" in job_page
+    assert _wait_for(client, f"/console/jobs/{job_id}/progress")["status"] == "done"
+    done = client.get(f"/console/jobs/{job_id}").text
+    assert "data-poll" not in done and 'id="model-card"' in done
     # someone else's job is nobody's
     other = sign_in(node_app, "partner")
     assert other.get(f"/console/jobs/{job_id}/progress").status_code == 404
@@ -379,6 +405,9 @@ def test_the_api_lists_a_tables_columns_and_ones_own_jobs(node_app, api, headers
         headers=member,
     )
     assert started.status_code in (200, 201, 202), started.text
+    job_id = started.json()["id"]
+    state = _wait_for_api(api, f"/jobs/{job_id}", member)
+    assert state["status"] == "done", state
     mine = [j["id"] for j in api.get("/jobs", headers=member).json()]
     assert started.json()["id"] in mine
     assert started.json()["id"] not in [j["id"] for j in api.get("/jobs", headers=steward).json()]
