@@ -266,12 +266,23 @@ async def _refuse_cross_origin_async(response: httpx.Response) -> None:
     _refuse_cross_origin(response)
 
 
+def _transport_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The options that belong to the transport (a client given one ignores them)."""
+    options = {"verify": kwargs.pop("verify", True)}
+    if "limits" in kwargs:
+        options["limits"] = kwargs.pop("limits")
+    return options
+
+
 def guarded_client(policy: NetPolicy, **kwargs: Any) -> httpx.Client:
     """An httpx client whose every request (redirects included) obeys ``policy``.
 
     With ``follow_redirects=True`` a redirect to another origin is refused before it is followed.
+    ``verify`` and ``limits`` go to the transport, whose pool keys connections by the checked
+    address a request was pinned to: a kept-alive connection is reused only for requests whose
+    host resolved, and was checked, to that same address.
     """
-    transport = GuardedTransport(policy, verify=kwargs.pop("verify", True))
+    transport = GuardedTransport(policy, **_transport_options(kwargs))
     hooks = dict(kwargs.pop("event_hooks", {}))
     if kwargs.get("follow_redirects"):
         hooks["response"] = [_refuse_cross_origin, *hooks.get("response", [])]
@@ -281,7 +292,7 @@ def guarded_client(policy: NetPolicy, **kwargs: Any) -> httpx.Client:
 
 def guarded_async_client(policy: NetPolicy, **kwargs: Any) -> httpx.AsyncClient:
     """The asynchronous ``guarded_client``."""
-    transport = GuardedAsyncTransport(policy, verify=kwargs.pop("verify", True))
+    transport = GuardedAsyncTransport(policy, **_transport_options(kwargs))
     hooks = dict(kwargs.pop("event_hooks", {}))
     if kwargs.get("follow_redirects"):
         hooks["response"] = [_refuse_cross_origin_async, *hooks.get("response", [])]
