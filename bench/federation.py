@@ -197,8 +197,10 @@ class Federation:
         if self.net is not None:
             cmd = self.net.wrap(site, cmd)
         env = {"MATGATE_LOG_LEVEL": "WARNING", **os.environ, "MATGATE_LOG_JSON": "false"}
-        log = (home / "node.log").open("wb")
-        self.procs[site] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        with (home / "node.log").open("wb") as log:  # the child keeps its own descriptor
+            self.procs[site] = subprocess.Popen(
+                cmd, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
 
     def _wait(self, site: str) -> None:
         deadline = time.monotonic() + STARTUP
