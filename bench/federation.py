@@ -198,9 +198,7 @@ class Federation:
             cmd = self.net.wrap(site, cmd)
         env = {"MATGATE_LOG_LEVEL": "WARNING", **os.environ, "MATGATE_LOG_JSON": "false"}
         with (home / "node.log").open("wb") as log:  # the child keeps its own descriptor
-            self.procs[site] = subprocess.Popen(
-                cmd, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+            self.procs[site] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def _wait(self, site: str) -> None:
         deadline = time.monotonic() + STARTUP
