@@ -188,6 +188,15 @@ def _port(url: httpx.URL) -> int:
     return url.port or (443 if url.scheme == "https" else 80)
 
 
+def _literal(host: str) -> bool:
+    """Whether ``host`` is written as an IP address (its resolution needs no DNS)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _pinned(request: httpx.Request, address: str) -> httpx.Request:
     """The same request sent to ``address``; Host header and TLS server name stay the host's."""
     extensions = dict(request.extensions)
@@ -232,7 +241,10 @@ class GuardedAsyncTransport(httpx.AsyncHTTPTransport):
         """Send ``request`` to its host's checked address."""
         _scheme_ok(request)
         host, port = request.url.host, _port(request.url)
-        address = await anyio.to_thread.run_sync(self.policy.resolve, host, port)
+        if _literal(host):  # nothing to look up: checked here, without a thread
+            address = self.policy.resolve(host, port)
+        else:
+            address = await anyio.to_thread.run_sync(self.policy.resolve, host, port)
         return await super().handle_async_request(_pinned(request, address))
 
 
