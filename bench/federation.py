@@ -295,7 +295,7 @@ def round_trip(fed: Federation) -> float:
 def measure(fed: Federation, args: argparse.Namespace) -> None:
     """Both figures on one path: medians and ratios."""
     rtt = round_trip(fed)
-    print(f"  round trip between sites: {rtt * 1000:.1f} ms")
+    print(f"  round trip between sites: {rtt * 1000:.2f} ms")
     print(f"  federated query: {args.query_rows:,} rows per site, filter {QUERY_FILTER!r}")
     q = timed(query_contenders(fed), args.repeat)
     for name, seconds in q.items():
