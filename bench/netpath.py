@@ -8,9 +8,10 @@ process (the root namespace) is linked to the hub too, so it reaches each site a
 
 The delay: ``tc qdisc ... netem delay`` where the kernel has netem. Where it has not (kernels
 built without ``sch_netem``, as in some micro-VMs), the hub sends every packet that crosses it
-through a TUN device whose reader (this module run as ``--delay-line``, in the hub namespace)
-writes it back after ``delay_ms``: in both cases each crossing of the hub, client to site or site
-to site, takes ``delay_ms`` more, so a round trip takes ``2 * delay_ms`` more.
+through a TUN device whose reader (this module run as ``--delay-line``, in the hub namespace, at
+nice -10 as netem runs in the kernel) writes it back after ``delay_ms``. In both cases each
+crossing of the hub, client to site or site to site, takes ``delay_ms`` more, so a round trip
+takes ``2 * delay_ms`` more.
 
 Everything is made on entry and removed on exit (processes in the namespaces must be stopped
 first); names carry a random tag, so concurrent runs do not collide. Needs root and ``ip``.
@@ -196,7 +197,11 @@ class NetPath:
         tun = f"{PREFIX}{self.tag}d"
         self._hub("ip", "tuntap", "add", "mode", "tun", "name", tun)
         cmd = ["ip", "netns", "exec", self.hub, sys.executable, __file__, "--delay-line", tun]
-        self._delay_line = subprocess.Popen([*cmd, f"{self.delay_ms:g}"])
+        # netem runs in the kernel, ahead of every process: the line runs at a high priority,
+        # not at the (often niced) priority of the run that made it
+        self._delay_line = subprocess.Popen(
+            [*cmd, f"{self.delay_ms:g}"], preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, -10)
+        )
         self._hub("ip", "link", "set", tun, "mtu", str(MTU), "up")
         self._hub("ip", "route", "add", "default", "dev", tun, "table", _TABLE)
         for iface in hub_ifaces:  # what comes in from a link goes through the line first
