@@ -199,9 +199,8 @@ class NetPath:
         cmd = ["ip", "netns", "exec", self.hub, sys.executable, __file__, "--delay-line", tun]
         # netem runs in the kernel, ahead of every process: the line runs at a high priority,
         # not at the (often niced) priority of the run that made it
-        self._delay_line = subprocess.Popen(
-            [*cmd, f"{self.delay_ms:g}"], preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, -10)
-        )
+        self._delay_line = subprocess.Popen([*cmd, f"{self.delay_ms:g}"])
+        os.setpriority(os.PRIO_PROCESS, self._delay_line.pid, -10)  # ip netns exec execs it
         self._hub("ip", "link", "set", tun, "mtu", str(MTU), "up")
         self._hub("ip", "route", "add", "default", "dev", tun, "table", _TABLE)
         for iface in hub_ifaces:  # what comes in from a link goes through the line first
