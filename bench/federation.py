@@ -56,6 +56,9 @@ TARGET_QUERY, TARGET_PULL = 1.2, 1.3
 PATHS = ("loopback", "netns", "delay")
 NETNS_PORT = 8000
 STARTUP = 180.0
+# Idle connections dropped well before uvicorn's 5 s keep-alive timeout: on a loaded machine a
+# request sent at 5 s can meet the server closing the connection.
+KEEP_ALIVE = httpx.Limits(keepalive_expiry=2.0)
 
 
 def free_port() -> int:
@@ -241,7 +244,11 @@ def timed(contenders: dict[str, Callable[[], int]], repeat: int) -> dict[str, fl
 def query_contenders(fed: Federation) -> dict[str, Callable[[], int]]:
     """The federated query over each site alone and over the three."""
     http = {
-        s: httpx.Client(timeout=300, headers={"Authorization": f"Bearer {fed.token(s)}"})
+        s: httpx.Client(
+            timeout=300,
+            headers={"Authorization": f"Bearer {fed.token(s)}"},
+            limits=KEEP_ALIVE,
+        )
         for s in SITES
     }
 
@@ -266,8 +273,13 @@ def pull_contenders(fed: Federation) -> dict[str, Callable[[], int]]:
     """The same slice of beta/big from beta directly and through alpha."""
     from gateway.client import Client
 
-    direct = Client(fed.url("beta"), token=fed.token("beta"), progress=False, timeout=600)
-    relayed = Client(fed.url("alpha"), token=fed.token("alpha"), progress=False, timeout=600)
+    def client(site: str) -> Client:
+        transport = httpx.HTTPTransport(limits=KEEP_ALIVE)
+        return Client(
+            fed.url(site), token=fed.token(site), progress=False, timeout=600, transport=transport
+        )
+
+    direct, relayed = client("beta"), client("alpha")
 
     def pull(client: Client) -> Callable[[], int]:
         return lambda: len(client.dataset("beta/big").pull(purpose="research"))

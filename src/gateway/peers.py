@@ -59,9 +59,10 @@ __all__ = [
 ]
 
 _JWKS_TTL = 300.0
-# Idle connections are dropped after 4 s, before a uvicorn peer's own 5 s keep-alive timeout
-# closes them: a request is not sent on a connection the peer is about to close.
-POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=4.0)
+# Idle connections are dropped after 2 s, well before a uvicorn peer's own 5 s keep-alive timeout
+# closes them (with room for a busy event loop): a slice, never retried, is not sent on a
+# connection the peer is about to close.
+POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=2.0)
 
 
 class _Transient(Exception):
