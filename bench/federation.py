@@ -356,11 +356,9 @@ def main() -> int:
                 if path != "loopback":
                     delay = args.delay_ms if path == "delay" else 0.0
                     net = stack.enter_context(NetPath(SITES, delay_ms=delay))
-                label = (
-                    f"{path} ({net.method}, {args.delay_ms:g} ms each way)"
-                    if net and (net.delay_ms)
-                    else path
-                )
+                label = path
+                if net is not None and net.delay_ms:
+                    label += f" ({net.method}, {net.delay_ms:g} ms each way)"
                 print(f"{label}:")
                 fed = Federation(root, args.query_rows, args.pull_rows, net)
                 stack.callback(fed.stop)
