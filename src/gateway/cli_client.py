@@ -90,7 +90,11 @@ def add_client_commands(sub: Any) -> None:
     train.add_argument("dataset", help="institution/name")
     train.add_argument("--target", required=True, help="the property column to predict")
     train.add_argument("--purpose", default="ml-training", help="declared purpose")
-    train.add_argument("--estimator", default="random_forest", help="e.g. random_forest")
+    train.add_argument(
+        "--estimator",
+        default="extra_trees",
+        help="extra_trees (default), random_forest, gradient_boosting, ridge or gaussian_process",
+    )
     train.add_argument("--cv", type=int, default=5, help="cross-validation folds")
     train.add_argument("--filter", default=None, help="rows to train on (filter language)")
     train.add_argument("-o", "--output", type=Path, default=None, help="write the model (skops)")

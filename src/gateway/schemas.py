@@ -408,8 +408,12 @@ class TrainBody(BaseModel):
     filter: str | None = Field(
         default=None, max_length=20_000, description="OPTIMADE filter: the rows to train on."
     )
-    estimator: Literal["random_forest", "gradient_boosting", "ridge", "gaussian_process"] = Field(
-        default="random_forest", description="The scikit-learn model to fit."
+    estimator: Literal[
+        "extra_trees", "random_forest", "gradient_boosting", "ridge", "gaussian_process"
+    ] = Field(
+        default="extra_trees",
+        description="The scikit-learn model to fit (extra_trees: 500 extremely randomised trees, "
+        "their 20 % trimmed mean).",
     )
     cv: int | None = Field(
         default=5, ge=2, le=20, description="Cross-validation folds (null: none)."

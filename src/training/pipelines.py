@@ -181,7 +181,7 @@ def _estimator(name: str, params: Mapping[str, Any], random_state: int | None, n
 
 def build_pipeline(
     inputs: Sequence[InputSpec],
-    estimator: str = "random_forest",
+    estimator: str = "extra_trees",
     params: Mapping[str, Any] | None = None,
     random_state: int | None = 0,
     n_jobs: int = 1,

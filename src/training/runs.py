@@ -81,7 +81,7 @@ def run_training(
     purpose: str,
     inputs: Sequence[str] | None = None,
     roles: Iterable[PSPPRole | str] = DEFAULT_ROLES,
-    estimator: str = "random_forest",
+    estimator: str = "extra_trees",
     cv: int | None = 5,
     random_state: int | None = 0,
     params: Mapping[str, Any] | None = None,

@@ -139,6 +139,20 @@ def test_memorising_estimators_only_on_readable_data(fresh, who, estimator, stat
         assert wait(api, auth[who], r.json())["status"] == "done"
 
 
+def test_the_default_learner_is_extra_trees_held_to_five_rows_a_leaf(fresh):
+    """A job that names no estimator trains the default extra trees, regularised on rows its
+    user may not read."""
+    api, auth = fresh
+    api.post("/policies/aurora", json={"add": [TRAIN_ONLY]}, headers=auth["steward"])
+    body = {"target": "yield_strength_mpa", "cv": None, "filter": "yield_strength_mpa IS KNOWN"}
+    r = api.post(f"/datasets/{NI}/train", json=body, headers=auth["partner"])
+    assert r.status_code == 202, r.text
+    job = wait(api, auth["partner"], r.json(), seconds=300)
+    assert job["status"] == "done", job
+    card = job["result"]["card"]
+    assert card["estimator"] == "extra_trees" and card["params"]["min_samples_leaf"] == 5
+
+
 def test_row_limit_is_enforced(fresh, monkeypatch):
     api, auth = fresh
     node = api.app.state.node

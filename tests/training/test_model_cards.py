@@ -46,6 +46,7 @@ def run(ni_frame: pd.DataFrame) -> TrainingRun:
         ni_superalloy_columns(),
         "yield_strength_mpa",
         purpose="ml-training",
+        estimator="random_forest",
         cv=3,
         params={"n_estimators": 20},
         name="ni-yield",

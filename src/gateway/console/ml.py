@@ -15,7 +15,9 @@ from gateway.schemas import TrainBody
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 Ctx = Annotated[Context, Depends(context)]
-Estimator = Literal["random_forest", "gradient_boosting", "ridge", "gaussian_process"]
+Estimator = Literal[
+    "extra_trees", "random_forest", "gradient_boosting", "ridge", "gaussian_process"
+]
 
 
 @router.post("/datasets/{institution}/{name}/train")
@@ -25,7 +27,7 @@ def train(
     name: str,
     target: Annotated[str, Form(max_length=128)],
     purpose: Annotated[str, Form(max_length=64)] = "ml-training",
-    estimator: Annotated[Estimator, Form()] = "random_forest",
+    estimator: Annotated[Estimator, Form()] = "extra_trees",
     csrf: Annotated[str | None, Form(max_length=128)] = None,
 ) -> Response:
     """Queue a training job on the permitted slice (the rows stay here)."""
