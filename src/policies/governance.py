@@ -181,7 +181,7 @@ class Governance:
         for ds in datasets:
             self.register(ds)
         policy = self._fresh()
-        if policy.version or policy.lines or policy.assignments:
+        if policy.version or not policy.empty:
             return None
         statements: list[Statement] = [*self.config.assignments, *self.config.lines]
         if not statements:
@@ -262,8 +262,7 @@ class Governance:
         if not self.check_domain(principal, domain, Action.MANAGE).allowed:
             self._require(principal, domain, Action.AUDIT)
         policy = self._fresh()
-        out: list[Statement] = [a for a in policy.assignments if a.domain == domain]
-        out += [line for line in policy.lines if line.domain == domain]
+        out: list[Statement] = [*policy.assignments_of(domain), *policy.lines_of(domain)]
         return out
 
     def _validate(self, statement: Statement) -> None:
@@ -286,17 +285,15 @@ class Governance:
             if st.domain != domain:
                 raise PolicyForbidden(f"a steward of {domain} may not edit domain {st.domain}")
         policy = self._fresh()
-        statements: list[Statement] = [*policy.lines, *policy.assignments]
-        present = {_entry(s) for s in statements}
         seen: set[tuple[str, Rule]] = set()
         for st in add:
             self._validate(st)
             entry = _entry(st)
-            if entry in present or entry in seen:
+            if policy.holds(*entry) or entry in seen:
                 raise PolicyValidationError(f"already present: {_json(st)}")
             seen.add(entry)
         for st in remove:
-            if _entry(st) not in present:
+            if not policy.holds(*_entry(st)):
                 raise PolicyValidationError(f"not present: {_json(st)}")
 
     def add_lines(
@@ -398,8 +395,8 @@ class Governance:
 
         self._checked(principal, domain, add, remove)
         before = self._fresh()
-        p_rules = [line.to_rule() for line in before.lines]
-        g_rules = [a.to_rule() for a in before.assignments]
+        p_rules = before.p_rules
+        g_rules = list(before.g_rules)
         for st in remove:
             (p_rules if isinstance(st, PolicyLine) else g_rules).remove(st.to_rule())
         for st in add:

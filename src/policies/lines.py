@@ -18,6 +18,7 @@ match public lines too, anonymous callers match nothing else.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Literal
 
@@ -34,7 +35,11 @@ __all__ = [
     "PolicyLine",
     "RoleAssignment",
     "Rule",
+    "line_of",
+    "line_template",
     "parse_selector",
+    "read_assignment",
+    "read_rule",
 ]
 
 Rule = tuple[str, ...]
@@ -190,28 +195,11 @@ class PolicyLine(BaseModel):
 
     @classmethod
     def from_rule(cls, rule: Rule) -> PolicyLine:
-        """The line a Casbin ``p`` rule stands for."""
-        sub, dom, obj, act, pur, eft, cols, rows, mask, opts = (list(rule) + [""] * 10)[:10]
-        kind, _, name = sub.partition(":")
-        who = {"role": "role", "user": "user", "inst": "institution"}.get(kind, PUBLIC)
-        mode, _, sels = cols.partition(":")
-        options = opts.split()
-        agreement = next((o.split("=", 1)[1] for o in options if o.startswith("agreement=")), None)
+        """The line a Casbin ``p`` rule stands for (validated in full; see ``read_rule``)."""
+        kind, name = _subject(rule[0] if rule else "")
+        fields = _body_fields(_body(rule))
         return cls.model_validate(
-            {
-                who: True if who == PUBLIC else name,
-                "effect": eft,
-                "domain": dom,
-                "dataset": obj,
-                "action": act,
-                "purpose": pur,
-                "keep": tuple(sels.split("|")) if mode == "keep" else (),
-                "withhold": tuple(sels.split("|")) if mode == "withhold" else (),
-                "mask": mask or "drop",
-                "rows": rows or None,
-                "agreement": agreement,
-                "embargo": "embargo" in options,
-            }
+            {kind: name, "domain": rule[1] if len(rule) > 1 else "", **fields}
         )
 
 
@@ -260,7 +248,114 @@ class RoleAssignment(BaseModel):
     @classmethod
     def from_rule(cls, rule: Rule) -> RoleAssignment:
         """The assignment a Casbin ``g`` rule stands for."""
-        member, role, domain = rule[:3]
-        kind, _, name = member.partition(":")
-        key = "user" if kind == "user" else "institution"
-        return cls.model_validate({key: name, "role": role.removeprefix("role:"), "domain": domain})
+        member, role, domain = (list(rule) + [""] * 3)[:3]
+        kind, name = _member(member)
+        return cls.model_validate(
+            {kind: name, "role": role.removeprefix("role:"), "domain": domain}
+        )
+
+
+# -- reading stored rules ---------------------------------------------------------------------
+# A stored policy repeats itself: a few thousand distinct bodies (dataset, action, purpose,
+# effect, columns, rows, mask, options), subjects and domains make up 100,000 lines. The readers
+# below validate each distinct part once, with the pydantic models themselves as the judge, and
+# build the full models only when asked. That a line is valid exactly when its parts are is
+# checked against ``from_rule`` by ``tests/policies/test_policy_rules.py``.
+
+_PLACEHOLDER: dict[str, object] = {"role": "x", "user": "x:x", "institution": "x", "public": True}
+_KINDS = {"role": "role", "user": "user", "inst": "institution"}
+
+
+def _subject(sub: str) -> tuple[str, str | bool]:
+    """``role:x`` -> ("role", "x"), ``public`` -> ("public", True); other forms are refused."""
+    if sub == PUBLIC:
+        return PUBLIC, True
+    kind, sep, name = sub.partition(":")
+    if not sep or kind not in _KINDS:
+        raise ValueError(f"subject {sub!r} must be public or start with role:, user: or inst:")
+    return _KINDS[kind], name
+
+
+def _member(member: str) -> tuple[str, str]:
+    kind, sep, name = member.partition(":")
+    if not sep or kind not in ("user", "inst"):
+        raise ValueError(f"member {member!r} must start with user: or inst:")
+    return ("user" if kind == "user" else "institution"), name
+
+
+def _body(rule: Rule) -> Rule:
+    """The eight fields of a ``p`` rule after subject and domain (missing ones empty)."""
+    body = tuple(rule[2:10])
+    return body + ("",) * (8 - len(body)) if len(body) < 8 else body
+
+
+def _body_fields(body: Rule) -> dict[str, object]:
+    """The line fields that a rule's body spells, before their values are validated."""
+    obj, act, pur, eft, cols, rows, mask, opts = body
+    mode, _, sels = cols.partition(":")
+    if cols and mode not in ("keep", "withhold"):
+        raise ValueError(f"column rule {cols!r} must start with keep: or withhold:")
+    agreement: str | None = None
+    embargo = False
+    for option in opts.split():
+        if option == "embargo" and not embargo:
+            embargo = True
+        elif option.startswith("agreement=") and agreement is None:
+            agreement = option.split("=", 1)[1]
+        else:
+            raise ValueError(f"option {option!r} must be embargo or agreement=<id>, once each")
+    return {
+        "effect": eft,
+        "dataset": obj,
+        "action": act,
+        "purpose": pur,
+        "keep": tuple(sels.split("|")) if mode == "keep" else (),
+        "withhold": tuple(sels.split("|")) if mode == "withhold" else (),
+        "mask": mask or "drop",
+        "rows": rows or None,
+        "agreement": agreement,
+        "embargo": embargo,
+    }
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def line_template(kind: str, body: Rule) -> PolicyLine:
+    """A line of this subject kind and body, validated once; its subject and domain are
+    placeholders that ``read_rule``'s callers replace."""
+    return PolicyLine.model_validate(
+        {kind: _PLACEHOLDER[kind], "domain": "x", **_body_fields(body)}
+    )
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _subject_checked(kind: str, name: str | bool) -> None:
+    PolicyLine.model_validate({kind: name, "domain": "x", "action": "read"})
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _domain_checked(domain: str) -> None:
+    PolicyLine.model_validate({"public": True, "domain": domain, "action": "read"})
+
+
+def read_rule(rule: Rule) -> tuple[str, str | bool, str, Rule]:
+    """Check a stored ``p`` rule: (subject kind, subject name, domain, body); ValueError if it
+    is not one that ``PolicyLine.from_rule`` accepts."""
+    kind, name = _subject(rule[0] if rule else "")
+    domain = rule[1] if len(rule) > 1 else ""
+    body = _body(rule)
+    _subject_checked(kind, name)
+    _domain_checked(domain)
+    line_template(kind, body)
+    return kind, name, domain, body
+
+
+def line_of(kind: str, name: str | bool, domain: str, body: Rule) -> PolicyLine:
+    """The PolicyLine of a rule that ``read_rule`` accepted."""
+    return line_template(kind, body).model_copy(update={kind: name, "domain": domain})
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def read_assignment(rule: Rule) -> tuple[str, str, str]:
+    """Check a stored ``g`` rule: (member, ``role:<name>``, domain); ValueError if invalid."""
+    a = RoleAssignment.from_rule(rule)
+    return a.member, f"role:{a.role}", a.domain
