@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from previous.compiled import CompiledLine, CompiledPolicy
+
 from connectors.datasets import Dataset
 from connectors.filters import And, Compare, CompareOp, Filter, Known, Not, Or
 from connectors.query import Mask, MaskKind
 from policies.agreements import AgreementBook
-from previous.compiled import CompiledLine, CompiledPolicy
 from policies.decisions import Action, Decision, Obligation, ObligationKind
 from policies.licences import LicenceRegistry
 from policies.lines import Rule

@@ -17,12 +17,14 @@ the previous version keeps its index.
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from connectors.filters import Filter
 from policies.decisions import Action
+from policies.errors import PolicyError
 from policies.lines import (
     PUBLIC,
     PolicyLine,
@@ -31,11 +33,14 @@ from policies.lines import (
     line_of,
     line_template,
     read_assignment,
+    read_domain,
     read_rule,
+    read_subject,
+    rule_body,
 )
 from policies.principals import Principal
 
-__all__ = ["Body", "CompiledLine", "CompiledPolicy", "Match", "dataset_keys"]
+__all__ = ["Body", "CompiledLine", "CompiledPolicy", "Match", "dataset_keys", "forget"]
 
 _IMPLIES_DISCOVER = (Action.READ.value, Action.TRAIN.value)
 _DISCOVER = Action.DISCOVER.value
@@ -48,7 +53,9 @@ class Body:
     """The part of a rule after subject and domain, compiled once per distinct text."""
 
     __slots__ = (
+        "_rows",
         "action",
+        "actions",
         "agreement",
         "allow",
         "dataset",
@@ -59,18 +66,20 @@ class Body:
         "pspp",
         "purpose",
         "restrictive",
-        "rows",
+        "rows_text",
         "sensitivities",
         "shut",
     )
 
-    def __init__(self, line: PolicyLine, rows: Filter | None) -> None:
+    def __init__(self, line: PolicyLine) -> None:
         kinds: dict[str, set[str]] = {"name": set(), "sensitivity": set(), "pspp": set()}
         for sel in line.keep or line.withhold:
             kind, _, value = sel.partition(":")
             kinds[kind].add(value)
         self.dataset = line.dataset
         self.action = line.action.value
+        implied = line.effect == "allow" and self.action in _IMPLIES_DISCOVER
+        self.actions = (self.action, _DISCOVER) if implied else (self.action,)
         self.purpose = line.purpose
         self.allow = line.effect == "allow"
         self.restrictive = line.restrictive
@@ -82,7 +91,26 @@ class Body:
         self.shut = _KINDS.index(line.mask)
         self.agreement = line.agreement
         self.embargo = line.embargo
-        self.rows = rows
+        self.rows_text = line.rows
+        self._rows: Filter | None = None
+
+    @property
+    def rows(self) -> Filter | None:
+        """The row rule, parsed on first use (a version's load does not pay for every text)."""
+        if self.rows_text is None:
+            return None
+        if self._rows is None:
+            from connectors.errors import FilterError
+
+            try:
+                self._rows = _parse_rows(self.rows_text)
+            except FilterError as exc:
+                # Written rules were checked; a stored one that does not parse stops the
+                # decisions that depend on it, and nothing is released under it.
+                raise PolicyError(
+                    f"the stored row rule {self.rows_text!r} cannot be read: {exc}"
+                ) from exc
+        return self._rows
 
     def withholds(self, name: str, sensitivity: str, pspp: str) -> bool:
         """Whether this body withholds a column."""
@@ -91,9 +119,9 @@ class Body:
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _body(kind: str, body: Rule) -> Body:
+def _compiled_body(kind: str, body: Rule) -> Body:
     line = line_template(kind, body)
-    return Body(line, _parse_rows(line.rows) if line.rows else None)
+    return Body(line)
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -104,53 +132,56 @@ def _parse_rows(text: str) -> Filter:
 
 
 class CompiledLine:
-    """One line of a version: its rule, its place in the policy, subject, domain and body.
+    """One line of a version: its rule, its place in its domain's policy, subject and body.
 
     Compared and hashed by identity: each line is compiled once per version (or kept from the
     previous one) and used as a key of per-version shapes.
     """
 
-    __slots__ = (
-        "_line",
-        "_name",
-        "agreement",
-        "allow",
-        "body",
-        "domain",
-        "embargo",
-        "kind",
-        "purpose",
-        "restrictive",
-        "rows",
-        "rule",
-        "seq",
-        "subject",
-    )
+    __slots__ = ("_line", "allow", "body", "restrictive", "rule", "seq", "subject")
 
-    def __init__(self, rule: Rule, seq: int) -> None:
-        kind, name, domain, body = read_rule(rule)
-        compiled = _body(kind, body)
+    def __init__(self, rule: Rule, seq: int, subject: str, body: Body) -> None:
         self.rule = rule
         self.seq = seq
-        self.kind = kind
-        self._name = name
-        self.subject = PUBLIC if kind == PUBLIC else f"{_PREFIX[kind]}:{name}"
-        self.domain = domain
-        self.body = compiled
-        self.allow = compiled.allow
-        self.restrictive = compiled.restrictive
-        self.purpose = compiled.purpose
-        self.agreement = compiled.agreement
-        self.embargo = compiled.embargo
-        self.rows = compiled.rows
+        self.subject = subject
+        self.body = body
+        self.allow = body.allow
+        self.restrictive = body.restrictive
         self._line: PolicyLine | None = None
+
+    @classmethod
+    def read(cls, rule: Rule, seq: int = 0) -> CompiledLine:
+        """Check and compile one stored rule (ValueError if ``PolicyLine.from_rule`` refuses it)."""
+        kind, _, _, body = read_rule(rule)
+        return cls(rule, seq, rule[0], _compiled_body(kind, body))
 
     @property
     def line(self) -> PolicyLine:
         """The PolicyLine this rule stands for (built on first use)."""
         if self._line is None:
-            self._line = line_of(self.kind, self._name, self.domain, _rule_body(self.rule))
+            kind, name, domain, body = read_rule(self.rule)
+            self._line = line_of(kind, name, domain, body)
         return self._line
+
+    @property
+    def purpose(self) -> str:
+        """The line's purpose, or ``*``."""
+        return self.body.purpose
+
+    @property
+    def agreement(self) -> str | None:
+        """The agreement the line requires, if any."""
+        return self.body.agreement
+
+    @property
+    def embargo(self) -> bool:
+        """Whether the line also applies under embargo."""
+        return self.body.embargo
+
+    @property
+    def rows(self) -> Filter | None:
+        """The line's row rule, parsed."""
+        return self.body.rows
 
     @property
     def has_columns_rule(self) -> bool:
@@ -162,16 +193,7 @@ class CompiledLine:
         return self.body.withholds(name, sensitivity, pspp)
 
 
-_PREFIX = {"role": "role", "user": "user", "institution": "inst"}
-
-
-def _rule_body(rule: Rule) -> Rule:
-    body = tuple(rule[2:10])
-    return body + ("",) * (8 - len(body))
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(NamedTuple):
     """The lines that match a request: allows, outright denies and restrictive denies, each in
     policy order."""
 
@@ -183,27 +205,41 @@ class Match:
 _NO_MATCH = Match((), (), ())
 
 
-def _seq(line: CompiledLine) -> int:
-    return line.seq
+_by_seq = operator.attrgetter("seq")
+
+
+def _joined(tuples: list[tuple[CompiledLine, ...]]) -> tuple[CompiledLine, ...]:
+    found = [t for t in tuples if t]
+    if len(found) < 2:
+        return found[0] if found else ()
+    return tuple(sorted(itertools.chain.from_iterable(found), key=_by_seq))
 
 
 def _merge(parts: list[Match]) -> Match:
-    def joined(items: Iterable[CompiledLine]) -> tuple[CompiledLine, ...]:
-        return tuple(sorted(items, key=_seq))
-
     return Match(
-        joined(x for p in parts for x in p.allows),
-        joined(x for p in parts for x in p.denies),
-        joined(x for p in parts for x in p.restricts),
+        _joined([p.allows for p in parts]),
+        _joined([p.denies for p in parts]),
+        _joined([p.restricts for p in parts]),
     )
 
 
 def _leaf(lines: list[CompiledLine]) -> Match:
-    return Match(
-        tuple(x for x in lines if x.allow),
-        tuple(x for x in lines if not x.allow and not x.restrictive),
-        tuple(x for x in lines if x.restrictive),
-    )
+    if len(lines) == 1:
+        x = lines[0]
+        one = (x,)
+        return (
+            Match(one, (), ())
+            if x.allow
+            else Match((), (), one)
+            if x.restrictive
+            else Match((), one, ())
+        )
+    allows: list[CompiledLine] = []
+    denies: list[CompiledLine] = []
+    restricts: list[CompiledLine] = []
+    for x in lines:
+        (allows if x.allow else restricts if x.restrictive else denies).append(x)
+    return Match(tuple(allows), tuple(denies), tuple(restricts))
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -229,20 +265,20 @@ class _Domain:
         self._set: frozenset[Rule] | None = None
         self.lines: list[CompiledLine] = []
         grouped: dict[str, dict[str, dict[str, dict[str, list[CompiledLine]]]]] = {}
+        if rules:
+            read_domain(rules[0][1] if len(rules[0]) > 1 else "")
         for seq, rule in enumerate(rules):
             line = known.get(rule)
             if line is None or line.seq != seq:
-                line = CompiledLine(rule, seq)
+                kind, _ = read_subject(rule[0])
+                body = _compiled_body(kind, rule_body(rule))
+                line = CompiledLine(rule, seq, rule[0], body)
+            else:
+                body = line.body
             self.lines.append(line)
-            body = line.body
-            actions = [body.action]
-            if body.allow and body.action in _IMPLIES_DISCOVER:
-                actions.append(_DISCOVER)
-            for action in actions:
-                by_subject = grouped.setdefault(action, {})
-                by_purpose = by_subject.setdefault(line.subject, {})
-                by_pattern = by_purpose.setdefault(body.purpose, {})
-                by_pattern.setdefault(body.dataset, []).append(line)
+            for action in body.actions:
+                by_purpose = grouped.setdefault(action, {}).setdefault(line.subject, {})
+                by_purpose.setdefault(body.purpose, {}).setdefault(body.dataset, []).append(line)
         self.index: _Index = {
             action: {
                 subject: {
@@ -274,7 +310,7 @@ class CompiledPolicy:
         self.version = version
         by_domain: dict[str, dict[Rule, None]] = {}
         for rule in p_rules:
-            key = tuple(rule)
+            key = rule if isinstance(rule, tuple) else tuple(rule)
             by_domain.setdefault(key[1] if len(key) > 1 else "", {})[key] = None
         before = previous._domains if previous is not None else {}
         self._domains: dict[str, _Domain] = {}
@@ -404,3 +440,18 @@ class CompiledPolicy:
         """The bare Casbin answer (no licence, embargo or agreement): for the agreement test."""
         m = self.match(principal, domain, dataset, action, purpose)
         return bool(m.allows) and not m.denies
+
+
+def forget() -> None:
+    """Drop the process-wide caches of checked and compiled rule parts (benchmarks time a cold
+    start with it)."""
+    for cached in (
+        line_template,
+        read_subject,
+        read_domain,
+        read_assignment,
+        _compiled_body,
+        _parse_rows,
+        dataset_keys,
+    ):
+        cached.cache_clear()

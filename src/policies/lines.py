@@ -39,7 +39,10 @@ __all__ = [
     "line_template",
     "parse_selector",
     "read_assignment",
+    "read_domain",
     "read_rule",
+    "read_subject",
+    "rule_body",
 ]
 
 Rule = tuple[str, ...]
@@ -73,10 +76,13 @@ def parse_selector(text: str) -> tuple[str, str]:
 
 def _no_separator(values: dict[str, object]) -> None:
     for key, value in values.items():
-        texts = value if isinstance(value, list | tuple) else [value]
-        for text in texts:
-            if isinstance(text, str) and "::" in text:
-                raise ValueError(f"{key} must not contain Casbin's '::' separator: {text!r}")
+        if isinstance(value, str):
+            if "::" in value:
+                raise ValueError(f"{key} must not contain Casbin's '::' separator: {value!r}")
+        elif isinstance(value, (list, tuple)):
+            for text in value:
+                if isinstance(text, str) and "::" in text:
+                    raise ValueError(f"{key} must not contain Casbin's '::' separator: {text!r}")
 
 
 class PolicyLine(BaseModel):
@@ -327,24 +333,32 @@ def line_template(kind: str, body: Rule) -> PolicyLine:
     )
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _subject_checked(kind: str, name: str | bool) -> None:
+@functools.lru_cache(maxsize=1 << 17)
+def read_subject(sub: str) -> tuple[str, str | bool]:
+    """Check a rule's subject once: (kind, name), ``public`` -> ("public", True)."""
+    kind, name = _subject(sub)
     PolicyLine.model_validate({kind: name, "domain": "x", "action": "read"})
+    return kind, name
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def _domain_checked(domain: str) -> None:
+def read_domain(domain: str) -> str:
+    """Check a rule's domain once."""
     PolicyLine.model_validate({"public": True, "domain": domain, "action": "read"})
+    return domain
+
+
+def rule_body(rule: Rule) -> Rule:
+    """The eight fields of a ``p`` rule after subject and domain (missing ones empty)."""
+    return _body(rule)
 
 
 def read_rule(rule: Rule) -> tuple[str, str | bool, str, Rule]:
     """Check a stored ``p`` rule: (subject kind, subject name, domain, body); ValueError if it
     is not one that ``PolicyLine.from_rule`` accepts."""
-    kind, name = _subject(rule[0] if rule else "")
-    domain = rule[1] if len(rule) > 1 else ""
+    kind, name = read_subject(rule[0] if rule else "")
+    domain = read_domain(rule[1] if len(rule) > 1 else "")
     body = _body(rule)
-    _subject_checked(kind, name)
-    _domain_checked(domain)
     line_template(kind, body)
     return kind, name, domain, body
 
