@@ -27,12 +27,14 @@ from policies.decisions import Action
 from policies.errors import PolicyError
 from policies.lines import (
     PUBLIC,
+    BodyFields,
     PolicyLine,
     RoleAssignment,
     Rule,
+    forget_rules,
     line_of,
-    line_template,
     read_assignment,
+    read_body,
     read_domain,
     read_rule,
     read_subject,
@@ -71,7 +73,7 @@ class Body:
         "shut",
     )
 
-    def __init__(self, line: PolicyLine) -> None:
+    def __init__(self, line: BodyFields) -> None:
         kinds: dict[str, set[str]] = {"name": set(), "sensitivity": set(), "pspp": set()}
         for sel in line.keep or line.withhold:
             kind, _, value = sel.partition(":")
@@ -82,12 +84,12 @@ class Body:
         self.actions = (self.action, _DISCOVER) if implied else (self.action,)
         self.purpose = line.purpose
         self.allow = line.effect == "allow"
-        self.restrictive = line.restrictive
         self.keep = bool(line.keep)
+        self.has_columns_rule = bool(line.keep or line.withhold)
+        self.restrictive = not self.allow and bool(self.has_columns_rule or line.rows)
         self.names = frozenset(kinds["name"])
         self.sensitivities = frozenset(kinds["sensitivity"])
         self.pspp = frozenset(kinds["pspp"])
-        self.has_columns_rule = bool(line.keep or line.withhold)
         self.shut = _KINDS.index(line.mask)
         self.agreement = line.agreement
         self.embargo = line.embargo
@@ -120,8 +122,7 @@ class Body:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _compiled_body(kind: str, body: Rule) -> Body:
-    line = line_template(kind, body)
-    return Body(line)
+    return Body(read_body(kind, body))
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -445,13 +446,7 @@ class CompiledPolicy:
 def forget() -> None:
     """Drop the process-wide caches of checked and compiled rule parts (benchmarks time a cold
     start with it)."""
-    for cached in (
-        line_template,
-        read_subject,
-        read_domain,
-        read_assignment,
-        _compiled_body,
-        _parse_rows,
-        dataset_keys,
-    ):
-        cached.cache_clear()
+    forget_rules()
+    _compiled_body.cache_clear()
+    _parse_rows.cache_clear()
+    dataset_keys.cache_clear()
