@@ -17,6 +17,7 @@ the previous version keeps its index.
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import operator
 from collections.abc import Iterable
@@ -24,7 +25,6 @@ from typing import Any, NamedTuple
 
 from connectors.filters import Filter
 from policies.decisions import Action
-from policies.errors import PolicyError
 from policies.lines import (
     PUBLIC,
     BodyFields,
@@ -55,7 +55,6 @@ class Body:
     """The part of a rule after subject and domain, compiled once per distinct text."""
 
     __slots__ = (
-        "_rows",
         "action",
         "actions",
         "agreement",
@@ -68,6 +67,7 @@ class Body:
         "pspp",
         "purpose",
         "restrictive",
+        "rows",
         "rows_text",
         "sensitivities",
         "shut",
@@ -94,25 +94,9 @@ class Body:
         self.agreement = line.agreement
         self.embargo = line.embargo
         self.rows_text = line.rows
-        self._rows: Filter | None = None
-
-    @property
-    def rows(self) -> Filter | None:
-        """The row rule, parsed on first use (a version's load does not pay for every text)."""
-        if self.rows_text is None:
-            return None
-        if self._rows is None:
-            from connectors.errors import FilterError
-
-            try:
-                self._rows = _parse_rows(self.rows_text)
-            except FilterError as exc:
-                # Written rules were checked; a stored one that does not parse stops the
-                # decisions that depend on it, and nothing is released under it.
-                raise PolicyError(
-                    f"the stored row rule {self.rows_text!r} cannot be read: {exc}"
-                ) from exc
-        return self._rows
+        # Parsed now (once per distinct text in the process): a stored rule that does not
+        # parse stops the load, as a refused write would have.
+        self.rows: Filter | None = _parse_rows(line.rows) if line.rows else None
 
     def withholds(self, name: str, sensitivity: str, pspp: str) -> bool:
         """Whether this body withholds a column."""
@@ -307,6 +291,23 @@ class CompiledPolicy:
         p_rules: Iterable[Rule],
         g_rules: Iterable[Rule],
         previous: CompiledPolicy | None = None,
+    ) -> None:
+        # Compiling allocates a few hundred thousand long-lived objects: the cyclic collector
+        # would walk them again and again while they are made (they hold no cycles).
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            self._compile(version, p_rules, g_rules, previous)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _compile(
+        self,
+        version: int,
+        p_rules: Iterable[Rule],
+        g_rules: Iterable[Rule],
+        previous: CompiledPolicy | None,
     ) -> None:
         self.version = version
         by_domain: dict[str, dict[Rule, None]] = {}

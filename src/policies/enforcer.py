@@ -12,7 +12,7 @@ anonymous request's subject is ``public`` itself. ``reference_enforcer`` adds th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import casbin
 import sqlalchemy as sa
@@ -79,20 +79,26 @@ class CasbinStore:
         self._table = sa.Table("casbin_rule", CasbinRule.metadata)  # the mapped class's table
 
     def load(self) -> tuple[int, list[Rule], list[Rule]]:
-        """Read every rule and the version, in one transaction: (version, p rules, g rules)."""
+        """Read every rule and the version, in one transaction: (version, p rules, g rules).
+
+        The version is read first: a change committed in between can only make the rules newer
+        than the version, and the next ``sync`` reloads them."""
         t = self._table
-        values = [t.c[f"v{i}"] for i in range(P_FIELDS)]
-        p_rules: list[Rule] = []
-        g_rules: list[Rule] = []
+        # empty for NULL in SQL, so that each row arrives as the rule's tuple of strings
+        values = [sa.func.coalesce(t.c[f"v{i}"], "") for i in range(P_FIELDS)]
         with self._engine.connect() as conn:
             version = conn.execute(sa.select(sa.func.max(policy_changes.c.version))).scalar()
-            rows = conn.execute(sa.select(t.c.ptype, *values).order_by(t.c.id))
-            for row in rows:
-                ptype, vals = row[0], row[1:]
-                if ptype == "p":
-                    p_rules.append(tuple("" if v is None else str(v) for v in vals))
-                elif ptype == "g":
-                    g_rules.append(tuple("" if v is None else str(v) for v in vals[:3]))
+            order = t.c.id
+            p_rules = [
+                cast(Rule, tuple(row))
+                for row in conn.execute(sa.select(*values).where(t.c.ptype == "p").order_by(order))
+            ]
+            g_rules = [
+                cast(Rule, tuple(row))
+                for row in conn.execute(
+                    sa.select(*values[:3]).where(t.c.ptype == "g").order_by(order)
+                )
+            ]
         return int(version or 0), p_rules, g_rules
 
     def stored_version(self) -> int:
