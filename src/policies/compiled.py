@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import itertools
 import operator
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -123,7 +122,17 @@ class CompiledLine:
     previous one) and used as a key of per-version shapes.
     """
 
-    __slots__ = ("_line", "allow", "body", "restrictive", "rule", "seq", "subject")
+    __slots__ = (
+        "_line",
+        "agreement",
+        "allow",
+        "body",
+        "embargo",
+        "restrictive",
+        "rule",
+        "seq",
+        "subject",
+    )
 
     def __init__(self, rule: Rule, seq: int, subject: str, body: Body) -> None:
         self.rule = rule
@@ -132,6 +141,8 @@ class CompiledLine:
         self.body = body
         self.allow = body.allow
         self.restrictive = body.restrictive
+        self.agreement = body.agreement
+        self.embargo = body.embargo
         self._line: PolicyLine | None = None
 
     @classmethod
@@ -152,16 +163,6 @@ class CompiledLine:
     def purpose(self) -> str:
         """The line's purpose, or ``*``."""
         return self.body.purpose
-
-    @property
-    def agreement(self) -> str | None:
-        """The agreement the line requires, if any."""
-        return self.body.agreement
-
-    @property
-    def embargo(self) -> bool:
-        """Whether the line also applies under embargo."""
-        return self.body.embargo
 
     @property
     def rows(self) -> Filter | None:
@@ -193,19 +194,25 @@ _NO_MATCH = Match((), (), ())
 _by_seq = operator.attrgetter("seq")
 
 
-def _joined(tuples: list[tuple[CompiledLine, ...]]) -> tuple[CompiledLine, ...]:
-    found = [t for t in tuples if t]
-    if len(found) < 2:
-        return found[0] if found else ()
-    return tuple(sorted(itertools.chain.from_iterable(found), key=_by_seq))
-
-
 def _merge(parts: list[Match]) -> Match:
-    return Match(
-        _joined([p.allows for p in parts]),
-        _joined([p.denies for p in parts]),
-        _joined([p.restricts for p in parts]),
-    )
+    allows: list[CompiledLine] = []
+    denies: list[CompiledLine] = []
+    restricts: list[CompiledLine] = []
+    mixed = [0, 0, 0]
+    for a, d, r in parts:
+        if a:
+            allows += a
+            mixed[0] += 1
+        if d:
+            denies += d
+            mixed[1] += 1
+        if r:
+            restricts += r
+            mixed[2] += 1
+    for found, count in zip((allows, denies, restricts), mixed, strict=True):
+        if count > 1:
+            found.sort(key=_by_seq)
+    return Match(tuple(allows), tuple(denies), tuple(restricts))
 
 
 def _leaf(lines: list[CompiledLine]) -> Match:
@@ -238,6 +245,34 @@ def dataset_keys(name: str) -> tuple[str, ...]:
 
 # action -> subject -> purpose -> dataset pattern -> lines
 _Index = dict[str, dict[str, dict[str, dict[str, Match]]]]
+_ANY = ""  # the purpose key of discover's leaves, which hold the lines of every purpose
+
+
+def _by_purpose(
+    grouped: dict[str, dict[str, list[CompiledLine]]], any_purpose: bool
+) -> dict[str, dict[str, Match]]:
+    """One subject's leaves: for each purpose it names, its lines and the ``*`` lines together
+    (so a request looks up one purpose, or ``*`` when the subject names not its own); for
+    discover, every purpose's lines under one key."""
+
+    def leaves(sources: list[dict[str, list[CompiledLine]]]) -> dict[str, Match]:
+        patterns = dict.fromkeys(p for src in sources for p in src)
+        out = {}
+        for pattern in patterns:
+            found = [x for src in sources for x in src.get(pattern, ())]
+            if len(sources) > 1:
+                found.sort(key=_by_seq)
+            out[pattern] = _leaf(found)
+        return out
+
+    if any_purpose:
+        return {_ANY: leaves(list(grouped.values()))}
+    star = grouped.get("*")
+    out = {"*": leaves([star])} if star is not None else {}
+    for purpose, by_pattern in grouped.items():
+        if purpose != "*":
+            out[purpose] = leaves([by_pattern, star] if star is not None else [by_pattern])
+    return out
 
 
 class _Domain:
@@ -266,10 +301,7 @@ class _Domain:
                 by_purpose.setdefault(body.purpose, {}).setdefault(body.dataset, []).append(line)
         self.index: _Index = {
             action: {
-                subject: {
-                    purpose: {pattern: _leaf(ls) for pattern, ls in by_pattern.items()}
-                    for purpose, by_pattern in by_purpose.items()
-                }
+                subject: _by_purpose(by_purpose, action == _DISCOVER)
                 for subject, by_purpose in by_subject.items()
             }
             for action, by_subject in grouped.items()
@@ -414,24 +446,23 @@ class CompiledPolicy:
             return _NO_MATCH
         keys = dataset_keys(dataset)
         any_purpose = action == _DISCOVER
+        wanted = _ANY if any_purpose else purpose
         parts: list[Match] = []
         for subject in self.subjects(principal, domain):
             by_purpose = by_subject.get(subject)
             if by_purpose is None:
                 continue
-            if any_purpose:
-                buckets: Iterable[dict[str, Match] | None] = by_purpose.values()
-            elif purpose == "*":
-                buckets = (by_purpose.get("*"),)
-            else:
-                buckets = (by_purpose.get(purpose), by_purpose.get("*"))
-            for bucket in buckets:
+            bucket = by_purpose.get(wanted)
+            if bucket is None:
+                if any_purpose:
+                    continue
+                bucket = by_purpose.get("*")
                 if bucket is None:
                     continue
-                for key in keys:
-                    hit = bucket.get(key)
-                    if hit is not None:
-                        parts.append(hit)
+            for key in keys:
+                hit = bucket.get(key)
+                if hit is not None:
+                    parts.append(hit)
         if not parts:
             return _NO_MATCH
         return parts[0] if len(parts) == 1 else _merge(parts)
