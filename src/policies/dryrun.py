@@ -27,8 +27,8 @@ def stand_ins(policies: Sequence[CompiledPolicy], domain: str) -> list[Principal
     """Principals standing for every subject the policies name in ``domain``."""
     found: dict[str, Principal] = {}
     for policy in policies:
-        subjects = [line.subject for line in policy.lines if line.domain == domain]
-        subjects += [a.member for a in policy.assignments if a.domain == domain]
+        subjects = [line.subject for line in policy.lines_of(domain)]
+        subjects += [a.member for a in policy.assignments_of(domain)]
         for subject in subjects:
             kind, _, name = subject.partition(":")
             if subject == ANONYMOUS_SUBJECT:

@@ -12,7 +12,7 @@ anonymous request's subject is ``public`` itself. ``reference_enforcer`` adds th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import casbin
 import sqlalchemy as sa
@@ -65,24 +65,41 @@ class _RuleAdapter(Adapter):
 
 
 class CasbinStore:
-    """The policy of a node as Casbin holds it: loaded from, and written to, the database."""
+    """The policy of a node as Casbin's SQLAlchemy adapter stores it, read in bulk.
+
+    Decisions never run through Casbin's enforcer (``compiled`` indexes the rules instead), so a
+    load reads the rules straight from ``casbin_rule`` in one query, in the adapter's order,
+    rather than through ``Enforcer.load_policy``, which copies its model and builds role links
+    that nothing would use. ``reference`` loads the same rows through the adapter into a real
+    Casbin enforcer.
+    """
 
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
-        self._adapter = _RuleAdapter(engine, db_class=CasbinRule, create_all_models=False)
-        self._enforcer = casbin.Enforcer(casbin.Enforcer.new_model(text=MODEL), self._adapter)
-        self._enforcer.enable_auto_save(False)
+        self._table = sa.Table("casbin_rule", CasbinRule.metadata)  # the mapped class's table
 
     def load(self) -> tuple[int, list[Rule], list[Rule]]:
-        """Reload from the database: (version, p rules, g rules)."""
-        self._enforcer.load_policy()
+        """Read every rule and the version, in one transaction: (version, p rules, g rules).
+
+        The version is read first: a change committed in between can only make the rules newer
+        than the version, and the next ``sync`` reloads them."""
+        t = self._table
+        # empty for NULL in SQL, so that each row arrives as the rule's tuple of strings
+        values = [sa.func.coalesce(t.c[f"v{i}"], "") for i in range(P_FIELDS)]
         with self._engine.connect() as conn:
             version = conn.execute(sa.select(sa.func.max(policy_changes.c.version))).scalar()
-        return (
-            int(version or 0),
-            [tuple(r) for r in self._enforcer.get_policy()],
-            [tuple(r) for r in self._enforcer.get_grouping_policy()],
-        )
+            order = t.c.id
+            p_rules = [
+                cast(Rule, tuple(row))
+                for row in conn.execute(sa.select(*values).where(t.c.ptype == "p").order_by(order))
+            ]
+            g_rules = [
+                cast(Rule, tuple(row))
+                for row in conn.execute(
+                    sa.select(*values[:3]).where(t.c.ptype == "g").order_by(order)
+                )
+            ]
+        return int(version or 0), p_rules, g_rules
 
     def stored_version(self) -> int:
         """The newest policy version in the database (one small query)."""
@@ -126,13 +143,19 @@ class CasbinStore:
                     f"the policy is at version {newest}, not {base}: another change came first"
                 )
             version = newest + 1
-            table = sa.Table("casbin_rule", CasbinRule.metadata)  # the mapped class's table
+            table = self._table
+            stored = self._stored(conn, [*add, *remove])
+            gone: list[int] = []
             for ptype, rule in remove:
-                if not conn.execute(sa.delete(table).where(*_same(table, ptype, rule))).rowcount:
+                ids = stored.pop((ptype, _padded(ptype, rule)), None)
+                if not ids:
                     raise PolicyConflict(f"{ptype} {list(rule)} was removed by another change")
+                gone += ids
             for ptype, rule in add:
-                if conn.execute(sa.select(table.c.id).where(*_same(table, ptype, rule))).first():
+                if (ptype, _padded(ptype, rule)) in stored:
                     raise PolicyConflict(f"{ptype} {list(rule)} was added by another change")
+            for start in range(0, len(gone), 500):
+                conn.execute(sa.delete(table).where(table.c.id.in_(gone[start : start + 500])))
             if add:
                 conn.execute(
                     sa.insert(table),
@@ -147,13 +170,45 @@ class CasbinStore:
                 then(conn, version)
         return version
 
+    def _stored(
+        self, conn: sa.Connection, entries: Sequence[tuple[str, Rule]]
+    ) -> dict[tuple[str, Rule], list[int]]:
+        """The stored rules of the domains ``entries`` touch, with their row ids (one query)."""
+        if not entries:
+            return {}
+        t = self._table
+        p_domains = sorted({r[1] for p, r in entries if p == "p" and len(r) > 1})
+        g_domains = sorted({r[2] for p, r in entries if p == "g" and len(r) > 2})
+        values = [t.c[f"v{i}"] for i in range(P_FIELDS)]
+        query = sa.select(t.c.id, t.c.ptype, *values).where(
+            sa.or_(
+                sa.and_(t.c.ptype == "p", t.c.v1.in_(p_domains)),
+                sa.and_(t.c.ptype == "g", t.c.v2.in_(g_domains)),
+            )
+        )
+        found: dict[tuple[str, Rule], list[int]] = {}
+        for row in conn.execute(query):
+            row_id, ptype, vals = int(row[0]), str(row[1]), row[2:]
+            count = P_FIELDS if ptype == "p" else 3
+            rule = tuple("" if v is None else str(v) for v in vals[:count])
+            found.setdefault((ptype, rule), []).append(row_id)
+        return found
+
     def reference(self) -> ReferenceEnforcer:
-        """A plain Casbin Enforcer over the currently loaded rules."""
-        return reference_enforcer(self._enforcer.get_policy(), self._enforcer.get_grouping_policy())
+        """A plain Casbin Enforcer over the stored rules, loaded through the adapter."""
+        adapter = _RuleAdapter(self._engine, db_class=CasbinRule, create_all_models=False)
+        enforcer = casbin.Enforcer(casbin.Enforcer.new_model(text=MODEL), adapter)
+        enforcer.enable_auto_save(False)
+        doms = {r[1] for r in enforcer.get_policy()} | {
+            r[2] for r in enforcer.get_grouping_policy()
+        }
+        return ReferenceEnforcer(enforcer, doms)
 
 
-def _same(table: sa.Table, ptype: str, rule: Rule) -> list[sa.ColumnElement[bool]]:
-    return [table.c.ptype == ptype, *(table.c[f"v{i}"] == v for i, v in enumerate(rule))]
+def _padded(ptype: str, rule: Rule) -> Rule:
+    """A rule as the store reads it back: every value column, None as empty."""
+    count = P_FIELDS if ptype == "p" else 3
+    return tuple(rule[:count]) + ("",) * (count - len(rule))
 
 
 class ReferenceEnforcer:

@@ -17,7 +17,7 @@ from connectors.datasets import Dataset
 from connectors.filters import And, Compare, CompareOp, Filter, Known, Not, Or
 from connectors.query import Mask, MaskKind
 from policies.agreements import AgreementBook
-from policies.compiled import CompiledLine, CompiledPolicy
+from policies.compiled import Body, CompiledLine, CompiledPolicy
 from policies.decisions import Action, Decision, Obligation, ObligationKind
 from policies.licences import LicenceRegistry
 from policies.lines import Rule
@@ -45,21 +45,22 @@ class _View:
         self.licence = licences.get(dataset.license)
         citation = dataset.citation or dataset.persistent_id or dataset.title
         self.obligations = self.licence.obligations(citation)
-        self.vectors: dict[tuple[CompiledLine, bool], tuple[int, ...]] = {}
+        self.vectors: dict[tuple[Body, bool], tuple[int, ...]] = {}
 
     def vector(self, line: CompiledLine, restrict: bool) -> tuple[int, ...]:
         """Openness of each column under one line (a restrictive line leaves the rest open)."""
-        key = (line, restrict)
+        body = line.body
+        key = (body, restrict)
         vec = self.vectors.get(key)
         if vec is None:
-            shut = _KINDS.index(line.line.mask)
+            shut = body.shut
             if restrict:
                 vec = tuple(
-                    shut if line.has_columns_rule and line.withholds(*c) else _OPEN
+                    shut if body.has_columns_rule and body.withholds(*c) else _OPEN
                     for c in self.columns
                 )
             else:
-                vec = tuple(shut if line.withholds(*c) else _OPEN for c in self.columns)
+                vec = tuple(shut if body.withholds(*c) else _OPEN for c in self.columns)
             self.vectors[key] = vec
         return vec
 
@@ -123,7 +124,7 @@ def _treatments(
     if len(vectors) > 1:
         best = [max(v) for v in zip(*vectors, strict=True)]
     for line in restricts:
-        if line.has_columns_rule:
+        if line.body.has_columns_rule:
             best = [min(a, b) for a, b in zip(best, view.vector(line, True), strict=True)]
     return best
 
@@ -196,9 +197,9 @@ def _shape(
     if masks:
         notes.append("columns masked: " + ", ".join(f"{n} ({k.kind})" for n, k in masks.items()))
     agreements = [
-        Obligation(ObligationKind.AGREEMENT, line.line.agreement)
+        Obligation(ObligationKind.AGREEMENT, line.agreement)
         for line in allows
-        if line.line.agreement is not None
+        if line.agreement is not None
     ]
     return _Shape(
         permitted,
@@ -238,7 +239,7 @@ def evaluate(
     kept: list[CompiledLine] = []
     missing: list[str] = []  # agreements whose acceptance would let a line allow
     for line in allows:
-        agreement = line.line.agreement
+        agreement = line.agreement
         if agreement is None:
             kept.append(line)
             continue
@@ -284,7 +285,7 @@ def evaluate(
     until = dataset.embargo_until
     if until is not None and now < until and principal.institution != dataset.institution:
         boundaries.append(until)
-        allows = [line for line in allows if line.line.embargo]
+        allows = [line for line in allows if line.embargo]
         if not allows:
             reason = f"{dataset.id} is under embargo until {until.isoformat()}"
             return _deny(action, purpose, dataset, version, [reason]), _next(boundaries, now)
@@ -300,7 +301,7 @@ def evaluate(
     if not isinstance(shape, _Shape):
         return _deny(action, purpose, dataset, version, [shape[0]], shape[1]), None
     rows = shape.rows
-    exempt = principal.institution == dataset.institution or any(a.line.embargo for a in allows)
+    exempt = principal.institution == dataset.institution or any(a.embargo for a in allows)
     if dataset.embargo_column is not None and not exempt:
         rows = (*rows, _embargo(dataset, now))
         boundaries.append(now - dt.timedelta(microseconds=now.microsecond) + _ROW_EMBARGO_GRAIN)

@@ -6,6 +6,7 @@ cache (dropped on every version change, acceptance and watcher message) and the 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +32,7 @@ from policies.licences import Licence, LicenceRegistry
 from policies.lines import DOMAIN_ACTIONS, PolicyLine, RoleAssignment, Rule
 from policies.principals import Principal
 from policies.store import Record, create_tables
-from policies.validation import Registries, check_assignment, check_line
+from policies.validation import LineChecker, Registries, check_assignment
 from policies.watcher import Watcher
 
 __all__ = ["Governance", "PolicyChange", "Statement"]
@@ -105,6 +106,7 @@ class Governance:
         self._book = AgreementBook(engine, config.agreements)
         self.licences = LicenceRegistry(Licence(**c.model_dump()) for c in config.licences)
         self.purposes = config.all_purposes
+        self._by_domain: dict[str, dict[str, Dataset]] = {}
         self._registries = Registries(
             self.purposes, frozenset(config.roles), frozenset(self._book.specs)
         )
@@ -170,7 +172,10 @@ class Governance:
         self.admit(dataset)
         with self._lock:
             self._datasets[dataset.id] = dataset
-            self._registries = self._registries.with_datasets(self._datasets.values())
+            # one dataset more: extend the registries in place of rebuilding them from all
+            self._by_domain.setdefault(dataset.institution, {})[dataset.name] = dataset
+            if self._registries.datasets is None:
+                self._registries = dataclasses.replace(self._registries, datasets=self._by_domain)
             self._cache = {}
 
     def seed(
@@ -181,13 +186,14 @@ class Governance:
         for ds in datasets:
             self.register(ds)
         policy = self._fresh()
-        if policy.version or policy.lines or policy.assignments:
+        if policy.version or not policy.empty:
             return None
         statements: list[Statement] = [*self.config.assignments, *self.config.lines]
         if not statements:
             return None
+        checker = LineChecker(self._registries)
         for st in statements:
-            self._validate(st)
+            self._validate(st, checker)
         try:
             return self._write("config", "*", statements, (), record, base=0)
         except PolicyConflict:
@@ -262,13 +268,12 @@ class Governance:
         if not self.check_domain(principal, domain, Action.MANAGE).allowed:
             self._require(principal, domain, Action.AUDIT)
         policy = self._fresh()
-        out: list[Statement] = [a for a in policy.assignments if a.domain == domain]
-        out += [line for line in policy.lines if line.domain == domain]
+        out: list[Statement] = [*policy.assignments_of(domain), *policy.lines_of(domain)]
         return out
 
-    def _validate(self, statement: Statement) -> None:
+    def _validate(self, statement: Statement, checker: LineChecker | None = None) -> None:
         if isinstance(statement, PolicyLine):
-            reason = check_line(statement, self._registries)
+            reason = (checker or LineChecker(self._registries)).check(statement)
         else:
             reason = check_assignment(statement, self._registries)
         if reason is not None:
@@ -286,17 +291,15 @@ class Governance:
             if st.domain != domain:
                 raise PolicyForbidden(f"a steward of {domain} may not edit domain {st.domain}")
         policy = self._fresh()
-        statements: list[Statement] = [*policy.lines, *policy.assignments]
-        present = {_entry(s) for s in statements}
         seen: set[tuple[str, Rule]] = set()
         for st in add:
             self._validate(st)
             entry = _entry(st)
-            if entry in present or entry in seen:
+            if policy.holds(*entry) or entry in seen:
                 raise PolicyValidationError(f"already present: {_json(st)}")
             seen.add(entry)
         for st in remove:
-            if _entry(st) not in present:
+            if not policy.holds(*_entry(st)):
                 raise PolicyValidationError(f"not present: {_json(st)}")
 
     def add_lines(
@@ -398,8 +401,8 @@ class Governance:
 
         self._checked(principal, domain, add, remove)
         before = self._fresh()
-        p_rules = [line.to_rule() for line in before.lines]
-        g_rules = [a.to_rule() for a in before.assignments]
+        p_rules = before.p_rules
+        g_rules = list(before.g_rules)
         for st in remove:
             (p_rules if isinstance(st, PolicyLine) else g_rules).remove(st.to_rule())
         for st in add:

@@ -49,7 +49,8 @@ MATRIX: list[tuple[Any, ...]] = [
     ),
     (BOB, "tensile", "read", "research", ["operator"], False, (), (), {}, None, "withheld"),
     (BOB, "tensile", "read", "research", ["colour"], False, (), (), {}, None, "no column"),
-    # each mask kind: null (keep list), redact, hash (glob line, joined with another allow)
+    # each mask kind: null (keep list), redact, hash (glob line, joined with another allow: row
+    # rules are ORed in policy order)
     (
         BOB, "tensile", "read", "education", None, True, ALL, (),
         {"operator": "null", "supplier_price": "null", "year": "null", "released": "null"},
@@ -59,7 +60,7 @@ MATRIX: list[tuple[Any, ...]] = [
      EMB_ALONE, "masked"),
     (
         BOB, "tensile-nc", "read", "research", None, True, ALL, (),
-        {"operator": "hash", "supplier_price": "hash"}, "year >= 2010 OR year >= 2020", "masked",
+        {"operator": "hash", "supplier_price": "hash"}, "year >= 2020 OR year >= 2010", "masked",
     ),
     (BOB, "tensile-nc", "read", "commercial", None, False, (), (), {}, None, "non-commercial"),
     (BOB, "tensile", "read", "commercial", None, False, (), (), {}, None, "no policy line"),
