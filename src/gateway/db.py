@@ -24,6 +24,14 @@ catalog_table = sa.Table(
     sa.Column("document", sa.JSON, nullable=False),
     sa.Column("registered_by", sa.String(300), nullable=False),
     sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
+    # What the search reads (gateway.catalog_search.index_row); NULL in rows written before
+    # revision 0006 until the node fills them in at start-up.
+    sa.Column("digest", sa.String(64), nullable=True),
+    sa.Column("license_key", sa.String(200), nullable=True, index=True),
+    sa.Column("roles", sa.Integer, nullable=True),
+    sa.Column("units", sa.Text, nullable=True),
+    sa.Column("column_names", sa.Text, nullable=True),
+    sa.Column("search_text", sa.Text, nullable=True),
 )
 
 

@@ -20,8 +20,11 @@ import anyio.to_thread
 from pydantic import ValidationError
 
 from connectors.datasets import Dataset
+from gateway.access import discoverer
+from gateway.catalog_search import Criteria, decode_cursor, encode_cursor, local_after, local_cursor
 from gateway.errors import (
     BadGateway,
+    BadRequest,
     Forbidden,
     GatewayTimeout,
     MatgateError,
@@ -106,7 +109,9 @@ def remote_dataset(node: Node, principal: Principal, dataset_id: str) -> Dataset
     return bridge(fetch_dataset, node, principal, dataset_id)
 
 
-async def _peer_catalog(peer: Peer, principal: Principal, params: dict[str, Any]) -> list[Dataset]:
+async def _peer_catalog(
+    peer: Peer, principal: Principal, params: dict[str, Any]
+) -> tuple[list[Dataset], str | None]:
     found = await peer.get_json("/catalog", principal, params=params)
     try:
         page = CatalogPage.model_validate(found)
@@ -118,7 +123,7 @@ async def _peer_catalog(peer: Peer, principal: Principal, params: dict[str, Any]
             f"peer {peer.institution!r} listed datasets of other institutions: "
             + ", ".join(strangers)
         )
-    return page.datasets
+    return page.datasets, page.next
 
 
 async def fan_out(
@@ -154,33 +159,95 @@ def site_report(result: object) -> dict[str, Any]:
 
 
 async def _catalog_of_peers(
-    node: Node, principal: Principal, params: dict[str, Any]
-) -> dict[str, list[Dataset] | BaseException]:
-    wanted = params.get("institution")
-    peers = [p for p in node.peers if wanted in (None, p.institution)]
-    jobs: dict[str, Callable[[], Awaitable[list[Dataset]]]] = {
-        p.institution: partial(_peer_catalog, p, principal, params) for p in peers
-    }
+    node: Node,
+    principal: Principal,
+    criteria: Criteria,
+    positions: dict[str, str | None],
+    limit: int,
+) -> dict[str, tuple[list[Dataset], str | None] | BaseException]:
+    params = {**criteria.params(), "limit": limit}
+    peers = [p for p in node.peers if p.institution in positions]
+    jobs: dict[str, Callable[[], Awaitable[tuple[list[Dataset], str | None]]]] = {}
+    for p in peers:
+        after = positions[p.institution]
+        asked = {**params, "cursor": local_cursor(criteria, after)} if after else params
+        jobs[p.institution] = partial(_peer_catalog, p, principal, asked)
     deadline = max((p.config.deadline for p in peers), default=1.0)
     return await fan_out(jobs, deadline)
 
 
+def _positions(
+    node: Node, principal: Principal, criteria: Criteria, cursor: str | None
+) -> dict[str, str | None]:
+    """Where each site's next page starts (None: at its beginning); only sites not finished."""
+    speaks = principal.actor is None and principal.institution == node.institution
+    sites = [node.institution] + [p.institution for p in node.peers] * speaks
+    if cursor is None:
+        wanted = criteria.institution
+        return {s: None for s in sites if wanted in (None, s)}
+    body = decode_cursor(cursor, criteria, kind="federated").get("p")
+    if not isinstance(body, dict) or not all(
+        s in sites and (a is None or isinstance(a, str)) for s, a in body.items()
+    ):
+        raise BadRequest("cursor: not a cursor of this search (start again without one)")
+    return body
+
+
 def federated_catalog(
-    node: Node, principal: Principal, local: list[Dataset], params: dict[str, Any]
+    node: Node, principal: Principal, criteria: Criteria, *, cursor: str | None, limit: int
 ) -> CatalogPage:
-    """``local`` plus what each peer lets ``principal`` discover, with each site's status."""
-    sites: dict[str, dict[str, Any]] = {node.institution: {"status": "ok", "count": len(local)}}
-    found = list(local)
-    if principal.actor is None and principal.institution == node.institution:
-        clean = {k: v for k, v in params.items() if v not in (None, [], "")}
-        for institution, result in bridge(_catalog_of_peers, node, principal, clean).items():
-            sites[institution] = site_report(result)
-            if not isinstance(result, BaseException):
-                sites[institution]["count"] = len(result)
-                found.extend(result)
+    """A page of the datasets every site lets ``principal`` discover, by id, with each site's
+    status; its cursor carries each site's own position, and a site that fails is reported
+    and left out of the pages that follow (the result says it is incomplete)."""
+    positions = _positions(node, principal, criteria, cursor)
+    answers: dict[str, tuple[list[Dataset], str | None] | BaseException] = {}
+    if node.institution in positions:
+        local, last = node.catalog.page(
+            criteria,
+            after=positions[node.institution],
+            limit=limit,
+            keep=discoverer(node, principal),
+        )
+        answers[node.institution] = (local, last)
+    if set(positions) - {node.institution}:
+        answers.update(bridge(_catalog_of_peers, node, principal, criteria, positions, limit))
+    sites: dict[str, dict[str, Any]] = {}
+    offered: list[tuple[str, Dataset]] = []
+    for site, result in answers.items():
+        sites[site] = site_report(result)
+        if not isinstance(result, BaseException):
+            offered += [(site, ds) for ds in result[0]]
+    offered.sort(key=lambda pair: pair[1].id)
+    taken = offered[:limit]
+    following: dict[str, str | None] = {}
+    for site, result in answers.items():
+        if isinstance(result, BaseException):
+            continue  # reported, and not asked again
+        mine = [ds for s, ds in taken if s == site]
+        sites[site]["count"] = len(mine)
+        if len(mine) < len(result[0]):  # some left for the next page
+            following[site] = mine[-1].id if mine else positions[site]
+        elif result[1] is not None:
+            following[site] = _after(site, result[1], criteria, mine)
     complete = all(s["status"] == "ok" for s in sites.values())
     meta = {"federated": True, "complete": complete, "sites": sites}
-    return CatalogPage(count=len(found), datasets=found, meta=meta)
+    datasets = [ds for _site, ds in taken]
+    nxt = (
+        encode_cursor({"k": "federated", "s": criteria.key(), "p": following})
+        if following
+        else None
+    )
+    return CatalogPage(count=len(datasets), datasets=datasets, next=nxt, meta=meta)
+
+
+def _after(site: str, cursor: str, criteria: Criteria, taken: list[Dataset]) -> str:
+    """The id a site's own ``next`` cursor continues after (the sites share the format)."""
+    try:
+        return local_after(cursor, criteria)
+    except BadRequest:
+        if taken:
+            return taken[-1].id
+        raise BadGateway(f"peer {site!r} returned a cursor of another kind") from None
 
 
 # -- relayed slices ---------------------------------------------------------------------------

@@ -77,10 +77,14 @@ class SliceBody(BaseModel):
 
 
 class CatalogPage(BaseModel):
-    """Datasets a principal may discover, matching a search."""
+    """One page of the datasets a principal may discover that match a search, by id."""
 
-    count: int
+    count: int = Field(description="Datasets on this page.")
     datasets: list[Dataset]
+    next: str | None = Field(
+        default=None,
+        description="Cursor of the next page (pass it as `cursor`); null on the last page.",
+    )
     meta: dict[str, Any] = Field(
         default_factory=dict, description="Warnings and federation status."
     )

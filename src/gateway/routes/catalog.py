@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response, status
 
 from connectors.datasets import Dataset, PSPPRole
 from gateway import service
-from gateway.catalog import Criteria
+from gateway.catalog_search import Criteria
 from gateway.dcat import RdfFormat, negotiate
 from gateway.deps import OPTIONAL_AUTH, CurrentPrincipal, MaybePrincipal, NodeDep, PathSlug
 from gateway.schemas import CatalogPage
@@ -87,11 +87,18 @@ def search_catalog(
     federated: Annotated[
         bool, Query(description="Search the peers too; each site's status is in meta")
     ] = False,
+    cursor: Annotated[
+        str | None, Query(max_length=4096, description="The `next` of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Datasets per page")] = 100,
 ) -> Any:
-    """Datasets you may discover that match every given criterion (JSON, or a DCAT catalog)."""
+    """A page of the datasets you may discover that match every given criterion, by id (JSON),
+    or all of them as a DCAT catalog."""
     if fmt is not None:
         return _rdf(service.catalog_dcat(node, principal, found, fmt), fmt)
-    return service.catalog_page(node, principal, found, federated=federated)
+    return service.catalog_page(
+        node, principal, found, federated=federated, cursor=cursor, limit=limit
+    )
 
 
 @router.get(
