@@ -88,7 +88,7 @@ def search_catalog(
         bool, Query(description="Search the peers too; each site's status is in meta")
     ] = False,
     cursor: Annotated[
-        str | None, Query(max_length=4096, description="The `next` of the previous page")
+        str | None, Query(max_length=8192, description="The `next` of the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Datasets per page")] = 100,
 ) -> Any:
