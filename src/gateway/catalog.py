@@ -216,8 +216,7 @@ class Catalog:
             query = sa.select(catalog_table.c.id, catalog_table.c.digest)
             stored: dict[str, Any] = {str(i): d for i, d in conn.execute(query)}
         changed = [ds for ds, sha in wanted.values() if stored.get(ds.id) != sha]
-        for ds in changed:
-            self.validate(ds)
+        self.validate_many(changed)
         written: list[Dataset] = []
         for start in range(0, len(changed), _CHUNK):
             chunk = changed[start : start + _CHUNK]
@@ -268,19 +267,25 @@ class Catalog:
                     sa.text("DELETE FROM catalog_fts WHERE rowid = :r"),
                     [{"r": fts_rowid(i)} for i in replaced],
                 )
-        rows = [
-            {
-                "id": ds.id,
-                "institution": ds.institution,
-                "name": ds.name,
-                "document": ds.model_dump(mode="json"),
-                "registered_by": by,
-                "registered_at": now,
-                **index_row(ds),
-            }
-            for ds in datasets
-        ]
-        conn.execute(t.insert(), rows)
+        rows = []
+        for ds in datasets:
+            document = ds.model_dump_json()
+            rows.append(
+                {
+                    "id": ds.id,
+                    "institution": ds.institution,
+                    "name": ds.name,
+                    "document_json": document,
+                    "registered_by": by,
+                    "registered_at": now,
+                    **index_row(ds, document),
+                }
+            )
+        # the document goes in as the JSON text it already is, not parsed and dumped again
+        as_json: sa.ColumnElement[Any] = sa.bindparam("document_json", type_=sa.Text)
+        if self._dialect == "postgresql":
+            as_json = sa.cast(as_json, sa.JSON)
+        conn.execute(t.insert().values(document=as_json), rows)
         if self._dialect == "sqlite":
             conn.execute(
                 sa.text("INSERT INTO catalog_fts (rowid, dataset_id, body) VALUES (:r, :i, :b)"),
@@ -314,14 +319,22 @@ class Catalog:
 
     def validate(self, dataset: Dataset) -> None:
         """Check the declared schema against the store's actual table or file."""
-        if dataset.location.store not in self._stores:
-            raise Unprocessable(f"location.store: no store {dataset.location.store!r} on this node")
-        try:
-            self._stores.get(dataset.location.store).validate(dataset)
-        except SchemaMismatchError as exc:
-            raise Unprocessable(f"schema does not match the store: {exc}") from exc
-        except ConnectorError as exc:
-            raise ServiceUnavailable(f"store {dataset.location.store!r}: {exc}") from exc
+        self.validate_many([dataset])
+
+    def validate_many(self, datasets: Iterable[Dataset]) -> None:
+        """``validate`` for many datasets, each store's tables read once."""
+        by_store: dict[str, list[Dataset]] = {}
+        for ds in datasets:
+            by_store.setdefault(ds.location.store, []).append(ds)
+        for store, found in by_store.items():
+            if store not in self._stores:
+                raise Unprocessable(f"location.store: no store {store!r} on this node")
+            try:
+                self._stores.get(store).validate_many(found)
+            except SchemaMismatchError as exc:
+                raise Unprocessable(f"schema does not match the store: {exc}") from exc
+            except ConnectorError as exc:
+                raise ServiceUnavailable(f"store {store!r}: {exc}") from exc
 
 
 def _document() -> sa.ColumnElement[Any]:

@@ -106,13 +106,14 @@ def fts_rowid(dataset_id: str) -> int:
     return int.from_bytes(hashlib.sha256(dataset_id.encode()).digest()[:8], "big") >> 1
 
 
-def index_row(ds: Dataset) -> dict[str, Any]:
-    """The search columns of the dataset's catalog row."""
+def index_row(ds: Dataset, document: str | None = None) -> dict[str, Any]:
+    """The search columns of the dataset's catalog row (``document``: its JSON, if at hand)."""
+    document = ds.model_dump_json() if document is None else document
     mask = 0
     for col in ds.columns:
         mask |= _ROLE_BIT[col.pspp]
     return {
-        "digest": digest(ds),
+        "digest": hashlib.sha256(document.encode()).hexdigest(),
         "license_key": ds.license.lower(),
         "roles": mask,
         "units": _bars((c.unit or "").lower() for c in ds.columns if c.unit),
