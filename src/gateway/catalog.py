@@ -23,7 +23,7 @@ from connectors.errors import ConnectorError, SchemaMismatchError
 from gateway.catalog_search import (
     Criteria,
     digest,
-    fts_rowid,
+    fts_match,
     index_row,
     matches,
     search,
@@ -116,18 +116,18 @@ class Catalog:
         self,
         criteria: Criteria,
         *,
-        after: str | None = None,
+        after: int | None = None,
         limit: int = 100,
         keep: Callable[[Dataset], bool] | None = None,
-    ) -> tuple[list[Dataset], str | None]:
-        """Up to ``limit`` matches after id ``after`` that ``keep`` accepts, by id, and the id to
-        continue after (None when no dataset is left)."""
+    ) -> tuple[list[Dataset], int | None]:
+        """Up to ``limit`` matches past place ``after`` that ``keep`` accepts, in the catalog's
+        order, and the place to continue after (None when no dataset is left)."""
         found: list[Dataset] = []
-        scan = min(max(limit * 2, 64), _PAGE_SCAN_MAX)
+        scan = min(max(limit, 32), _PAGE_SCAN_MAX)
         while True:
             rows = self._candidates(criteria, after, scan)
-            for dataset_id, doc in rows:
-                after = dataset_id
+            for seq, dataset_id, doc in rows:
+                after = seq
                 ds = self._entry(dataset_id, doc)
                 if matches(ds, criteria) and (keep is None or keep(ds)):
                     found.append(ds)
@@ -140,20 +140,34 @@ class Catalog:
     def iterate(
         self, criteria: Criteria, keep: Callable[[Dataset], bool] | None = None
     ) -> Iterator[Dataset]:
-        """Every match ``keep`` accepts, by id, page by page."""
-        after: str | None = None
+        """Every match ``keep`` accepts, in the catalog's order, page by page."""
+        after: int | None = None
         while True:
             found, after = self.page(criteria, after=after, limit=_PAGE_SCAN_MAX, keep=keep)
             yield from found
             if after is None:
                 return
 
-    def _candidates(self, criteria: Criteria, after: str | None, limit: int) -> list[Any]:
+    def _candidates(self, criteria: Criteria, after: int | None, limit: int) -> list[Any]:
         t = catalog_table
         conditions = where(criteria, self._dialect)
+        match = fts_match(criteria) if self._dialect == "sqlite" else None
+        if match is None:
+            order: sa.ColumnElement[Any] = t.c.seq
+            source: sa.FromClause = t
+        else:  # FTS5 yields its matches in rowid (= seq) order: the page stops early
+            order = _FTS.c.rowid
+            source = _FTS.join(t, t.c.seq == _FTS.c.rowid)
+            conditions.append(sa.literal_column("catalog_fts").op("MATCH")(match))
         if after is not None:
-            conditions.append(t.c.id > after)
-        query = sa.select(t.c.id, _document()).where(*conditions).order_by(t.c.id).limit(limit)
+            conditions.append(order > after)
+        query = (
+            sa.select(t.c.seq, t.c.id, _document())
+            .select_from(source)
+            .where(*conditions)
+            .order_by(order)
+            .limit(limit)
+        )
         with self._engine.connect() as conn:
             return list(conn.execute(query).all())
 
@@ -260,13 +274,19 @@ class Catalog:
     ) -> None:
         t = catalog_table
         now = dt.datetime.now(dt.UTC)
-        if replaced:
+        places: dict[str, int] = {}
+        if replaced:  # a replaced entry keeps its place in the catalog's order
+            found: list[Any] = list(
+                conn.execute(sa.select(t.c.id, t.c.seq).where(t.c.id.in_(replaced)))
+            )
+            places = {str(i): int(seq) for i, seq in found if seq is not None}
             conn.execute(t.delete().where(t.c.id.in_(replaced)))
             if self._dialect == "sqlite":
                 conn.execute(
                     sa.text("DELETE FROM catalog_fts WHERE rowid = :r"),
-                    [{"r": fts_rowid(i)} for i in replaced],
+                    [{"r": seq} for seq in places.values()],
                 )
+        fresh = iter(self._places(conn, sum(1 for ds in datasets if ds.id not in places)))
         rows = []
         for ds in datasets:
             document = ds.model_dump_json()
@@ -278,6 +298,7 @@ class Catalog:
                     "document_json": document,
                     "registered_by": by,
                     "registered_at": now,
+                    "seq": places[ds.id] if ds.id in places else next(fresh),
                     **index_row(ds, document),
                 }
             )
@@ -289,26 +310,46 @@ class Catalog:
         if self._dialect == "sqlite":
             conn.execute(
                 sa.text("INSERT INTO catalog_fts (rowid, dataset_id, body) VALUES (:r, :i, :b)"),
-                [{"r": fts_rowid(r["id"]), "i": r["id"], "b": r["search_text"]} for r in rows],
+                [{"r": r["seq"], "i": r["id"], "b": r["search_text"]} for r in rows],
             )
 
+    def _places(self, conn: sa.Connection, n: int) -> list[int]:
+        """``n`` new places at the end of the catalog's order (PostgreSQL: from its sequence;
+        elsewhere writers hold the database's write lock, so the largest place is the last)."""
+        if n == 0:
+            return []
+        if self._dialect == "postgresql":
+            query = sa.text("SELECT nextval('catalog_datasets_seq') FROM generate_series(1, :n)")
+            places: list[Any] = list(conn.execute(query, {"n": n}).scalars())
+            return [int(v) for v in places]
+        last = conn.execute(sa.select(sa.func.max(catalog_table.c.seq))).scalar()
+        start = int(last or 0) + 1
+        return list(range(start, start + n))
+
     def reindex(self) -> int:
-        """Fill in the search columns of rows written before they existed; return how many."""
+        """Fill in the search columns of rows written before they existed (or by an older
+        version of the node); return how many."""
         t = catalog_table
         with self._engine.begin() as conn:
             begin_immediate(conn)
-            query = sa.select(t.c.id, _document()).where(t.c.digest.is_(None))
-            rows = [(str(i), doc) for i, doc in conn.execute(query)]
-            for dataset_id, doc in rows:
+            query = sa.select(t.c.id, t.c.seq, _document()).where(
+                sa.or_(t.c.digest.is_(None), t.c.seq.is_(None))
+            )
+            rows: list[tuple[str, Any, Any]] = [
+                (str(i), seq, doc) for i, seq, doc in conn.execute(query)
+            ]
+            fresh = iter(self._places(conn, sum(1 for _i, seq, _d in rows if seq is None)))
+            for dataset_id, seq, doc in rows:
+                place = int(seq) if seq is not None else next(fresh)
                 index = index_row(self._entry(dataset_id, doc))
-                conn.execute(t.update().where(t.c.id == dataset_id).values(**index))
+                conn.execute(t.update().where(t.c.id == dataset_id).values(seq=place, **index))
                 if self._dialect == "sqlite":
                     conn.execute(
                         sa.text(
                             "INSERT OR REPLACE INTO catalog_fts (rowid, dataset_id, body) "
                             "VALUES (:r, :i, :b)"
                         ),
-                        {"r": fts_rowid(dataset_id), "i": dataset_id, "b": index["search_text"]},
+                        {"r": place, "i": dataset_id, "b": index["search_text"]},
                     )
         return len(rows)
 
@@ -335,6 +376,9 @@ class Catalog:
                 raise Unprocessable(f"schema does not match the store: {exc}") from exc
             except ConnectorError as exc:
                 raise ServiceUnavailable(f"store {store!r}: {exc}") from exc
+
+
+_FTS = sa.table("catalog_fts", sa.column("rowid", sa.BigInteger))  # SQLite's FTS5 table
 
 
 def _document() -> sa.ColumnElement[Any]:

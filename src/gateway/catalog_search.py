@@ -8,9 +8,10 @@ may let a few more through: the text of one PSPP role is checked only in ``match
 ``matches`` is the exact rule, run on each candidate of a page. A word of a query matches a word
 of the dataset it begins (``gap`` finds ``gaps``).
 
-Pages are in dataset id order; a cursor is the last id a page looked at, bound to the search it
-belongs to, in base64url JSON. Nodes of a federation share the format, so a home node can carry
-each peer's position in one cursor of its own.
+Pages follow the catalog's order (registration order, kept when an entry is replaced: new entries
+come last, so a walk meets each entry once even while datasets are added); a cursor is the place
+of the last entry a page looked at, bound to the search it belongs to, in base64url JSON. A home
+node's federated cursor carries each site's own cursor.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ __all__ = [
     "decode_cursor",
     "digest",
     "encode_cursor",
-    "fts_rowid",
+    "fts_match",
     "index_row",
     "local_after",
     "local_cursor",
@@ -101,11 +102,6 @@ def digest(ds: Dataset) -> str:
     return hashlib.sha256(ds.model_dump_json().encode()).hexdigest()
 
 
-def fts_rowid(dataset_id: str) -> int:
-    """The dataset's row in the SQLite FTS5 table (a 63-bit hash of its id)."""
-    return int.from_bytes(hashlib.sha256(dataset_id.encode()).digest()[:8], "big") >> 1
-
-
 def index_row(ds: Dataset, document: str | None = None) -> dict[str, Any]:
     """The search columns of the dataset's catalog row (``document``: its JSON, if at hand)."""
     document = ds.model_dump_json() if document is None else document
@@ -156,6 +152,12 @@ def _like(fragment: str) -> str:
     return f"%{escaped}%"
 
 
+def fts_match(criteria: Criteria) -> str | None:
+    """The FTS5 query of the search's words (SQLite), or None without words."""
+    wanted = list(dict.fromkeys(tokens(criteria.q or "")))
+    return " AND ".join(f'"{w}"*' for w in wanted) or None
+
+
 def where(criteria: Criteria, dialect: str) -> list[sa.ColumnElement[bool]]:
     """SQL conditions on ``catalog_datasets`` that every match of ``criteria`` meets."""
     t = catalog_table
@@ -180,9 +182,7 @@ def where(criteria: Criteria, dialect: str) -> list[sa.ColumnElement[bool]]:
         vector = sa.func.to_tsvector(sa.literal_column("'simple'"), t.c.search_text)
         out.append(vector.op("@@")(sa.func.to_tsquery(sa.literal_column("'simple'"), query)))
     elif wanted and dialect == "sqlite":
-        match = " AND ".join(f'"{w}"*' for w in wanted)
-        found = sa.text("SELECT dataset_id FROM catalog_fts WHERE catalog_fts MATCH :fts")
-        out.append(t.c.id.in_(found.bindparams(fts=match).columns(sa.column("dataset_id"))))
+        pass  # the FTS5 table drives the query (``fts_match``)
     elif wanted:  # other databases: the words, each somewhere in the text (matches decides)
         out += [t.c.search_text.like(_like(w), escape="\\") for w in wanted]
     return out
@@ -197,15 +197,15 @@ def encode_cursor(body: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def local_cursor(criteria: Criteria, after: str) -> str:
-    """The cursor of the page that follows dataset id ``after`` in ``criteria``'s results."""
+def local_cursor(criteria: Criteria, after: int) -> str:
+    """The cursor of the page that follows place ``after`` in ``criteria``'s results."""
     return encode_cursor({"k": "local", "s": criteria.key(), "a": after})
 
 
-def local_after(cursor: str, criteria: Criteria) -> str:
-    """The dataset id a local cursor continues after; BadRequest if it is not one."""
+def local_after(cursor: str, criteria: Criteria) -> int:
+    """The place in the catalog a local cursor continues after; BadRequest if it is not one."""
     after = decode_cursor(cursor, criteria, kind="local").get("a")
-    if not isinstance(after, str):
+    if not isinstance(after, int) or isinstance(after, bool):
         raise BadRequest("cursor: not a cursor of this search (start again without one)")
     return after
 

@@ -21,7 +21,13 @@ from pydantic import ValidationError
 
 from connectors.datasets import Dataset
 from gateway.access import discoverer
-from gateway.catalog_search import Criteria, decode_cursor, encode_cursor, local_after, local_cursor
+from gateway.catalog_search import (
+    Criteria,
+    decode_cursor,
+    encode_cursor,
+    local_after,
+    local_cursor,
+)
 from gateway.errors import (
     BadGateway,
     BadRequest,
@@ -159,95 +165,94 @@ def site_report(result: object) -> dict[str, Any]:
 
 
 async def _catalog_of_peers(
-    node: Node,
-    principal: Principal,
-    criteria: Criteria,
-    positions: dict[str, str | None],
-    limit: int,
+    node: Node, principal: Principal, criteria: Criteria, asked: dict[str, tuple[str | None, int]]
 ) -> dict[str, tuple[list[Dataset], str | None] | BaseException]:
-    params = {**criteria.params(), "limit": limit}
-    peers = [p for p in node.peers if p.institution in positions]
+    params = criteria.params()
+    peers = [p for p in node.peers if p.institution in asked]
     jobs: dict[str, Callable[[], Awaitable[tuple[list[Dataset], str | None]]]] = {}
     for p in peers:
-        after = positions[p.institution]
-        asked = {**params, "cursor": local_cursor(criteria, after)} if after else params
-        jobs[p.institution] = partial(_peer_catalog, p, principal, asked)
+        cursor, share = asked[p.institution]
+        query = {**params, "limit": share, **({"cursor": cursor} if cursor else {})}
+        jobs[p.institution] = partial(_peer_catalog, p, principal, query)
     deadline = max((p.config.deadline for p in peers), default=1.0)
     return await fan_out(jobs, deadline)
 
 
 def _positions(
     node: Node, principal: Principal, criteria: Criteria, cursor: str | None
-) -> dict[str, str | None]:
-    """Where each site's next page starts (None: at its beginning); only sites not finished."""
+) -> tuple[dict[str, str | None], int]:
+    """Each unfinished site's own cursor (None: from its start), and the page's turn."""
     speaks = principal.actor is None and principal.institution == node.institution
     sites = [node.institution] + [p.institution for p in node.peers] * speaks
     if cursor is None:
         wanted = criteria.institution
-        return {s: None for s in sites if wanted in (None, s)}
-    body = decode_cursor(cursor, criteria, kind="federated").get("p")
-    if not isinstance(body, dict) or not all(
-        s in sites and (a is None or isinstance(a, str)) for s, a in body.items()
+        return {s: None for s in sites if wanted in (None, s)}, 0
+    body = decode_cursor(cursor, criteria, kind="federated")
+    positions, turn = body.get("p"), body.get("r", 0)
+    if (
+        not isinstance(positions, dict)
+        or not isinstance(turn, int)
+        or not all(s in sites and (c is None or isinstance(c, str)) for s, c in positions.items())
     ):
         raise BadRequest("cursor: not a cursor of this search (start again without one)")
-    return body
+    return positions, turn
+
+
+def _shares(sites: list[str], limit: int, turn: int) -> dict[str, int]:
+    """How many datasets each site gives to a page of ``limit``: evenly, the remainder (and,
+    when there are more sites than places, the places) going round from page to page."""
+    if not sites:
+        return {}
+    turn %= len(sites)
+    order = sites[turn:] + sites[:turn]
+    base, extra = divmod(limit, len(order))
+    return {site: base + (i < extra) for i, site in enumerate(order)}
 
 
 def federated_catalog(
     node: Node, principal: Principal, criteria: Criteria, *, cursor: str | None, limit: int
 ) -> CatalogPage:
-    """A page of the datasets every site lets ``principal`` discover, by id, with each site's
-    status; its cursor carries each site's own position, and a site that fails is reported
-    and left out of the pages that follow (the result says it is incomplete)."""
-    positions = _positions(node, principal, criteria, cursor)
+    """A page of the datasets every site lets ``principal`` discover, with each site's status:
+    the page is shared among the sites not yet finished, each giving its next datasets, and
+    its cursor carries every site's own cursor. A site that fails is reported and left out of
+    the pages that follow (they say they are incomplete)."""
+    positions, turn = _positions(node, principal, criteria, cursor)
+    sites_left = sorted(positions)
+    shares = {s: n for s, n in _shares(sites_left, limit, turn).items() if n > 0}
     answers: dict[str, tuple[list[Dataset], str | None] | BaseException] = {}
-    if node.institution in positions:
+    if shares.get(node.institution):
+        mine = positions[node.institution]
         local, last = node.catalog.page(
             criteria,
-            after=positions[node.institution],
-            limit=limit,
+            after=local_after(mine, criteria) if mine else None,
+            limit=shares[node.institution],
             keep=discoverer(node, principal),
         )
-        answers[node.institution] = (local, last)
-    if set(positions) - {node.institution}:
-        answers.update(bridge(_catalog_of_peers, node, principal, criteria, positions, limit))
+        answers[node.institution] = (local, None if last is None else local_cursor(criteria, last))
+    asked = {s: (positions[s], n) for s, n in shares.items() if s != node.institution}
+    if asked:
+        answers.update(bridge(_catalog_of_peers, node, principal, criteria, asked))
     sites: dict[str, dict[str, Any]] = {}
-    offered: list[tuple[str, Dataset]] = []
-    for site, result in answers.items():
+    datasets: list[Dataset] = []
+    following = dict(positions)
+    for site in sorted(answers):
+        result = answers[site]
         sites[site] = site_report(result)
-        if not isinstance(result, BaseException):
-            offered += [(site, ds) for ds in result[0]]
-    offered.sort(key=lambda pair: pair[1].id)
-    taken = offered[:limit]
-    following: dict[str, str | None] = {}
-    for site, result in answers.items():
         if isinstance(result, BaseException):
-            continue  # reported, and not asked again
-        mine = [ds for s, ds in taken if s == site]
-        sites[site]["count"] = len(mine)
-        if len(mine) < len(result[0]):  # some left for the next page
-            following[site] = mine[-1].id if mine else positions[site]
-        elif result[1] is not None:
-            following[site] = _after(site, result[1], criteria, mine)
+            following.pop(site)  # reported, and not asked again
+            continue
+        found, after = result
+        sites[site]["count"] = len(found)
+        datasets += found[: shares[site]]
+        if after is None:
+            following.pop(site)
+        else:
+            following[site] = after
     complete = all(s["status"] == "ok" for s in sites.values())
     meta = {"federated": True, "complete": complete, "sites": sites}
-    datasets = [ds for _site, ds in taken]
-    nxt = (
-        encode_cursor({"k": "federated", "s": criteria.key(), "p": following})
-        if following
-        else None
-    )
+    body = {"k": "federated", "s": criteria.key(), "p": following, "r": turn + limit}
+    nxt = encode_cursor(body) if following else None
     return CatalogPage(count=len(datasets), datasets=datasets, next=nxt, meta=meta)
-
-
-def _after(site: str, cursor: str, criteria: Criteria, taken: list[Dataset]) -> str:
-    """The id a site's own ``next`` cursor continues after (the sites share the format)."""
-    try:
-        return local_after(cursor, criteria)
-    except BadRequest:
-        if taken:
-            return taken[-1].id
-        raise BadGateway(f"peer {site!r} returned a cursor of another kind") from None
 
 
 # -- relayed slices ---------------------------------------------------------------------------

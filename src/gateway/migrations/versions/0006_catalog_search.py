@@ -21,7 +21,9 @@ depends_on = None
 
 def upgrade() -> None:
     """Apply this revision."""
+    dialect = op.get_bind().dialect.name
     with op.batch_alter_table("catalog_datasets", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("seq", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("digest", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("license_key", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("roles", sa.Integer(), nullable=True))
@@ -31,11 +33,27 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_catalog_datasets_license_key"), ["license_key"], unique=False
         )
-    dialect = op.get_bind().dialect.name
+    # existing entries keep the order they were registered in, as far as the database knows it
+    if dialect == "postgresql":
+        op.execute("CREATE SEQUENCE catalog_datasets_seq")
+        op.execute(
+            "UPDATE catalog_datasets SET seq = o.n FROM (SELECT k, "
+            "nextval('catalog_datasets_seq') AS n FROM (SELECT id AS k FROM catalog_datasets "
+            "ORDER BY registered_at, id) AS s) AS o WHERE catalog_datasets.id = o.k"
+        )
+    else:
+        op.execute(
+            "UPDATE catalog_datasets SET seq = (SELECT count(*) FROM catalog_datasets AS o "
+            "WHERE o.registered_at < catalog_datasets.registered_at OR "
+            "(o.registered_at = catalog_datasets.registered_at AND o.id <= catalog_datasets.id))"
+        )
+    with op.batch_alter_table("catalog_datasets", schema=None) as batch_op:
+        batch_op.create_index("ix_catalog_datasets_seq", ["seq"], unique=True)
     if dialect == "sqlite":
         op.execute(
             "CREATE VIRTUAL TABLE catalog_fts USING fts5("
-            "dataset_id UNINDEXED, body, tokenize = 'unicode61 remove_diacritics 0')"
+            "dataset_id UNINDEXED, body, tokenize = 'unicode61 remove_diacritics 0', "
+            "prefix = '1 2 3')"
         )
     elif dialect == "postgresql":
         op.execute(
@@ -52,6 +70,8 @@ def downgrade() -> None:
     elif dialect == "postgresql":
         op.execute("DROP INDEX IF EXISTS ix_catalog_datasets_search")
     with op.batch_alter_table("catalog_datasets", schema=None) as batch_op:
+        batch_op.drop_index("ix_catalog_datasets_seq")
+        batch_op.drop_column("seq")
         batch_op.drop_index(batch_op.f("ix_catalog_datasets_license_key"))
         batch_op.drop_column("search_text")
         batch_op.drop_column("column_names")
@@ -59,3 +79,5 @@ def downgrade() -> None:
         batch_op.drop_column("roles")
         batch_op.drop_column("license_key")
         batch_op.drop_column("digest")
+    if dialect == "postgresql":
+        op.execute("DROP SEQUENCE IF EXISTS catalog_datasets_seq")
