@@ -49,20 +49,24 @@ class Catalog:
         self._stores = stores
         self._dialect = engine.dialect.name
         self._lock = threading.Lock()
-        self._known: dict[str, Dataset] = {}
+        # validated entries and the digest of the row they were read from: a page re-reads an
+        # entry another replica has replaced since
+        self._known: dict[str, tuple[str | None, Dataset]] = {}
 
     # -- reading ----------------------------------------------------------------------------
 
     def find(self, dataset_id: str) -> Dataset | None:
         """The dataset ``dataset_id``, or None if it is not registered here."""
-        found = self._known.get(dataset_id)
-        if found is not None:
-            return found
+        known = self._known.get(dataset_id)
+        if known is not None:
+            return known[1]
         with self._engine.connect() as conn:
-            doc = conn.execute(
-                sa.select(_document()).where(catalog_table.c.id == dataset_id)
-            ).scalar_one_or_none()
-        return None if doc is None else self._entry(dataset_id, doc)
+            row = conn.execute(
+                sa.select(_document(), catalog_table.c.digest).where(
+                    catalog_table.c.id == dataset_id
+                )
+            ).first()
+        return None if row is None else self._entry(dataset_id, row[0], row[1])
 
     def get(self, dataset_id: str) -> Dataset:
         """The dataset ``dataset_id``; NotFound if it is not registered here."""
@@ -126,9 +130,9 @@ class Catalog:
         scan = min(max(limit, 32), _PAGE_SCAN_MAX)
         while True:
             rows = self._candidates(criteria, after, scan)
-            for seq, dataset_id, doc in rows:
+            for seq, dataset_id, doc, sha in rows:
                 after = seq
-                ds = self._entry(dataset_id, doc)
+                ds = self._entry(dataset_id, doc, sha)
                 if matches(ds, criteria) and (keep is None or keep(ds)):
                     found.append(ds)
                     if len(found) == limit:
@@ -162,7 +166,7 @@ class Catalog:
         if after is not None:
             conditions.append(order > after)
         query = (
-            sa.select(t.c.seq, t.c.id, _document())
+            sa.select(t.c.seq, t.c.id, _document(), t.c.digest)
             .select_from(source)
             .where(*conditions)
             .order_by(order)
@@ -171,16 +175,17 @@ class Catalog:
         with self._engine.connect() as conn:
             return list(conn.execute(query).all())
 
-    def _entry(self, dataset_id: str, doc: Any) -> Dataset:
-        found = self._known.get(dataset_id)
-        if found is None:
-            found = (
-                Dataset.model_validate_json(doc)
-                if isinstance(doc, str | bytes)
-                else Dataset.model_validate(doc)
-            )
-            with self._lock:
-                found = self._known.setdefault(dataset_id, found)
+    def _entry(self, dataset_id: str, doc: Any, sha: str | None) -> Dataset:
+        known = self._known.get(dataset_id)
+        if known is not None and (sha is None or known[0] == sha):
+            return known[1]
+        found = (
+            Dataset.model_validate_json(doc)
+            if isinstance(doc, str | bytes)
+            else Dataset.model_validate(doc)
+        )
+        with self._lock:
+            self._known[dataset_id] = (sha, found)
         return found
 
     # -- writing ----------------------------------------------------------------------------
@@ -209,7 +214,7 @@ class Catalog:
             raise ServiceUnavailable(
                 f"the catalog could not be written: {exc.__class__.__name__}"
             ) from exc
-        self._keep([dataset])
+        self._keep([(dataset, digest(dataset))])
         return dataset
 
     def sync(
@@ -245,7 +250,7 @@ class Catalog:
                     raise ServiceUnavailable(
                         f"the catalog could not be written: {exc.__class__.__name__}"
                     ) from exc
-        self._keep(written)
+        self._keep((ds, wanted[ds.id][1]) for ds in written)
         return written
 
     def _write_chunk(
@@ -341,7 +346,7 @@ class Catalog:
             fresh = iter(self._places(conn, sum(1 for _i, seq, _d in rows if seq is None)))
             for dataset_id, seq, doc in rows:
                 place = int(seq) if seq is not None else next(fresh)
-                index = index_row(self._entry(dataset_id, doc))
+                index = index_row(self._entry(dataset_id, doc, None))
                 conn.execute(t.update().where(t.c.id == dataset_id).values(seq=place, **index))
                 if self._dialect == "sqlite":
                     conn.execute(
@@ -353,10 +358,10 @@ class Catalog:
                     )
         return len(rows)
 
-    def _keep(self, datasets: Iterable[Dataset]) -> None:
+    def _keep(self, written: Iterable[tuple[Dataset, str]]) -> None:
         with self._lock:
-            for ds in datasets:
-                self._known[ds.id] = ds
+            for ds, sha in written:
+                self._known[ds.id] = (sha, ds)
 
     def validate(self, dataset: Dataset) -> None:
         """Check the declared schema against the store's actual table or file."""

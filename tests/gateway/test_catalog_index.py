@@ -161,3 +161,17 @@ def test_pages_hold_every_dataset_once_while_datasets_are_added(tmp_path, databa
     assert len(seen) == len(set(seen))
     # new entries come after every older one: the walk meets them all, once, in order
     assert seen == [d.id for d in first] + [d.id for d in added]
+
+
+def test_a_replica_reads_an_entry_another_replica_replaced(tmp_path, database):
+    stores = store(tmp_path)
+    entries = datasets(seed=41, n=20)
+    one, engine = catalog_on(database, stores)
+    other = Catalog(engine, stores)
+    one.register_many(entries, by="config")
+    assert len(list(other.iterate(search_all()))) == 20  # read, and kept in memory
+    changed = entries[3].model_copy(update={"title": "Zirconia fracture toughness"})
+    one.register(changed, by="steward", replace=True)
+    found = list(other.iterate(Criteria(q="zirconia toughness")))
+    assert [d.id for d in found] == [changed.id] and found[0].title == changed.title
+    assert [d.id for d in other.iterate(search_all())] == [d.id for d in entries]  # same place
