@@ -32,7 +32,6 @@ from gateway.db import catalog_table
 from gateway.errors import BadRequest
 
 __all__ = [
-    "FTS_TABLE",
     "Criteria",
     "decode_cursor",
     "digest",
@@ -47,7 +46,6 @@ __all__ = [
     "where",
 ]
 
-FTS_TABLE = "catalog_fts"
 _WORD = re.compile(r"[^\W_]+")
 _ROLE_BIT = {role: 1 << i for i, role in enumerate(PSPPRole)}
 _MAX_CURSOR = 4096
@@ -181,9 +179,8 @@ def where(criteria: Criteria, dialect: str) -> list[sa.ColumnElement[bool]]:
         query = " & ".join(f"{w}:*" for w in wanted)
         vector = sa.func.to_tsvector(sa.literal_column("'simple'"), t.c.search_text)
         out.append(vector.op("@@")(sa.func.to_tsquery(sa.literal_column("'simple'"), query)))
-    elif wanted and dialect == "sqlite":
-        pass  # the FTS5 table drives the query (``fts_match``)
-    elif wanted:  # other databases: the words, each somewhere in the text (matches decides)
+    elif wanted and dialect != "sqlite":  # SQLite: the FTS5 table drives (``fts_match``)
+        # other databases: each word somewhere in the text (``matches`` decides)
         out += [t.c.search_text.like(_like(w), escape="\\") for w in wanted]
     return out
 
