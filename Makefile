@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench install browser clean docs
+.PHONY: demo test lint bench install browser clean docs lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(STAMP)
 docs: $(STAMP)  ## build the documentation site into site/ (strict: a warning fails)
 	$(BIN)/pip install --quiet -e '.[docs]'
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
+
+lock: $(STAMP)  ## re-resolve uv.lock from pyproject.toml (uv from PyPI into .venv when missing)
+	@[ -x $(BIN)/uv ] || $(BIN)/pip install --quiet 'uv>=0.9,<1'
+	$(BIN)/uv lock
 
 bench: $(STAMP)
 	$(BIN)/python bench/slice.py

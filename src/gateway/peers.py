@@ -198,7 +198,9 @@ class Peer:
         if response.status_code == 401:
             return BadGateway(f"peer {self.institution!r} refused this node's assertion: {detail}")
         extra = {
-            k: problem[k] for k in ("reasons", "policy_version", "retry_after") if k in problem
+            k: problem[k]
+            for k in ("reasons", "policy_version", "retry_after", "agreements")
+            if k in problem
         }
         error = for_status(response.status_code, f"peer {self.institution!r}: {detail}", **extra)
         return error if error.status != 500 else BadGateway(error.detail)
@@ -251,6 +253,43 @@ class Peer:
             value = json.loads(body)
         except (GatewayTimeout, ServiceUnavailable) as exc:
             raise _Transient(exc) from exc
+        except ValueError as exc:
+            self.breaker.failure()
+            raise BadGateway(f"peer {self.institution!r} answered with invalid JSON") from exc
+        self.breaker.success()
+        return value
+
+    async def post_json(
+        self,
+        path: str,
+        principal: Principal,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        """POST ``path`` as ``principal`` and parse its JSON answer; never retried (a POST may
+        change the peer's state)."""
+        limit = self.config.deadline
+        end = time.monotonic() + limit
+        self.admit()
+        headers = {"Authorization": f"Bearer {self.assertion(principal)}"}
+        try:
+            with anyio.fail_after(limit):
+                async with self.stream(
+                    "POST", path, headers=headers, params=params, json_body=json_body, end=end
+                ) as resp:
+                    body = await read_capped(resp, self.config.max_json_bytes, self.institution)
+        except TimeoutError:
+            self.breaker.failure()
+            raise GatewayTimeout(
+                f"peer {self.institution!r} did not answer within {limit:g} s"
+            ) from None
+        if resp.status_code >= 300:
+            error = self.answer_error(resp, body)
+            (self.breaker.failure if error.status >= 500 else self.breaker.success)()
+            raise error
+        try:
+            value = json.loads(body)
         except ValueError as exc:
             self.breaker.failure()
             raise BadGateway(f"peer {self.institution!r} answered with invalid JSON") from exc

@@ -154,6 +154,15 @@ class AgreementBook:
             if record is not None:
                 record(conn, acc)
 
+    def acceptable(self, agreement_id: str, now: dt.datetime) -> bool:
+        """Whether the agreement exists and may be accepted at ``now``."""
+        spec = self.specs.get(agreement_id)
+        return (
+            spec is not None
+            and (spec.valid_from is None or spec.valid_from <= now)
+            and (spec.valid_until is None or now < spec.valid_until)
+        )
+
     def check(self, agreement_id: str, principal: Principal, now: dt.datetime) -> str | None:
         """Why ``principal`` is not covered by an acceptance in force, or None when it is."""
         spec = self.specs.get(agreement_id)
