@@ -96,7 +96,7 @@ def _rdf(body: bytes, fmt: RdfFormat) -> Response:
     "/catalog",
     response_model=CatalogPage,
     summary="Search the catalog",
-    responses=_DCAT_MEDIA,
+    responses={**_DCAT_MEDIA, **errors(400)},
     openapi_extra=OPTIONAL_AUTH,
 )
 def search_catalog(
@@ -112,8 +112,8 @@ def search_catalog(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Datasets per page")] = 100,
 ) -> Any:
-    """A page of the datasets you may discover that match every given criterion, by id (JSON),
-    or all of them as a DCAT catalog."""
+    """A page of the datasets you may discover that match every given criterion, in the
+    catalog's order (JSON; 400 for a cursor of another search), or all of them as DCAT."""
     if fmt is not None:
         return _rdf(service.catalog_dcat(node, principal, found, fmt), fmt)
     return service.catalog_page(
