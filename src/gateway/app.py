@@ -71,6 +71,7 @@ def create_app(
                 await task
             metrics.stop_listener()
             _flush_denials(node, everything=True)
+            await node.peers.aclose()  # the kept-alive connections belong to this event loop
             node.close()
 
     app = FastAPI(

@@ -25,6 +25,7 @@ __all__ = [
     "PathId",
     "PathSlug",
     "RequestId",
+    "StoreName",
 ]
 
 # Path parameters are bounded like every other string of a request.
@@ -65,6 +66,15 @@ RequestId = Annotated[
         min_length=1,
         max_length=128,
         description="The request id of a slice (its Matgate-Request-Id header).",
+    ),
+]
+StoreName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        description="The name of a store configured on this node.",
+        examples=["lab"],
     ),
 ]
 JobId = Annotated[

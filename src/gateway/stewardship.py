@@ -26,9 +26,11 @@ __all__ = [
     "accept_agreement",
     "accept_dataset_agreement",
     "agreements",
+    "domain_agreements",
     "dry_run",
     "edit_policy",
     "explain",
+    "policy_history",
     "policy_lines",
 ]
 
@@ -53,6 +55,15 @@ def policy_lines(node: Node, principal: Principal, domain: str) -> dict[str, Any
         "version": node.governance.version,
         "lines": [s.model_dump(mode="json", exclude_defaults=True) for s in found],
     }
+
+
+def policy_history(
+    node: Node, principal: Principal, domain: str, limit: int = 100
+) -> dict[str, Any]:
+    """The versions of ``domain``'s policy, newest first: when, by whom, lines added and removed."""
+    changes = node.governance.history(principal, domain, limit)
+    return {"domain": domain, "version": node.governance.version,
+            "changes": [c.to_dict() for c in changes]}  # fmt: skip
 
 
 def edit_policy(node: Node, principal: Principal, domain: str, edit: PolicyEdit) -> dict[str, Any]:
@@ -137,3 +148,14 @@ def accept_dataset_agreement(
         principal, agreement_id, for_institution, record=recorder(node, event)
     )
     return acceptance.to_dict()
+
+
+def domain_agreements(
+    node: Node, principal: Principal, domain: str, limit: int = 500
+) -> list[dict[str, Any]]:
+    """The agreements of ``domain`` and who accepted them, when, and until when (stewards and
+    auditors of the domain)."""
+    return [
+        spec.model_dump(mode="json") | {"acceptances": [a.to_dict() for a in found]}
+        for spec, found in node.governance.domain_agreements(principal, domain, limit)
+    ]

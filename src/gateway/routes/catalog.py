@@ -22,6 +22,7 @@ from gateway.deps import (
     Institution,
     MaybePrincipal,
     NodeDep,
+    StoreName,
 )
 from gateway.openapi import errors
 from gateway.schemas import CatalogPage
@@ -180,3 +181,27 @@ def get_dataset_dcat(
 def register_dataset(dataset: Dataset, node: NodeDep, principal: CurrentPrincipal) -> Dataset:
     """Register a dataset of this node; its schema is checked against the store."""
     return service.register_dataset(node, principal, dataset)
+
+
+@router.get(
+    "/stores/{store}/columns",
+    summary="A store table's columns (stewards)",
+    responses=errors(403, 404, 422, 503),
+)
+def table_columns(
+    store: StoreName,
+    node: NodeDep,
+    principal: CurrentPrincipal,
+    table: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=300,
+            description="A table (SQL: name or schema.name) or a file of the store.",
+            examples=["ni_superalloys"],
+        ),
+    ],
+) -> dict[str, Any]:
+    """The columns the table actually has and their logical types, to describe before
+    registering it (422 if the table is not in the store or outside its scope)."""
+    return service.table_columns(node, principal, store, table)

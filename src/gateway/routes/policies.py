@@ -20,6 +20,40 @@ def get_policy(domain: Domain, node: NodeDep, principal: CurrentPrincipal) -> di
     return stewardship.policy_lines(node, principal, domain)
 
 
+@router.get(
+    "/policies/{domain}/history", summary="A domain's policy versions", responses=errors(403)
+)
+def policy_history(
+    domain: Domain,
+    node: NodeDep,
+    principal: CurrentPrincipal,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="At most this many versions, newest first.")
+    ] = 100,
+) -> dict[str, Any]:
+    """Each version, newest first: when, by whom, which lines were added and removed
+    (stewards and auditors of the domain)."""
+    return stewardship.policy_history(node, principal, domain, limit)
+
+
+@router.get(
+    "/policies/{domain}/agreements",
+    summary="A domain's agreements and who accepted them",
+    responses=errors(403),
+)
+def domain_agreements(
+    domain: Domain,
+    node: NodeDep,
+    principal: CurrentPrincipal,
+    limit: Annotated[
+        int, Query(ge=1, le=10_000, description="At most this many acceptances, newest first.")
+    ] = 500,
+) -> list[dict[str, Any]]:
+    """The domain's terms of use, each with who accepted it, when and until when (stewards and
+    auditors of the domain)."""
+    return stewardship.domain_agreements(node, principal, domain, limit)
+
+
 @router.post(
     "/policies/{domain}", summary="Change a domain's policy", responses=errors(403, 409, 503)
 )

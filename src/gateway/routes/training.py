@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from gateway import compute, serving
 from gateway.deps import CurrentPrincipal, DatasetName, Institution, JobId, NodeDep
@@ -29,6 +29,18 @@ def train(
 ) -> dict[str, Any]:
     """Queue a training job on the permitted slice; follow it at ``/jobs/{id}``."""
     return compute.start_training(node, principal, f"{institution}/{name}", body)
+
+
+@router.get("/jobs", summary="Your jobs on this node", responses=errors(503))
+def jobs(
+    node: NodeDep,
+    principal: CurrentPrincipal,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="At most this many jobs, newest first.")
+    ] = 100,
+) -> list[dict[str, Any]]:
+    """The jobs you started here, newest first, with their status and progress."""
+    return compute.jobs_of(node, principal, limit)
 
 
 @router.get(
