@@ -76,6 +76,7 @@ class ModelCard:
     created: str = ""
     artifact_sha256: str | None = None
     warnings: list[str] = field(default_factory=list)
+    prediction: str = ""
 
     @classmethod
     def from_model(
@@ -123,6 +124,7 @@ class ModelCard:
             description=description,
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             warnings=list(model.warnings),
+            prediction=summary["prediction"],
         )
 
     def with_artifact(self, sha256: str) -> ModelCard:
@@ -131,8 +133,15 @@ class ModelCard:
 
     @property
     def content_hash(self) -> str:
-        """SHA-256 of the card's canonical JSON (every field but this hash)."""
-        return hashlib.sha256(canonical_json(asdict(self)).encode()).hexdigest()
+        """SHA-256 of the card's canonical JSON (every field but this hash).
+
+        An empty ``prediction`` is left out, so that cards written before the field existed
+        keep their hash.
+        """
+        fields = asdict(self)
+        if not fields["prediction"]:
+            del fields["prediction"]
+        return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, with ``content_hash``."""
@@ -158,6 +167,7 @@ class ModelCard:
             f"- purpose: {self.purpose}",
             f"- target: `{self.target['name']}`{unit} ({self.target['role']})",
             f"- estimator: {self.estimator}, trained on {self.rows} rows",
+            *([f"- prediction: {self.prediction}"] if self.prediction else []),
             f"- created: {self.created}",
             f"- content hash: `{self.content_hash}`",
         ]

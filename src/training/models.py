@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GroupKFold, KFold
 from sklearn.pipeline import Pipeline
@@ -35,7 +36,12 @@ from training.conformal import Conformal, calibrate
 from training.datasets import InputSpec, TrainingSet, coerce_inputs
 from training.domain import Domain, fit_domain
 from training.errors import TrainingError, TrainingLimitError
-from training.pipelines import DEFAULT_ESTIMATOR, ESTIMATORS, SPREAD_ESTIMATORS, build_pipeline
+from training.pipelines import (
+    DEFAULT_ESTIMATOR,
+    ESTIMATORS,
+    SPREAD_ESTIMATORS,
+    build_pipeline,
+)
 
 __all__ = [
     "DEFAULT_ESTIMATOR",
@@ -156,10 +162,25 @@ class ForwardModel:
             return mean, _tree_spread(self.pipeline, X)
         return mean, np.full(len(mean), np.nan)
 
+    @property
+    def prediction(self) -> str:
+        """How a tree ensemble turns its trees into one prediction ("" for other estimators)."""
+        model = self.pipeline.named_steps["model"]
+        trees = len(getattr(model, "estimators_", ()))
+        trim = float(getattr(model, "trim", 0.0))
+        if not trees or isinstance(model, HistGradientBoostingRegressor):
+            return ""
+        if trim == 0.0:
+            return f"mean of {trees} trees"
+        if trim == 0.5:
+            return f"median of {trees} trees"
+        return f"mean of {trees} trees, {trim:.0%} of their predictions trimmed at each end"
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready description: estimator, inputs, target, metrics, rows."""
         return {
             "estimator": self.estimator,
+            "prediction": self.prediction,
             "params": _jsonable(self.params),
             "inputs": [s.to_dict() for s in self.inputs],
             "target": self.target.to_dict(),

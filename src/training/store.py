@@ -53,6 +53,7 @@ ALLOWED_TYPES = frozenset(
         "sklearn.gaussian_process.kernels.WhiteKernel",
         "training.featurizers.CompositionFeaturizer",
         "training.featurizers.WeightPercentFeaturizer",
+        "training.pipelines.ExtraTrees",
     }
 )
 

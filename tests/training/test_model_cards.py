@@ -139,3 +139,23 @@ def test_explicit_manifests_override_attrs(run: TrainingRun) -> None:
     card = ModelCard.from_model(run.model, purpose="research", manifests=[UPSTREAM])
     assert card.licenses == ["CC-BY-4.0"]
     assert card.model_id != run.card.model_id
+
+
+def test_card_states_how_the_trees_are_combined(run: TrainingRun) -> None:
+    """The prediction rule (a random forest: the plain mean of its trees) is on the card and its
+    Markdown, and is hashed: editing it is detected."""
+    card = run.card
+    assert card.prediction == "mean of 20 trees"
+    assert f"- prediction: {card.prediction}" in card.to_markdown()
+    edited = {**card.to_dict(), "prediction": "median of 20 trees"}
+    with pytest.raises(ValueError, match="altered"):
+        ModelCard.from_dict(edited)
+
+
+def test_cards_written_before_the_prediction_field_keep_their_hash(run: TrainingRun) -> None:
+    """A card stored without ``prediction`` (older files) still loads and verifies."""
+    older = {k: v for k, v in run.card.to_dict().items() if k not in ("prediction", "content_hash")}
+    hashed = ModelCard(**older).content_hash
+    card = ModelCard.from_dict({**older, "content_hash": hashed})
+    assert card.prediction == ""
+    assert card.content_hash == hashed

@@ -46,9 +46,9 @@ def ni_superalloy_columns() -> tuple[Column, ...]:
     return tuple(cols)
 
 
-def formula_columns() -> tuple[Column, ...]:
+def formula_columns(unit: str = "MPa") -> tuple[Column, ...]:
     """Schema of the Matbench-style ``formula,target`` tables."""
     return (
         Column(name="formula", type=ColumnType.STRING, pspp=PSPPRole.STRUCTURE),
-        Column(name="target", type=ColumnType.FLOAT, unit="MPa", pspp=PSPPRole.PROPERTY),
+        Column(name="target", type=ColumnType.FLOAT, unit=unit, pspp=PSPPRole.PROPERTY),
     )
