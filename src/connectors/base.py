@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -214,22 +214,38 @@ class Connector(ABC):
 
     def validate(self, dataset: Dataset) -> None:
         """Check that the dataset's declared columns exist in the store with compatible types."""
-        try:
-            actual = self.columns(dataset.location.table)
-        except TableError as exc:
-            raise SchemaMismatchError(dataset.id, [str(exc)]) from exc
-        problems = []
-        for column in dataset.columns:
-            found = actual.get(column.name)
-            if found is None:
-                problems.append(
-                    f"column {column.name!r} is missing from {dataset.location.table!r}"
-                )
-            elif column.type not in _COMPATIBLE.get(found, {found}):
-                declared, stored = column.type.value, found.value
-                problems.append(f"column {column.name!r} is declared {declared}, stored {stored}")
-        if problems:
-            raise SchemaMismatchError(dataset.id, problems)
+        self.validate_many([dataset])
+
+    def validate_many(self, datasets: Iterable[Dataset]) -> None:
+        """``validate`` for many datasets, each table's columns read once; the first dataset
+        that does not fit raises SchemaMismatchError."""
+        tables: dict[str, dict[str, ColumnType] | TableError] = {}
+        for dataset in datasets:
+            table = dataset.location.table
+            if table not in tables:
+                try:
+                    tables[table] = self.columns(table)
+                except TableError as exc:
+                    tables[table] = exc
+            actual = tables[table]
+            if isinstance(actual, TableError):
+                raise SchemaMismatchError(dataset.id, [str(actual)]) from actual
+            problems = _mismatches(dataset, actual)
+            if problems:
+                raise SchemaMismatchError(dataset.id, problems)
+
+
+def _mismatches(dataset: Dataset, actual: dict[str, ColumnType]) -> list[str]:
+    """What keeps the dataset's declared columns from fitting the store's ``actual`` ones."""
+    problems = []
+    for column in dataset.columns:
+        found = actual.get(column.name)
+        if found is None:
+            problems.append(f"column {column.name!r} is missing from {dataset.location.table!r}")
+        elif column.type not in _COMPATIBLE.get(found, {found}):
+            declared, stored = column.type.value, found.value
+            problems.append(f"column {column.name!r} is declared {declared}, stored {stored}")
+    return problems
 
 
 def _hashed(query: Query, name: str) -> bool:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from audit.errors import AuditUnavailable
 from audit.events import DecisionMade, DenialsSuppressed, Event
 from connectors.datasets import Dataset
+from gateway.catalog_search import Criteria
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from gateway.observability import request_id_var
 from policies.decisions import Action, Decision
@@ -27,7 +28,16 @@ from policies.principals import Principal
 if TYPE_CHECKING:
     from gateway.node import Node
 
-__all__ = ["dataset_for", "ensure", "flush_denials", "record", "recorder", "visible_datasets"]
+__all__ = [
+    "dataset_for",
+    "discoverer",
+    "ensure",
+    "flush_denials",
+    "record",
+    "recorder",
+    "recorder_many",
+    "visible_datasets",
+]
 
 T = TypeVar("T")
 
@@ -65,9 +75,34 @@ def recorder(node: Node, event: Callable[[T], Event]) -> Callable[[sa.Connection
     return hook
 
 
+def recorder_many(
+    node: Node, event: Callable[[T], Event]
+) -> Callable[[sa.Connection, Sequence[T]], None]:
+    """``recorder`` for changes made together: one entry per change, all in their transaction."""
+
+    def hook(conn: sa.Connection, changes: Sequence[T]) -> None:
+        try:
+            node.audit.append_in(conn, [_stamped(event(change)) for change in changes])
+        except AuditUnavailable as exc:
+            raise ServiceUnavailable(
+                "the audit log cannot be written; nothing was changed"
+            ) from exc
+
+    return hook
+
+
 def visible_datasets(node: Node, principal: Principal) -> list[Dataset]:
     """The datasets of this node that ``principal`` may discover."""
-    return node.governance.discoverable(principal, node.catalog.all())
+    return list(node.catalog.iterate(Criteria(), keep=discoverer(node, principal)))
+
+
+def discoverer(node: Node, principal: Principal) -> Callable[[Dataset], bool]:
+    """Whether ``principal`` may discover a dataset (the catalog's filter)."""
+
+    def may(dataset: Dataset) -> bool:
+        return node.governance.decide(principal, dataset, Action.DISCOVER, "*").allowed
+
+    return may
 
 
 def dataset_for(

@@ -1,46 +1,194 @@
-"""The catalog: datasets registered on this node, their search, and their registration."""
+"""The catalog: datasets registered on this node, their registration, search and paging.
+
+Entries live in the node database with the columns their search needs (``catalog_search``);
+a document is validated into a ``Dataset`` the first time it is asked for and kept, so start-up
+reads no document it does not need and a registration touches its own rows only. Registration
+is incremental and in bulk: the config's datasets are compared by digest, and only new or
+changed ones are checked against their stores and written, in large transactions, each with its
+audit entries.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from audit.store import begin_immediate
-from connectors.datasets import Dataset, PSPPRole
+from connectors.datasets import Dataset
 from connectors.errors import ConnectorError, SchemaMismatchError
+from gateway.catalog_search import (
+    Criteria,
+    digest,
+    fts_match,
+    index_row,
+    matches,
+    search,
+    where,
+)
 from gateway.db import catalog_table
 from gateway.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
 from gateway.stores import Stores
 
-__all__ = ["Catalog", "Criteria", "search"]
+__all__ = ["Catalog", "Criteria", "Record", "RecordMany", "search"]
 
 Record = Callable[[sa.Connection, Dataset], None]
+RecordMany = Callable[[sa.Connection, Sequence[Dataset]], None]
+_CHUNK = 2_000  # datasets per transaction of a bulk registration
+_PAGE_SCAN_MAX = 2_000  # candidates read at once while filling a page
 
 
 class Catalog:
-    """Datasets of this node, kept in the node database and cached in memory."""
+    """Datasets of this node, kept in the node database; validated entries kept in memory."""
 
     def __init__(self, engine: sa.Engine, stores: Stores) -> None:
         self._engine = engine
         self._stores = stores
+        self._dialect = engine.dialect.name
         self._lock = threading.Lock()
-        self._cache: dict[str, Dataset] | None = None
+        # validated entries and the digest of the row they were read from: a page re-reads an
+        # entry another replica has replaced since
+        self._known: dict[str, tuple[str | None, Dataset]] = {}
 
-    def all(self) -> list[Dataset]:
-        """Every registered dataset, by id."""
-        return sorted(self._load().values(), key=lambda d: d.id)
+    # -- reading ----------------------------------------------------------------------------
+
+    def find(self, dataset_id: str) -> Dataset | None:
+        """The dataset ``dataset_id``, or None if it is not registered here."""
+        known = self._known.get(dataset_id)
+        if known is not None:
+            return known[1]
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(_document(), catalog_table.c.digest).where(
+                    catalog_table.c.id == dataset_id
+                )
+            ).first()
+        return None if row is None else self._entry(dataset_id, row[0], row[1])
 
     def get(self, dataset_id: str) -> Dataset:
         """The dataset ``dataset_id``; NotFound if it is not registered here."""
-        found = self._load().get(dataset_id)
+        found = self.find(dataset_id)
         if found is None:
             raise NotFound(f"no dataset {dataset_id!r}")
         return found
+
+    def all(self) -> list[Dataset]:
+        """Every registered dataset, by id (reads them all: for small catalogs and tests)."""
+        return list(self.iterate(Criteria()))
+
+    def count(self, institution: str | None = None) -> int:
+        """How many datasets are registered (of ``institution``, if given)."""
+        query = sa.select(sa.func.count()).select_from(catalog_table)
+        if institution is not None:
+            query = query.where(catalog_table.c.institution == institution)
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def names(self, institution: str) -> list[str]:
+        """The names of ``institution``'s datasets, sorted."""
+        t = catalog_table
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.c.name).where(t.c.institution == institution).order_by(t.c.name)
+            )
+            return list(rows.scalars())
+
+    def institutions(self) -> list[str]:
+        """The institutions with datasets here, sorted."""
+        with self._engine.connect() as conn:
+            query = sa.select(catalog_table.c.institution).distinct()
+            return sorted(conn.execute(query).scalars())
+
+    def licences(self) -> list[str]:
+        """The licences the registered datasets name (each once)."""
+        with self._engine.connect() as conn:
+            docs = conn.execute(
+                sa.select(catalog_table.c.license_key, sa.func.min(catalog_table.c.id)).group_by(
+                    catalog_table.c.license_key
+                )
+            ).all()
+        return sorted({self.get(str(first)).license for _key, first in docs})
+
+    def by_domain(self) -> Mapping[str, Mapping[str, Dataset]]:
+        """A live view of the catalog by institution, then name (what policies check against)."""
+        return _Domains(self)
+
+    def page(
+        self,
+        criteria: Criteria,
+        *,
+        after: int | None = None,
+        limit: int = 100,
+        keep: Callable[[Dataset], bool] | None = None,
+    ) -> tuple[list[Dataset], int | None]:
+        """Up to ``limit`` matches past place ``after`` that ``keep`` accepts, in the catalog's
+        order, and the place to continue after (None when no dataset is left)."""
+        found: list[Dataset] = []
+        scan = min(max(limit, 32), _PAGE_SCAN_MAX)
+        while True:
+            rows = self._candidates(criteria, after, scan)
+            for seq, dataset_id, doc, sha in rows:
+                after = seq
+                ds = self._entry(dataset_id, doc, sha)
+                if matches(ds, criteria) and (keep is None or keep(ds)):
+                    found.append(ds)
+                    if len(found) == limit:
+                        return found, after
+            if len(rows) < scan:
+                return found, None
+            scan = min(scan * 2, _PAGE_SCAN_MAX)  # most candidates refused: read more at once
+
+    def iterate(
+        self, criteria: Criteria, keep: Callable[[Dataset], bool] | None = None
+    ) -> Iterator[Dataset]:
+        """Every match ``keep`` accepts, in the catalog's order, page by page."""
+        after: int | None = None
+        while True:
+            found, after = self.page(criteria, after=after, limit=_PAGE_SCAN_MAX, keep=keep)
+            yield from found
+            if after is None:
+                return
+
+    def _candidates(self, criteria: Criteria, after: int | None, limit: int) -> list[Any]:
+        t = catalog_table
+        conditions = where(criteria, self._dialect)
+        match = fts_match(criteria) if self._dialect == "sqlite" else None
+        if match is None:
+            order: sa.ColumnElement[Any] = t.c.seq
+            source: sa.FromClause = t
+        else:  # FTS5 yields its matches in rowid (= seq) order: the page stops early
+            order = _FTS.c.rowid
+            source = _FTS.join(t, t.c.seq == _FTS.c.rowid)
+            conditions.append(sa.literal_column("catalog_fts").op("MATCH")(match))
+        if after is not None:
+            conditions.append(order > after)
+        query = (
+            sa.select(t.c.seq, t.c.id, _document(), t.c.digest)
+            .select_from(source)
+            .where(*conditions)
+            .order_by(order)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return list(conn.execute(query).all())
+
+    def _entry(self, dataset_id: str, doc: Any, sha: str | None) -> Dataset:
+        known = self._known.get(dataset_id)
+        if known is not None and (sha is None or known[0] == sha):
+            return known[1]
+        found = (
+            Dataset.model_validate_json(doc)
+            if isinstance(doc, str | bytes)
+            else Dataset.model_validate(doc)
+        )
+        with self._lock:
+            self._known[dataset_id] = (sha, found)
+        return found
+
+    # -- writing ----------------------------------------------------------------------------
 
     def register(
         self, dataset: Dataset, *, by: str, replace: bool = False, record: Record | None = None
@@ -49,14 +197,6 @@ class Catalog:
         and what ``record`` writes commit in one transaction, and the dataset is served only
         once they have."""
         self.validate(dataset)
-        row = {
-            "id": dataset.id,
-            "institution": dataset.institution,
-            "name": dataset.name,
-            "document": dataset.model_dump(mode="json"),
-            "registered_by": by,
-            "registered_at": dt.datetime.now(dt.UTC),
-        }
         try:
             with self._engine.begin() as conn:
                 begin_immediate(conn)  # SQLite: the existence check and the write as one
@@ -65,9 +205,7 @@ class Catalog:
                 ).first()
                 if exists and not replace:
                     raise Conflict(f"dataset {dataset.id!r} is registered already")
-                if exists:
-                    conn.execute(catalog_table.delete().where(catalog_table.c.id == dataset.id))
-                conn.execute(catalog_table.insert().values(**row))
+                self._write(conn, [dataset], by, replaced=[dataset.id] if exists else [])
                 if record is not None:
                     record(conn, dataset)
         except sa.exc.IntegrityError as exc:  # another replica registered it meanwhile
@@ -76,92 +214,221 @@ class Catalog:
             raise ServiceUnavailable(
                 f"the catalog could not be written: {exc.__class__.__name__}"
             ) from exc
-        finally:
-            with self._lock:
-                self._cache = None
+        self._keep([(dataset, digest(dataset))])
         return dataset
 
-    def sync(self, datasets: Iterable[Dataset], *, by: str, record: Record | None = None) -> None:
-        """Make the config's datasets registered as written (at start-up), each change recorded."""
-        for dataset in datasets:
+    def sync(
+        self, datasets: Iterable[Dataset], *, by: str, record: RecordMany | None = None
+    ) -> list[Dataset]:
+        """Make the config's datasets registered as written (at start-up): new and changed ones
+        are validated and written in bulk, each with its entry; return those written."""
+        self.reindex()
+        return self.register_many(datasets, by=by, record=record)
+
+    def register_many(
+        self, datasets: Iterable[Dataset], *, by: str, record: RecordMany | None = None
+    ) -> list[Dataset]:
+        """Register or replace ``datasets``, skipping those registered exactly so already; each
+        chunk commits with what ``record`` writes for it, or not at all."""
+        wanted = {ds.id: (ds, digest(ds)) for ds in datasets}
+        with self._engine.connect() as conn:
+            query = sa.select(catalog_table.c.id, catalog_table.c.digest)
+            stored: dict[str, Any] = {str(i): d for i, d in conn.execute(query)}
+        changed = [ds for ds, sha in wanted.values() if stored.get(ds.id) != sha]
+        self.validate_many(changed)
+        written: list[Dataset] = []
+        for start in range(0, len(changed), _CHUNK):
+            chunk = changed[start : start + _CHUNK]
             for attempt in (1, 2):
-                if self._load().get(dataset.id) == dataset:
-                    break
                 try:
-                    self.register(dataset, by=by, replace=True, record=record)
+                    written += self._write_chunk(chunk, by, record, wanted)
                     break
-                except Conflict:  # a replica starting with us wrote it first: look again
+                except sa.exc.IntegrityError as exc:  # a replica starting with us wrote first
                     if attempt == 2:
-                        raise
+                        raise Conflict("the catalog changed while it was being written") from exc
+                except sa.exc.SQLAlchemyError as exc:
+                    raise ServiceUnavailable(
+                        f"the catalog could not be written: {exc.__class__.__name__}"
+                    ) from exc
+        self._keep((ds, wanted[ds.id][1]) for ds in written)
+        return written
+
+    def _write_chunk(
+        self,
+        chunk: Sequence[Dataset],
+        by: str,
+        record: RecordMany | None,
+        wanted: Mapping[str, tuple[Dataset, str]],
+    ) -> list[Dataset]:
+        t = catalog_table
+        with self._engine.begin() as conn:
+            begin_immediate(conn)
+            ids = [ds.id for ds in chunk]
+            query = sa.select(t.c.id, t.c.digest).where(t.c.id.in_(ids))
+            stored: dict[str, Any] = {str(i): d for i, d in conn.execute(query)}
+            todo = [ds for ds in chunk if stored.get(ds.id) != wanted[ds.id][1]]
+            if not todo:
+                return []
+            self._write(conn, todo, by, replaced=[ds.id for ds in todo if ds.id in stored])
+            if record is not None:
+                record(conn, todo)
+        return todo
+
+    def _write(
+        self, conn: sa.Connection, datasets: Sequence[Dataset], by: str, *, replaced: list[str]
+    ) -> None:
+        t = catalog_table
+        now = dt.datetime.now(dt.UTC)
+        places: dict[str, int] = {}
+        if replaced:  # a replaced entry keeps its place in the catalog's order
+            found: list[Any] = list(
+                conn.execute(sa.select(t.c.id, t.c.seq).where(t.c.id.in_(replaced)))
+            )
+            places = {str(i): int(seq) for i, seq in found if seq is not None}
+            conn.execute(t.delete().where(t.c.id.in_(replaced)))
+            if self._dialect == "sqlite":
+                conn.execute(
+                    sa.text("DELETE FROM catalog_fts WHERE rowid = :r"),
+                    [{"r": seq} for seq in places.values()],
+                )
+        fresh = iter(self._places(conn, sum(1 for ds in datasets if ds.id not in places)))
+        rows = []
+        for ds in datasets:
+            document = ds.model_dump_json()
+            rows.append(
+                {
+                    "id": ds.id,
+                    "institution": ds.institution,
+                    "name": ds.name,
+                    "document_json": document,
+                    "registered_by": by,
+                    "registered_at": now,
+                    "seq": places[ds.id] if ds.id in places else next(fresh),
+                    **index_row(ds, document),
+                }
+            )
+        # the document goes in as the JSON text it already is, not parsed and dumped again
+        as_json: sa.ColumnElement[Any] = sa.bindparam("document_json", type_=sa.Text)
+        if self._dialect == "postgresql":
+            as_json = sa.cast(as_json, sa.JSON)
+        conn.execute(t.insert().values(document=as_json), rows)
+        if self._dialect == "sqlite":
+            conn.execute(
+                sa.text("INSERT INTO catalog_fts (rowid, dataset_id, body) VALUES (:r, :i, :b)"),
+                [{"r": r["seq"], "i": r["id"], "b": r["search_text"]} for r in rows],
+            )
+
+    def _places(self, conn: sa.Connection, n: int) -> list[int]:
+        """``n`` new places at the end of the catalog's order (PostgreSQL: from its sequence;
+        elsewhere writers hold the database's write lock, so the largest place is the last)."""
+        if n == 0:
+            return []
+        if self._dialect == "postgresql":
+            query = sa.text("SELECT nextval('catalog_datasets_seq') FROM generate_series(1, :n)")
+            places: list[Any] = list(conn.execute(query, {"n": n}).scalars())
+            return [int(v) for v in places]
+        last = conn.execute(sa.select(sa.func.max(catalog_table.c.seq))).scalar()
+        start = int(last or 0) + 1
+        return list(range(start, start + n))
+
+    def reindex(self) -> int:
+        """Fill in the search columns of rows written before they existed (or by an older
+        version of the node); return how many."""
+        t = catalog_table
+        with self._engine.begin() as conn:
+            begin_immediate(conn)
+            query = sa.select(t.c.id, t.c.seq, _document()).where(
+                sa.or_(t.c.digest.is_(None), t.c.seq.is_(None))
+            )
+            rows: list[tuple[str, Any, Any]] = [
+                (str(i), seq, doc) for i, seq, doc in conn.execute(query)
+            ]
+            fresh = iter(self._places(conn, sum(1 for _i, seq, _d in rows if seq is None)))
+            for dataset_id, seq, doc in rows:
+                place = int(seq) if seq is not None else next(fresh)
+                index = index_row(self._entry(dataset_id, doc, None))
+                conn.execute(t.update().where(t.c.id == dataset_id).values(seq=place, **index))
+                if self._dialect == "sqlite":
+                    conn.execute(
+                        sa.text(
+                            "INSERT OR REPLACE INTO catalog_fts (rowid, dataset_id, body) "
+                            "VALUES (:r, :i, :b)"
+                        ),
+                        {"r": place, "i": dataset_id, "b": index["search_text"]},
+                    )
+        return len(rows)
+
+    def _keep(self, written: Iterable[tuple[Dataset, str]]) -> None:
+        with self._lock:
+            for ds, sha in written:
+                self._known[ds.id] = (sha, ds)
 
     def validate(self, dataset: Dataset) -> None:
         """Check the declared schema against the store's actual table or file."""
-        if dataset.location.store not in self._stores:
-            raise Unprocessable(f"location.store: no store {dataset.location.store!r} on this node")
-        try:
-            self._stores.get(dataset.location.store).validate(dataset)
-        except SchemaMismatchError as exc:
-            raise Unprocessable(f"schema does not match the store: {exc}") from exc
-        except ConnectorError as exc:
-            raise ServiceUnavailable(f"store {dataset.location.store!r}: {exc}") from exc
+        self.validate_many([dataset])
 
-    def _load(self) -> dict[str, Dataset]:
-        with self._lock:
-            if self._cache is None:
-                with self._engine.connect() as conn:
-                    rows: list[Any] = list(
-                        conn.execute(sa.select(catalog_table.c.document)).scalars().all()
-                    )
-                self._cache = {d.id: d for d in (Dataset.model_validate(r) for r in rows)}
-            return self._cache
+    def validate_many(self, datasets: Iterable[Dataset]) -> None:
+        """``validate`` for many datasets, each store's tables read once."""
+        by_store: dict[str, list[Dataset]] = {}
+        for ds in datasets:
+            by_store.setdefault(ds.location.store, []).append(ds)
+        for store, found in by_store.items():
+            if store not in self._stores:
+                raise Unprocessable(f"location.store: no store {store!r} on this node")
+            try:
+                self._stores.get(store).validate_many(found)
+            except SchemaMismatchError as exc:
+                raise Unprocessable(f"schema does not match the store: {exc}") from exc
+            except ConnectorError as exc:
+                raise ServiceUnavailable(f"store {store!r}: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class Criteria:
-    """A catalog search: every given criterion must hold; ``q`` matches all its words."""
+_FTS = sa.table("catalog_fts", sa.column("rowid", sa.BigInteger))  # SQLite's FTS5 table
 
-    q: str | None = None
-    pspp: tuple[PSPPRole, ...] = ()
-    column: str | None = None
-    unit: str | None = None
-    license: str | None = None
-    institution: str | None = None
 
-    def params(self) -> dict[str, Any]:
-        """The same search as query parameters (for a peer's ``/catalog``)."""
-        found = {k: v for k, v in asdict(self).items() if v not in (None, (), "")}
-        if self.pspp:
-            found["pspp"] = [r.value for r in self.pspp]
+def _document() -> sa.ColumnElement[Any]:
+    """The stored document as JSON text: validated straight from text, never parsed twice."""
+    return sa.cast(catalog_table.c.document, sa.Text)
+
+
+class _Domain(Mapping[str, Dataset]):
+    """One institution's datasets by name, read from the catalog when asked for."""
+
+    def __init__(self, catalog: Catalog, institution: str) -> None:
+        self._catalog = catalog
+        self._institution = institution
+
+    def __getitem__(self, name: str) -> Dataset:
+        found = self._catalog.find(f"{self._institution}/{name}")
+        if found is None:
+            raise KeyError(name)
         return found
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._catalog.names(self._institution))
 
-def search(datasets: Iterable[Dataset], criteria: Criteria) -> list[Dataset]:
-    """The datasets that match ``criteria``."""
-    c = criteria
-    words = [w for w in (c.q or "").lower().split() if w]
-    found = []
-    for ds in datasets:
-        if c.institution and ds.institution != c.institution:
-            continue
-        if c.license and ds.license.lower() != c.license.lower():
-            continue
-        if c.pspp and not {col.pspp for col in ds.columns} & set(c.pspp):
-            continue
-        if c.column and not any(c.column.lower() in col.name.lower() for col in ds.columns):
-            continue
-        if c.unit and not any((col.unit or "").lower() == c.unit.lower() for col in ds.columns):
-            continue
-        if words:
-            text = _text(ds, c.pspp)
-            if not all(w in text for w in words):
-                continue
-        found.append(ds)
-    return found
+    def __len__(self) -> int:
+        return self._catalog.count(self._institution)
+
+    def items(self) -> ItemsView[str, Dataset]:
+        """Every dataset of the institution, read in pages rather than one by one."""
+        found = self._catalog.iterate(Criteria(institution=self._institution))
+        return {ds.name: ds for ds in found}.items()
 
 
-def _text(ds: Dataset, pspp: Sequence[PSPPRole]) -> str:
-    # With a PSPP role asked for, words must be found in the dataset or in columns of that role.
-    cols = [c for c in ds.columns if not pspp or c.pspp in pspp]
-    parts = [ds.id, ds.title, ds.description, " ".join(ds.keywords), ds.method or ""]
-    parts += [f"{c.name} {c.name.replace('_', ' ')} {c.description} {c.unit or ''}" for c in cols]
-    return " ".join(parts).lower()
+class _Domains(Mapping[str, Mapping[str, Dataset]]):
+    """The catalog by institution."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    def __getitem__(self, institution: str) -> Mapping[str, Dataset]:
+        if not self._catalog.count(institution):
+            raise KeyError(institution)
+        return _Domain(self._catalog, institution)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._catalog.institutions())
+
+    def __len__(self) -> int:
+        return len(self._catalog.institutions())

@@ -62,6 +62,11 @@ def add_client_commands(sub: Any) -> None:
     catalog.add_argument(
         "--federated", action="store_true", help="search every node of the federation"
     )
+    catalog.add_argument(
+        "--limit", type=int, default=100, help="show at most this many datasets (default 100)"
+    )
+    catalog.add_argument("--cursor", default=None, help="continue where an earlier listing stopped")
+    catalog.add_argument("--all", action="store_true", help="every matching dataset, no limit")
     catalog.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     _client_args(catalog)
     catalog.set_defaults(handler=_catalog)
@@ -588,7 +593,11 @@ def _catalog(args: argparse.Namespace) -> int:
             license=args.license,
             institution=args.institution,
             federated=args.federated,
+            limit=None if args.all else max(args.limit, 0),
+            cursor=args.cursor,
         )
+    if found.next:
+        print(f"matgate: more datasets follow: --cursor {found.next}", file=sys.stderr)
     if args.json:
         print(json.dumps(found, indent=2))
         return 0

@@ -43,12 +43,45 @@ _ARROW = "application/vnd.apache.arrow.stream"
 
 
 class CatalogResult(list[dict[str, Any]]):
-    """Catalog entries (a list), with ``sites``: each site's status of a federated search."""
+    """Catalog entries (a list), with ``sites``: each site's status of a federated search, and
+    ``next``: the cursor to continue from when a ``limit`` stopped the walk (else None)."""
 
-    def __init__(self, entries: Sequence[dict[str, Any]], sites: dict[str, Any]) -> None:
+    def __init__(
+        self, entries: Sequence[dict[str, Any]], sites: dict[str, Any], next: str | None = None
+    ) -> None:
         super().__init__(entries)
         self.sites = sites
+        self.next = next
         self.complete = all(s.get("status") == "ok" for s in sites.values())
+
+
+def _catalog_params(
+    q: str | None,
+    pspp: str | Sequence[str] | None,
+    column: str | None,
+    unit: str | None,
+    license: str | None,
+    institution: str | None,
+    federated: bool,
+) -> dict[str, Any]:
+    """A catalog search as query parameters (the cursor and page size apart)."""
+    params: dict[str, Any] = {
+        "q": q,
+        "pspp": [pspp] if isinstance(pspp, str) else list(pspp or []),
+        "column": column,
+        "unit": unit,
+        "license": license,
+        "institution": institution,
+        "federated": "true" if federated else None,
+    }
+    return {k: v for k, v in params.items() if v not in (None, [])}
+
+
+def _worst(sites: dict[str, Any], page: dict[str, Any]) -> None:
+    """Fold one page's site statuses into ``sites``: a site that failed once stays failed."""
+    for site, status in page.items():
+        if sites.get(site, {}).get("status", "ok") == "ok":
+            sites[site] = status
 
 
 class Client(Learning):
@@ -95,24 +128,54 @@ class Client(Learning):
         license: str | None = None,
         institution: str | None = None,
         federated: bool = False,
+        limit: int | None = None,
+        cursor: str | None = None,
+        page_size: int = 100,
     ) -> CatalogResult:
-        """Datasets you may discover that match every given criterion; ``federated=True`` asks
-        every node of the federation (each site's status is in the result's ``sites``)."""
-        params: dict[str, Any] = {
-            "q": q,
-            "pspp": [pspp] if isinstance(pspp, str) else list(pspp or []),
-            "column": column,
-            "unit": unit,
-            "license": license,
-            "institution": institution,
+        """Datasets you may discover that match every given criterion, by id, walking the
+        node's pages: all of them, or the first ``limit`` (the result's ``next`` continues
+        from there, as ``cursor``). ``federated=True`` asks every node of the federation (each
+        site's status is in the result's ``sites``)."""
+        params = _catalog_params(q, pspp, column, unit, license, institution, federated)
+        entries: list[dict[str, Any]] = []
+        sites: dict[str, Any] = {}
+        while limit is None or len(entries) < limit:
+            size = page_size if limit is None else min(page_size, limit - len(entries))
+            asked = {**params, "limit": size, **({"cursor": cursor} if cursor else {})}
+            page = self.get("/catalog", params=asked)
+            _worst(sites, (page.get("meta") or {}).get("sites", {}))
+            # Each entry's ``id`` (``institution/name``) is what ``dataset()`` and ``pull`` take;
+            # nodes before it was served get it filled in here.
+            entries += [{"id": f"{d['institution']}/{d['name']}", **d} for d in page["datasets"]]
+            cursor = page.get("next")
+            if not cursor:
+                break
+        return CatalogResult(entries, sites, cursor)
+
+    def catalog_pages(
+        self,
+        q: str | None = None,
+        *,
+        pspp: str | Sequence[str] | None = None,
+        column: str | None = None,
+        unit: str | None = None,
+        license: str | None = None,
+        institution: str | None = None,
+        federated: bool = False,
+        cursor: str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[dict[str, Any]]:
+        """The catalog's pages as the node sends them (``datasets``, ``next``, ``meta``)."""
+        params = {
+            **_catalog_params(q, pspp, column, unit, license, institution, federated),
+            "limit": page_size,
         }
-        if federated:
-            params["federated"] = "true"
-        body = self.get("/catalog", params={k: v for k, v in params.items() if v not in (None, [])})
-        # Each entry's ``id`` (``institution/name``) is what ``dataset()`` and ``pull`` take;
-        # nodes before it was served get it filled in here.
-        entries = [{"id": f"{d['institution']}/{d['name']}", **d} for d in body["datasets"]]
-        return CatalogResult(entries, (body.get("meta") or {}).get("sites", {}))
+        while True:
+            page = self.get("/catalog", params={**params, "cursor": cursor} if cursor else params)
+            yield page
+            cursor = page.get("next")
+            if not cursor:
+                return
 
     def dataset(self, dataset_id: str) -> RemoteDataset:
         """A handle on dataset ``institution/name``."""

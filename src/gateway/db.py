@@ -24,6 +24,18 @@ catalog_table = sa.Table(
     sa.Column("document", sa.JSON, nullable=False),
     sa.Column("registered_by", sa.String(300), nullable=False),
     sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
+    # What the search reads (gateway.catalog_search.index_row); NULL in rows written before
+    # revision 0006 until the node fills them in at start-up.
+    # Its place in the catalog's order (registration order; kept when the entry is replaced):
+    # pages are keyed on it, and SQLite's FTS5 rows share it as their rowid.
+    sa.Column("seq", sa.BigInteger, nullable=True),
+    sa.Column("digest", sa.String(64), nullable=True),
+    sa.Column("license_key", sa.String(200), nullable=True, index=True),
+    sa.Column("roles", sa.Integer, nullable=True),
+    sa.Column("units", sa.Text, nullable=True),
+    sa.Column("column_names", sa.Text, nullable=True),
+    sa.Column("search_text", sa.Text, nullable=True),
+    sa.Index("ix_catalog_datasets_seq", "seq", unique=True),
 )
 
 

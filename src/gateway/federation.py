@@ -21,9 +21,17 @@ from pydantic import ValidationError
 
 from audit.events import AgreementForwarded
 from connectors.datasets import Dataset
-from gateway.access import record
+from gateway.access import discoverer, record
+from gateway.catalog_search import (
+    Criteria,
+    decode_cursor,
+    encode_cursor,
+    local_after,
+    local_cursor,
+)
 from gateway.errors import (
     BadGateway,
+    BadRequest,
     Forbidden,
     GatewayTimeout,
     MatgateError,
@@ -111,7 +119,9 @@ def remote_dataset(node: Node, principal: Principal, dataset_id: str) -> Dataset
     return bridge(fetch_dataset, node, principal, dataset_id)
 
 
-async def _peer_catalog(peer: Peer, principal: Principal, params: dict[str, Any]) -> list[Dataset]:
+async def _peer_catalog(
+    peer: Peer, principal: Principal, params: dict[str, Any]
+) -> tuple[list[Dataset], str | None]:
     found = await peer.get_json("/catalog", principal, params=params)
     try:
         page = CatalogPage.model_validate(found)
@@ -123,7 +133,7 @@ async def _peer_catalog(peer: Peer, principal: Principal, params: dict[str, Any]
             f"peer {peer.institution!r} listed datasets of other institutions: "
             + ", ".join(strangers)
         )
-    return page.datasets
+    return page.datasets, page.next
 
 
 async def fan_out(
@@ -159,33 +169,94 @@ def site_report(result: object) -> dict[str, Any]:
 
 
 async def _catalog_of_peers(
-    node: Node, principal: Principal, params: dict[str, Any]
-) -> dict[str, list[Dataset] | BaseException]:
-    wanted = params.get("institution")
-    peers = [p for p in node.peers if wanted in (None, p.institution)]
-    jobs: dict[str, Callable[[], Awaitable[list[Dataset]]]] = {
-        p.institution: partial(_peer_catalog, p, principal, params) for p in peers
-    }
+    node: Node, principal: Principal, criteria: Criteria, asked: dict[str, tuple[str | None, int]]
+) -> dict[str, tuple[list[Dataset], str | None] | BaseException]:
+    params = criteria.params()
+    peers = [p for p in node.peers if p.institution in asked]
+    jobs: dict[str, Callable[[], Awaitable[tuple[list[Dataset], str | None]]]] = {}
+    for p in peers:
+        cursor, share = asked[p.institution]
+        query = {**params, "limit": share, **({"cursor": cursor} if cursor else {})}
+        jobs[p.institution] = partial(_peer_catalog, p, principal, query)
     deadline = max((p.config.deadline for p in peers), default=1.0)
     return await fan_out(jobs, deadline)
 
 
+def _positions(
+    node: Node, principal: Principal, criteria: Criteria, cursor: str | None
+) -> tuple[dict[str, str | None], int]:
+    """Each unfinished site's own cursor (None: from its start), and the page's turn."""
+    speaks = principal.actor is None and principal.institution == node.institution
+    sites = [node.institution] + [p.institution for p in node.peers] * speaks
+    if cursor is None:
+        wanted = criteria.institution
+        return {s: None for s in sites if wanted in (None, s)}, 0
+    body = decode_cursor(cursor, criteria, kind="federated")
+    positions, turn = body.get("p"), body.get("r", 0)
+    if (
+        not isinstance(positions, dict)
+        or not isinstance(turn, int)
+        or not all(s in sites and (c is None or isinstance(c, str)) for s, c in positions.items())
+    ):
+        raise BadRequest("cursor: not a cursor of this search (start again without one)")
+    return positions, turn
+
+
+def _shares(sites: list[str], limit: int, turn: int) -> dict[str, int]:
+    """How many datasets each site gives to a page of ``limit``: evenly, the remainder (and,
+    when there are more sites than places, the places) going round from page to page."""
+    if not sites:
+        return {}
+    turn %= len(sites)
+    order = sites[turn:] + sites[:turn]
+    base, extra = divmod(limit, len(order))
+    return {site: base + (i < extra) for i, site in enumerate(order)}
+
+
 def federated_catalog(
-    node: Node, principal: Principal, local: list[Dataset], params: dict[str, Any]
+    node: Node, principal: Principal, criteria: Criteria, *, cursor: str | None, limit: int
 ) -> CatalogPage:
-    """``local`` plus what each peer lets ``principal`` discover, with each site's status."""
-    sites: dict[str, dict[str, Any]] = {node.institution: {"status": "ok", "count": len(local)}}
-    found = list(local)
-    if principal.actor is None and principal.institution == node.institution:
-        clean = {k: v for k, v in params.items() if v not in (None, [], "")}
-        for institution, result in bridge(_catalog_of_peers, node, principal, clean).items():
-            sites[institution] = site_report(result)
-            if not isinstance(result, BaseException):
-                sites[institution]["count"] = len(result)
-                found.extend(result)
+    """A page of the datasets every site lets ``principal`` discover, with each site's status:
+    the page is shared among the sites not yet finished, each giving its next datasets, and
+    its cursor carries every site's own cursor. A site that fails is reported and left out of
+    the pages that follow (they say they are incomplete)."""
+    positions, turn = _positions(node, principal, criteria, cursor)
+    sites_left = sorted(positions)
+    shares = {s: n for s, n in _shares(sites_left, limit, turn).items() if n > 0}
+    answers: dict[str, tuple[list[Dataset], str | None] | BaseException] = {}
+    if shares.get(node.institution):
+        mine = positions[node.institution]
+        local, last = node.catalog.page(
+            criteria,
+            after=local_after(mine, criteria) if mine else None,
+            limit=shares[node.institution],
+            keep=discoverer(node, principal),
+        )
+        answers[node.institution] = (local, None if last is None else local_cursor(criteria, last))
+    asked = {s: (positions[s], n) for s, n in shares.items() if s != node.institution}
+    if asked:
+        answers.update(bridge(_catalog_of_peers, node, principal, criteria, asked))
+    sites: dict[str, dict[str, Any]] = {}
+    datasets: list[Dataset] = []
+    following = dict(positions)
+    for site in sorted(answers):
+        result = answers[site]
+        sites[site] = site_report(result)
+        if isinstance(result, BaseException):
+            following.pop(site)  # reported, and not asked again
+            continue
+        found, after = result
+        sites[site]["count"] = len(found)
+        datasets += found[: shares[site]]
+        if after is None:
+            following.pop(site)
+        else:
+            following[site] = after
     complete = all(s["status"] == "ok" for s in sites.values())
     meta = {"federated": True, "complete": complete, "sites": sites}
-    return CatalogPage(count=len(found), datasets=found, meta=meta)
+    body = {"k": "federated", "s": criteria.key(), "p": following, "r": turn + limit}
+    nxt = encode_cursor(body) if following else None
+    return CatalogPage(count=len(datasets), datasets=datasets, next=nxt, meta=meta)
 
 
 # -- agreements of a peer's dataset ----------------------------------------------------------

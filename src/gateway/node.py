@@ -16,7 +16,7 @@ from audit.manifests import sign_manifest
 from audit.provenance import LineageEmitter
 from audit.ratelimit import DenialLimiter, FailureLimiter
 from connectors.netguard import NetPolicy, guarded_client
-from gateway.access import recorder
+from gateway.access import recorder, recorder_many
 from gateway.assertions import MemoryReplayCache, RedisReplayCache, ReplayCache
 from gateway.catalog import Catalog
 from gateway.config import ConfigError, IssuerConfig, NodeConfig, PeerConfig
@@ -105,7 +105,7 @@ class Node:
         self.catalog.sync(
             config.datasets,
             by=config_actor,
-            record=recorder(self, partial(registration_event, self.institution, config_actor)),
+            record=recorder_many(self, partial(registration_event, self.institution, config_actor)),
         )
         self.watcher = (
             RedisWatcher(settings.policy_sync_url, channel=f"matgate:policy:{self.institution}")
@@ -122,8 +122,10 @@ class Node:
             mask_key=self.mask.key,
             mask_key_id=self.mask.kid,
         )
+        if self.catalog.count():  # policy lines may then name only datasets of the catalog
+            self.governance.govern(self.catalog.by_domain(), self.catalog.licences())
         self.governance.seed(
-            self.catalog.all(),
+            (),
             record=recorder(self, partial(policy_event, self.institution, config_actor)),
         )
         # the log's checkpoints as C2SP notes; this node witnessing its peers, and they it

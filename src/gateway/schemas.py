@@ -167,7 +167,7 @@ class SliceBody(BaseModel):
 
 
 class CatalogPage(BaseModel):
-    """Datasets a principal may discover, matching a search."""
+    """One page of the datasets a principal may discover that match a search, by id."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -175,6 +175,7 @@ class CatalogPage(BaseModel):
                 {
                     "count": 0,
                     "datasets": [],
+                    "next": None,
                     "meta": {
                         "federated": True,
                         "complete": False,
@@ -188,8 +189,14 @@ class CatalogPage(BaseModel):
         }
     )
 
-    count: int = Field(description="How many datasets matched.")
-    datasets: list[Dataset] = Field(description="The matching datasets; each has its id.")
+    count: int = Field(description="Datasets on this page.")
+    datasets: list[Dataset] = Field(
+        description="The matching datasets of this page; each has its id."
+    )
+    next: str | None = Field(
+        default=None,
+        description="Cursor of the next page (pass it as `cursor`); null on the last page.",
+    )
     meta: dict[str, Any] = Field(
         default_factory=dict, description="Warnings and federation status."
     )

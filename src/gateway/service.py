@@ -11,8 +11,8 @@ from fastapi.responses import StreamingResponse
 
 from connectors.datasets import Dataset
 from gateway import dcat, federation, relay
-from gateway.access import dataset_for, recorder, visible_datasets
-from gateway.catalog import Criteria, search
+from gateway.access import dataset_for, discoverer, recorder
+from gateway.catalog_search import Criteria, local_after, local_cursor
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from gateway.node import Node
 from gateway.records import registration_event
@@ -44,7 +44,7 @@ def readiness(node: Node) -> dict[str, Any]:
         size = node.audit.size()
     except Exception as exc:
         raise ServiceUnavailable(f"not ready: {type(exc).__name__}") from exc
-    return {"status": "ready", "audit_size": size, "datasets": len(node.catalog.all())}
+    return {"status": "ready", "audit_size": size, "datasets": node.catalog.count()}
 
 
 def node_info(node: Node) -> NodeInfo:
@@ -60,15 +60,26 @@ def node_info(node: Node) -> NodeInfo:
 
 
 def catalog_page(
-    node: Node, principal: Principal, criteria: Criteria, *, federated: bool = False
+    node: Node,
+    principal: Principal,
+    criteria: Criteria,
+    *,
+    federated: bool = False,
+    cursor: str | None = None,
+    limit: int = 100,
 ) -> CatalogPage:
-    """A catalog search, on this node only or across its peers (each site's status in meta)."""
-    found = search(visible_datasets(node, principal), criteria)
+    """A page of a catalog search, on this node only or across its peers (each site's status
+    in meta); ``cursor`` is the ``next`` of the page before."""
     if federated and principal.anonymous:
         raise Unauthorized("searching the federation needs a token: peers answer only users")
-    if not federated:
-        return CatalogPage(count=len(found), datasets=found)
-    return federation.federated_catalog(node, principal, found, criteria.params())
+    if federated:
+        return federation.federated_catalog(node, principal, criteria, cursor=cursor, limit=limit)
+    after = local_after(cursor, criteria) if cursor else None
+    found, last = node.catalog.page(
+        criteria, after=after, limit=limit, keep=discoverer(node, principal)
+    )
+    following = local_cursor(criteria, last) if last is not None else None
+    return CatalogPage(count=len(found), datasets=found, next=following)
 
 
 def get_dataset(node: Node, principal: Principal, dataset_id: str) -> Dataset:
@@ -84,7 +95,7 @@ def catalog_dcat(
     node: Node, principal: Principal, criteria: Criteria, fmt: dcat.RdfFormat
 ) -> bytes:
     """The datasets the principal may discover that match ``criteria``, as a DCAT-AP catalog."""
-    found = search(visible_datasets(node, principal), criteria)
+    found = list(node.catalog.iterate(criteria, keep=discoverer(node, principal)))
     return dcat.render(dcat.catalog_graph(found, _catalog_info(node)), fmt)
 
 

@@ -6,11 +6,10 @@ cache (dropped on every version change, acceptance and watcher message) and the 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -106,14 +105,16 @@ class Governance:
         self._book = AgreementBook(engine, config.agreements)
         self.licences = LicenceRegistry(Licence(**c.model_dump()) for c in config.licences)
         self.purposes = config.all_purposes
-        self._by_domain: dict[str, dict[str, Dataset]] = {}
         self._registries = Registries(
             self.purposes, frozenset(config.roles), frozenset(self._book.specs)
         )
         # Hash masks are keyed by the node (see gateway.keys.MaskSecret); without a key, no
         # decision hands out a hashed column.
         self._ctx = Context(self.purposes, self.licences, self._book, mask_key, mask_key_id)
-        self._datasets: dict[str, Dataset] = {}
+        # The datasets policy lines may name, by domain then name: this object's own, or a live
+        # view of the node's catalog (``govern``) read only when a line is checked.
+        self._own: dict[str, dict[str, Dataset]] = {}
+        self._domains: Mapping[str, Mapping[str, Dataset]] = self._own
         self._lock = threading.RLock()
         self._cache_on = cache
         self._cache: dict[tuple[Any, ...], tuple[Dataset, Decision, dt.datetime | None]] = {}
@@ -171,11 +172,22 @@ class Governance:
         """Know a dataset (its licence must be registered; its agreements defined)."""
         self.admit(dataset)
         with self._lock:
-            self._datasets[dataset.id] = dataset
-            # one dataset more: extend the registries in place of rebuilding them from all
-            self._by_domain.setdefault(dataset.institution, {})[dataset.name] = dataset
-            if self._registries.datasets is None:
-                self._registries = dataclasses.replace(self._registries, datasets=self._by_domain)
+            if self._domains is self._own:
+                self._own.setdefault(dataset.institution, {})[dataset.name] = dataset
+                if self._registries.datasets is None:
+                    self._registries = replace(self._registries, datasets=self._own)
+            self._cache = {}
+
+    def govern(
+        self, datasets: Mapping[str, Mapping[str, Dataset]], licences: Iterable[str]
+    ) -> None:
+        """Know every dataset of a catalog at once: ``datasets`` is a live view by domain, then
+        name, read when a policy line is checked; each of their ``licences`` must be known."""
+        for licence in licences:
+            self.licences.get(licence)
+        with self._lock:
+            self._domains = datasets
+            self._registries = replace(self._registries, datasets=datasets)
             self._cache = {}
 
     def seed(
@@ -408,7 +420,8 @@ class Governance:
         for st in add:
             (p_rules if isinstance(st, PolicyLine) else g_rules).append(st.to_rule())
         after = CompiledPolicy(before.version + 1, p_rules, g_rules, before)
-        scope = [d for d in (datasets or self._datasets.values()) if d.institution == domain]
+        known = datasets or self._domains.get(domain, {}).values()
+        scope = [d for d in known if d.institution == domain]
         return impacts(self._ctx, before, after, scope, principals, self._clock())
 
     def history(self, principal: Principal, domain: str, limit: int = 100) -> list[PolicyChange]:

@@ -127,3 +127,70 @@ def test_registration_refuses_bad_entries(api, auth, changes, status, fragment):
 def test_only_stewards_register(api, auth):
     r = api.post("/catalog", json=_entry("sneaky"), headers=auth["ml-user"])
     assert r.status_code == 403
+
+
+def _walk(api, headers, params, *, between=None):
+    """Every page of a search, by cursor; ``between(n)`` runs after page ``n``."""
+    seen, cursor, n = [], None, 0
+    while True:
+        r = api.get("/catalog", params={**params, **({"cursor": cursor} if cursor else {})},
+                    headers=headers)  # fmt: skip
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["count"] == len(body["datasets"]) <= params.get("limit", 100)
+        seen += [f"{d['institution']}/{d['name']}" for d in body["datasets"]]
+        cursor, n = body["next"], n + 1
+        if cursor is None:
+            return seen
+        if between is not None:
+            between(n)
+
+
+def test_cursor_pages_hold_every_dataset_once_while_datasets_are_added(fresh):
+    api, auth = fresh
+    for i in range(12):
+        r = api.post("/catalog", json=_entry(f"steels-{i:02d}"), headers=auth["steward"])
+        assert r.status_code == 201, r.text
+    before = ids(api.get("/catalog", params={"limit": 1000}, headers=auth["steward"]))
+    added: list[str] = []
+
+    def register(n: int) -> None:
+        if n > 8:
+            return
+        for name in (f"aaa-{n:02d}", f"zzz-{n:02d}"):  # one behind the cursor, one ahead
+            assert (
+                api.post("/catalog", json=_entry(name), headers=auth["steward"]).status_code == 201
+            )
+            added.append(f"aurora/{name}")
+
+    seen = _walk(api, auth["steward"], {"limit": 3}, between=register)
+    assert len(seen) == len(set(seen))
+    # whatever their ids, new entries come after the older ones: the walk meets each once
+    assert set(seen) == before | set(added) and seen[len(before) :] == added
+
+
+def test_pages_of_a_search_are_its_results(api, auth):
+    params = {"q": "band gap", "limit": 1}
+    assert set(_walk(api, auth["ml-user"], params)) == {"aurora/expt-gap", "aurora/magpie-elements"}
+
+
+@pytest.mark.parametrize(
+    ("cursor", "params"),
+    [
+        ("not a cursor!", {}),
+        ("eyJub3QiOiAianNvbiI", {}),  # base64 of broken JSON
+        ("bnVsbA", {}),  # JSON, but not an object
+        ("x" * 5000, {}),  # too long
+        (None, {"q": "band gap"}),  # a cursor of another search
+        (None, {"federated": "true"}),  # a local cursor for the federation
+    ],
+)
+def test_bad_cursor_is_400_problem(api, auth, cursor, params):
+    if cursor is None:
+        first = api.get("/catalog", params={"limit": 1}, headers=auth["ml-user"]).json()
+        cursor = first["next"]
+        assert cursor
+    r = api.get("/catalog", params={**params, "cursor": cursor}, headers=auth["ml-user"])
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["status"] == 400 and "cursor" in r.json()["detail"]

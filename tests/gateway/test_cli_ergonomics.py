@@ -93,6 +93,23 @@ def test_catalog_is_a_table_and_json_for_scripts(as_user, capsys):
     assert all(d["id"] == f"{d['institution']}/{d['name']}" for d in entries)
 
 
+def test_catalog_pages_from_the_command_line(as_user, capsys):
+    as_user("ml-user")
+    assert main(["catalog", "--all", "--json"]) == 0
+    everything = [f"{d['institution']}/{d['name']}" for d in json.loads(capsys.readouterr().out)]
+    assert len(everything) >= 3
+    assert main(["catalog", "--limit", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    first = [f"{d['institution']}/{d['name']}" for d in json.loads(captured.out)]
+    cursor = captured.err.split("--cursor ", 1)[1].split()[0]
+    assert first == everything[:2]
+    assert main(["catalog", "--all", "--json", "--cursor", cursor]) == 0
+    rest = [f"{d['institution']}/{d['name']}" for d in json.loads(capsys.readouterr().out)]
+    assert first + rest == everything
+    assert main(["catalog", "--cursor", "bad"]) != 0
+    assert "cursor" in capsys.readouterr().err
+
+
 def test_audit_events_newest_first(as_user, capsys, tmp_path):
     as_user("ml-user")
     for n in range(2):  # something recent in the log

@@ -130,6 +130,50 @@ def test_federated_catalog_spans_the_peers(world, ana):
     assert {d["institution"] for d in local["datasets"]} == {"alpha"}
 
 
+def _names(entries: list[dict[str, Any]]) -> list[str]:
+    return [f"{d['institution']}/{d['name']}" for d in entries]
+
+
+@pytest.mark.parametrize("params", [{}, {"q": "band gap"}, {"license": "cc-by-4.0"}])
+def test_federated_pages_carry_each_sites_position(world, ana, params):
+    whole = ana.get("/catalog", params={**params, "federated": "true", "limit": 1000})
+    assert whole["next"] is None and whole["meta"]["complete"] is True
+    expected = _names(whole["datasets"])
+    assert len({n.split("/")[0] for n in expected}) >= 2  # more than one site answers
+    seen: list[str] = []
+    cursor = None
+    while True:
+        asked = {
+            **params,
+            "federated": "true",
+            "limit": 2,
+            **({"cursor": cursor} if cursor else {}),
+        }
+        page = ana.get("/catalog", params=asked)
+        assert page["count"] == len(page["datasets"]) <= 2
+        assert page["meta"]["complete"] is True
+        seen += _names(page["datasets"])
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(expected) and len(seen) == len(set(seen))  # each once
+    walked = ana.catalog(**params, federated=True, page_size=2)
+    assert _names(walked) == seen and walked.complete
+    first = ana.catalog(**params, federated=True, limit=3, page_size=2)
+    rest = ana.catalog(**params, federated=True, cursor=first.next)
+    together = _names(first) + _names(rest)
+    assert len(first) == 3 and sorted(together) == sorted(seen)
+    assert len(together) == len(set(together))
+
+
+def test_a_federated_cursor_is_bound_to_its_search(world, ana):
+    page = ana.get("/catalog", params={"federated": "true", "limit": 1})
+    with pytest.raises(errors.BadRequest, match="cursor"):
+        ana.get("/catalog", params={"federated": "true", "q": "gap", "cursor": page["next"]})
+    with pytest.raises(errors.BadRequest, match="cursor"):
+        ana.get("/catalog", params={"cursor": page["next"]})  # not a local cursor
+
+
 def test_partners_discover_only_what_the_owner_allows(world):
     with Client(world.url("beta"), token=world.token("beta"), progress=False) as ben:
         page = ben.get("/catalog", params={"federated": "true"})

@@ -7,12 +7,12 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from gateway.migrations import migrate, target_metadata
+from gateway.migrations import include_name, migrate, target_metadata
 
 
 def _no_drift(engine: sa.Engine) -> None:
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn)
+        context = MigrationContext.configure(conn, opts={"include_name": include_name})
         diffs = compare_metadata(context, target_metadata())
     assert diffs == []
 

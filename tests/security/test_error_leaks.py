@@ -192,12 +192,12 @@ def test_an_unexpected_error_is_a_generic_500_with_the_request_id(tmp_path: Path
         def explode(*_: Any, **__: Any) -> Any:
             raise RuntimeError("SELECT secret FROM internals -- at /srv/matgate/node.db")
 
-        original = node.catalog.all
-        node.catalog.all = explode
+        original = node.catalog.page
+        node.catalog.page = explode
         try:
             r = client.get("/catalog", headers=headers)
         finally:
-            node.catalog.all = original
+            node.catalog.page = original
     assert r.status_code == 500
     assert r.json()["request_id"] == r.headers["x-request-id"]
     assert "SELECT" not in r.text and "/srv" not in r.text

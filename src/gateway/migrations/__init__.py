@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-__all__ = ["alembic_config", "migrate", "target_metadata"]
+__all__ = ["alembic_config", "include_name", "migrate", "target_metadata"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -20,6 +20,16 @@ def target_metadata() -> list[sa.MetaData]:
     from policies.store import metadata as policies_metadata
 
     return [gateway_metadata, policies_metadata, audit_metadata]
+
+
+# Search structures no SQLAlchemy model describes: SQLite's FTS5 table (and its shadow tables)
+# and PostgreSQL's expression index (revision 0006); comparisons with the models skip them.
+_UNMODELLED = ("catalog_fts", "ix_catalog_datasets_search")
+
+
+def include_name(name: str | None, type_: str, _parents: object) -> bool:
+    """Whether a database object is one the models describe (for autogenerate comparisons)."""
+    return not (name or "").startswith(_UNMODELLED)
 
 
 def alembic_config(engine: sa.Engine | None = None) -> Config:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response, status
 
 from connectors.datasets import Dataset, PSPPRole
 from gateway import service
-from gateway.catalog import Criteria
+from gateway.catalog_search import Criteria
 from gateway.dcat import RdfFormat, negotiate
 from gateway.deps import (
     OPTIONAL_AUTH,
@@ -97,7 +97,7 @@ def _rdf(body: bytes, fmt: RdfFormat) -> Response:
     "/catalog",
     response_model=CatalogPage,
     summary="Search the catalog",
-    responses=_DCAT_MEDIA,
+    responses={**_DCAT_MEDIA, **errors(400)},
     openapi_extra=OPTIONAL_AUTH,
 )
 def search_catalog(
@@ -108,11 +108,18 @@ def search_catalog(
     federated: Annotated[
         bool, Query(description="Search the peers too; each site's status is in meta")
     ] = False,
+    cursor: Annotated[
+        str | None, Query(max_length=8192, description="The `next` of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Datasets per page")] = 100,
 ) -> Any:
-    """Datasets you may discover that match every given criterion (JSON, or a DCAT catalog)."""
+    """A page of the datasets you may discover that match every given criterion, in the
+    catalog's order (JSON; 400 for a cursor of another search), or all of them as DCAT."""
     if fmt is not None:
         return _rdf(service.catalog_dcat(node, principal, found, fmt), fmt)
-    return service.catalog_page(node, principal, found, federated=federated)
+    return service.catalog_page(
+        node, principal, found, federated=federated, cursor=cursor, limit=limit
+    )
 
 
 @router.get(

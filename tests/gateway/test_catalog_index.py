@@ -1,0 +1,177 @@
+"""The catalog's index on SQLite and PostgreSQL: bulk registration is one-by-one registration,
+search answers what the reference scan answers, pages hold every dataset exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from catalog_support import OPEN, catalog_on, criteria, datasets, node_database, rows, store
+
+from connectors.datasets import Dataset
+from gateway.catalog import Catalog
+from gateway.catalog_search import Criteria, search
+from gateway.errors import Conflict
+
+
+@pytest.fixture(autouse=True)
+def _close_engines() -> Iterator[None]:
+    yield
+    while OPEN:
+        OPEN.pop().dispose()
+
+
+KINDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=KINDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A node database URL of each kind."""
+    yield from node_database(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=KINDS)
+def two_databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two node databases of the same kind."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = node_database(request.param, request, tmp_path / "a")
+    b = node_database(request.param, request, tmp_path / "b")
+    yield next(a), next(b)
+    for rest in (a, b):
+        next(rest, None)  # drop the schema
+
+
+def _fts(engine: sa.Engine) -> list[tuple[str, str]]:
+    if engine.dialect.name != "sqlite":
+        return []
+    with engine.connect() as conn:
+        found = conn.exec_driver_sql("SELECT dataset_id, body FROM catalog_fts ORDER BY dataset_id")
+        return [(str(i), str(b)) for i, b in found]
+
+
+def test_bulk_registration_writes_what_one_by_one_registration_writes(tmp_path, two_databases):
+    stores = store(tmp_path)
+    entries = datasets(seed=7, n=300)
+    bulk, bulk_engine = catalog_on(two_databases[0], stores)
+    one, one_engine = catalog_on(two_databases[1], stores)
+    recorded: list[str] = []
+    written = bulk.register_many(
+        entries, by="config@alpha", record=lambda _c, ds: recorded.extend(d.id for d in ds)
+    )
+    assert sorted(d.id for d in written) == sorted(recorded) == sorted(d.id for d in entries)
+    for ds in entries:
+        one.register(ds, by="config@alpha")
+    assert rows(bulk_engine) == rows(one_engine)
+    assert _fts(bulk_engine) == _fts(one_engine)
+    assert len(_fts(bulk_engine)) == (len(entries) if bulk_engine.dialect.name == "sqlite" else 0)
+    assert bulk.register_many(entries, by="config@alpha") == []  # nothing changed, nothing written
+
+
+def test_sync_writes_only_new_and_changed_entries(tmp_path, database):
+    stores = store(tmp_path)
+    entries = datasets(seed=3, n=120)
+    catalog, _engine = catalog_on(database, stores)
+    assert len(catalog.sync(entries, by="config@alpha")) == 120
+    fresh = Catalog(_engine, stores)  # a warm start: another process, same database
+    assert fresh.sync(entries, by="config@alpha") == []
+    changed = entries[5].model_copy(update={"title": "A new title"})
+    added = datasets(seed=4, n=1, prefix="new")[0]
+    written = fresh.sync([*entries[:5], changed, *entries[6:], added], by="config@alpha")
+    assert sorted(d.id for d in written) == sorted([changed.id, added.id])
+    assert fresh.get(changed.id).title == "A new title"
+    assert Catalog(_engine, stores).get(changed.id).title == "A new title"
+
+
+def test_a_registration_commits_with_its_record_or_not_at_all(tmp_path, database):
+    stores = store(tmp_path)
+    catalog, _engine = catalog_on(database, stores)
+    entries = datasets(seed=5, n=30)
+
+    def refuse(_conn: sa.Connection, _ds: object) -> None:
+        raise RuntimeError("the audit log refuses")
+
+    with pytest.raises(RuntimeError):
+        catalog.register_many(entries, by="config@alpha", record=refuse)
+    assert catalog.count() == 0 and catalog.find(entries[0].id) is None
+    assert list(catalog.iterate(search_all())) == []
+    catalog.register(entries[0], by="steward")
+    with pytest.raises(Conflict):
+        catalog.register(entries[0], by="steward")
+
+
+def search_all() -> Criteria:
+    """The empty search: everything."""
+    return Criteria()
+
+
+def test_search_answers_what_the_reference_scan_answers(tmp_path, database):
+    stores = store(tmp_path)
+    entries = datasets(seed=11, n=400) + datasets(seed=12, n=100, institution="beta")
+    catalog, _engine = catalog_on(database, stores)
+    catalog.register_many(entries, by="config")
+    for c in criteria(seed=13, n=150):
+        expected = sorted(d.id for d in search(entries, c))
+        got = [d.id for d in catalog.iterate(c)]
+        assert sorted(got) == expected, c
+        assert got == [d.id for d in entries if d.id in set(expected)]  # registration order
+
+
+def test_rows_written_before_the_index_are_indexed_at_start(tmp_path, database):
+    stores = store(tmp_path)
+    entries = datasets(seed=21, n=50)
+    catalog, engine = catalog_on(database, stores)
+    catalog.register_many(entries, by="config")
+    with engine.begin() as conn:  # as revision 0005 left them
+        conn.exec_driver_sql(
+            "UPDATE catalog_datasets SET digest = NULL, search_text = NULL, roles = NULL, "
+            "units = NULL, column_names = NULL, license_key = NULL"
+        )
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("DELETE FROM catalog_fts")
+    restarted = Catalog(engine, stores)
+    assert restarted.sync(entries, by="config") == []  # indexed, and found unchanged
+    for c in criteria(seed=22, n=40):
+        assert sorted(d.id for d in restarted.iterate(c)) == sorted(
+            d.id for d in search(entries, c)
+        )
+
+
+def test_pages_hold_every_dataset_once_while_datasets_are_added(tmp_path, database):
+    stores = store(tmp_path)
+    first = datasets(seed=31, n=90)
+    catalog, _engine = catalog_on(database, stores)
+    catalog.register_many(first, by="config")
+    late = iter(datasets(seed=32, n=60, prefix="late"))
+    seen: list[str] = []
+    after: int | None = None
+    added: list[Dataset] = []
+    while True:
+        page, after = catalog.page(search_all(), after=after, limit=7)
+        seen += [d.id for d in page]
+        for _ in range(3):  # new entries land before and after the cursor alike
+            ds = next(late, None)
+            if ds is not None:
+                catalog.register(ds, by="steward")
+                added.append(ds)
+        if after is None:
+            break
+    assert len(seen) == len(set(seen))
+    # new entries come after every older one: the walk meets them all, once, in order
+    assert seen == [d.id for d in first] + [d.id for d in added]
+
+
+def test_a_replica_reads_an_entry_another_replica_replaced(tmp_path, database):
+    stores = store(tmp_path)
+    entries = datasets(seed=41, n=20)
+    one, engine = catalog_on(database, stores)
+    other = Catalog(engine, stores)
+    one.register_many(entries, by="config")
+    assert len(list(other.iterate(search_all()))) == 20  # read, and kept in memory
+    changed = entries[3].model_copy(update={"title": "Zirconia fracture toughness"})
+    one.register(changed, by="steward", replace=True)
+    found = list(other.iterate(Criteria(q="zirconia toughness")))
+    assert [d.id for d in found] == [changed.id] and found[0].title == changed.title
+    assert [d.id for d in other.iterate(search_all())] == [d.id for d in entries]  # same place
