@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +123,16 @@ class Lineage:
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"lineage not stored: {exc.__class__.__name__}") from exc
         return str(row["manifest_id"])
+
+    def slice_writer(self, manifest: Mapping[str, Any], token: str) -> Callable[[sa.Connection], None]:
+        """The write that keeps a manifest this node has just signed (``token``), for the
+        transaction of the log entry that records its delivery (``AuditLog.append``'s ``also``):
+        the entry and the manifest commit together. The signature is the caller's own, so it is
+        not verified again; ``record_slice`` is for tokens from elsewhere."""
+        if manifest.get("node") != self.node:
+            raise LineageError(f"manifest {manifest_id(manifest)} is not this node's")
+        row = _slice_row(manifest, token)
+        return lambda conn: self._insert_slices(conn, [row])
 
     @staticmethod
     def _insert_slices(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:

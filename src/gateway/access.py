@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from audit.errors import AuditUnavailable
 from audit.events import DecisionMade, DenialsSuppressed, Event
+from audit.log import Also
 from connectors.datasets import Dataset
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from gateway.observability import request_id_var
@@ -32,12 +33,13 @@ __all__ = ["dataset_for", "ensure", "flush_denials", "record", "recorder", "visi
 T = TypeVar("T")
 
 
-def record(node: Node, event: Event) -> int:
-    """Append ``event`` to the audit log, failing closed with 503 if it cannot be written.
+def record(node: Node, event: Event, *, also: Also | None = None) -> int:
+    """Append ``event`` to the audit log, failing closed with 503 if it cannot be written;
+    ``also`` writes what belongs with the entry in its transaction (see ``AuditLog.append``).
 
     An event that names no request gets the id of the request being served, if any."""
     try:
-        return node.audit.append(_stamped(event))
+        return node.audit.append(_stamped(event), also=also)
     except AuditUnavailable as exc:
         raise ServiceUnavailable("the audit log cannot be written; nothing was released") from exc
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
 import logging
 import queue
@@ -263,7 +264,7 @@ class _Batches:
     """The store's batches with the first one read already, so store errors come before any byte."""
 
     def __init__(
-        self, first: pa.RecordBatch | None, schema: pa.Schema, rest: Iterator[pa.RecordBatch]
+        self, first: pa.RecordBatch | None, schema: pa.Schema, rest: Generator[pa.RecordBatch]
     ):
         self.schema = schema
         self._first = first
@@ -277,12 +278,20 @@ class _Batches:
             self._first = _conform(self._first, schema)
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        if self._first is not None:
-            first, self._first = self._first, None
-            self.rows += first.num_rows
-            yield first
-        with contextlib.closing(_read_ahead(self._rest)) as rest:
-            for batch in rest:
+        try:
+            if self._first is not None:
+                first, self._first = self._first, None
+                self.rows += first.num_rows
+                yield first
+            # Most slices end with their first batch: only a second one is worth a thread.
+            second = next(self._rest, None)
+        except BaseException:
+            self._rest.close()  # the store's connection back to its pool now
+            raise
+        if second is None:
+            return
+        with contextlib.closing(_ReadAhead(self._rest)) as rest:
+            for batch in itertools.chain((second,), rest):
                 batch = _conform(batch, self.schema)
                 self.rows += batch.num_rows
                 yield batch
@@ -295,57 +304,68 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         raise ServiceUnavailable(f"the store's data does not match the catalog: {exc}") from exc
 
 
-def _read_ahead(source: Iterator[pa.RecordBatch]) -> Generator[pa.RecordBatch, None, None]:
-    """``source`` read by a thread of its own, up to ``READ_AHEAD`` batches ahead.
+class _ReadAhead:
+    """``source`` read by a thread of its own, up to ``READ_AHEAD`` batches ahead, from now on.
 
     The store's driver decodes rows without the GIL, so reading the next batches overlaps
     encoding, hashing and sending this one; the bounded queue keeps memory to a few batches.
     """
-    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=READ_AHEAD)
-    stop = threading.Event()
 
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
+    def __init__(self, source: Iterator[pa.RecordBatch]) -> None:
+        self._source = source
+        self._ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=READ_AHEAD)
+        self._stop = threading.Event()
+        self._finished = False
+        self._reader = threading.Thread(target=self._produce, name="matgate-read-ahead")
+        self._reader.daemon = True
+        self._reader.start()
+
+    def _put(self, item: tuple[str, Any]) -> bool:
+        while not self._stop.is_set():
             try:
-                ready.put(item, timeout=0.05)
+                self._ready.put(item, timeout=0.05)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def produce() -> None:
+    def _produce(self) -> None:
+        source = self._source
         try:
             for batch in source:
-                if not put(("batch", batch)):
+                if not self._put(("batch", batch)):
                     return
-            put(("end", None))
+            self._put(("end", None))
         except Exception as exc:
-            put(("error", exc))
+            self._put(("error", exc))
         finally:
             # The store iterator's own cleanup (its connection back to the pool) runs here.
             close = getattr(source, "close", None)
             if close is not None:
                 close()
 
-    reader = threading.Thread(target=produce, name="matgate-read-ahead", daemon=True)
-    reader.start()
-    finished = False
-    try:
-        while True:
-            kind, value = ready.get()
-            if kind != "batch":
-                finished = True
-                if kind == "error":
-                    raise value
-                return
-            yield value
-    finally:
-        stop.set()
-        # A reader past its last item only has its cleanup left. One stopped early may be in
-        # the middle of a slow store read: it closes the store's iterator itself when that
-        # read returns, and nobody (perhaps the event loop, collecting this generator) waits.
-        if finished:
-            reader.join()
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        if self._finished:
+            raise StopIteration
+        kind, value = self._ready.get()
+        if kind == "batch":
+            return value
+        self._finished = True
+        if kind == "error":
+            raise value
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop reading. A reader past its last item only has its cleanup left: wait for it.
+        One stopped early may be in the middle of a slow store read: it closes the store's
+        iterator itself when that read returns, and nobody (perhaps the event loop, collecting
+        this stream) waits."""
+        self._stop.set()
+        if self._finished:
+            self._reader.join()
 
 
 def _first_batch_early(node: Node, dataset: Dataset, query: Query) -> _Batches:
@@ -359,7 +379,7 @@ def _first_batch_early(node: Node, dataset: Dataset, query: Query) -> _Batches:
     return _Batches(first, schema, _guard(stream))
 
 
-def _guard(stream: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def _guard(stream: Iterator[pa.RecordBatch]) -> Generator[pa.RecordBatch]:
     try:
         yield from stream
     except ConnectorError as exc:
@@ -426,12 +446,12 @@ def keep(
     action: Action = Action.READ,
     error: str = "",
 ) -> str:
-    """Record what a slice actually delivered, then sign and keep its final manifest.
-
-    The completion goes in the log first: lineage accepts only manifests the log holds. Returns
-    the signed manifest (compact JWS).
+    """Sign the final manifest of a slice, and record what the slice actually delivered with
+    the manifest kept in the same transaction (lineage holds only manifests the log holds).
+    Returns the signed manifest (compact JWS).
     """
     query = final.get("query") or {}
+    token = node.provenance.sign(final)
     record(
         node,
         SliceDelivered(
@@ -454,5 +474,7 @@ def keep(
             complete=bool(final.get("complete")),
             error=error,
         ),
+        also=node.provenance.keeper(final, token),
     )
-    return node.provenance.complete(final, error=error)
+    node.provenance.completed(final, error=error)
+    return token
