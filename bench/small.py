@@ -53,7 +53,7 @@ INSTITUTION = "bench"
 TARGET_RATIO, TARGET_P99_MS = 0.40, 25.0
 COLUMNS = ["id", "formula", *(f"c{i}" for i in range(1, 11))]
 
-TRIVIAL_APP = '''
+TRIVIAL_APP = """
 from fastapi import FastAPI
 
 ROWS = [{"id": i, "formula": "Fe2O3", **{f"c{j}": i * 0.5 + j for j in range(1, 11)}}
@@ -64,7 +64,7 @@ app = FastAPI()
 @app.post("/slice")
 async def post_slice() -> list[dict]:
     return ROWS
-'''
+"""
 
 TRIVIAL_SERVE = """
 import sys
@@ -133,7 +133,9 @@ class Server:
 
     def __init__(self, cmd: list[str], log: Path, env: dict[str, str], cwd: Path | None = None):
         self.log = log.open("wb")
-        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT
+        )
 
     def ready(self, url: str, timeout: float = 120) -> None:
         """Wait until ``url`` answers (any status)."""
@@ -172,7 +174,9 @@ def start_node(home: Path, workers: int, database_url: str | None) -> tuple[Serv
     (home / "node.toml").write_text(tomli_w.dumps(node_config(url, home / "store.db")))
     data_dir = home / "node"
     key = NodeKey.load_or_create(data_dir / "node_key.pem")
-    token = TokenIssuer(key, url, url, INSTITUTION).mint("bench", roles=["member"], ttl_seconds=7200)
+    token = TokenIssuer(key, url, url, INSTITUTION).mint(
+        "bench", roles=["member"], ttl_seconds=7200
+    )
     matgate = Path(sys.executable).with_name("matgate")
     cmd = [str(matgate), "serve", "--config", str(home / "node.toml"), "--port", str(port)]
     cmd += ["--data-dir", str(data_dir)]
@@ -205,12 +209,40 @@ def start_trivial(home: Path, workers: int) -> tuple[Server, str]:
 
 @dataclass
 class Load:
-    """One round's result: requests per second and latency percentiles in ms."""
+    """One round's result: requests per second, latency percentiles in ms, and the server's
+    CPU time per request in ms (its processes' user + system time over the round)."""
 
     rate: float
     p50: float
     p99: float
     requests: int
+    cpu: float = 0.0
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and every process under it (its workers)."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        child = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        times[child] = (int(fields[11]) + int(fields[12])) / _TICK
+    total, todo = 0.0, [pid]
+    while todo:
+        at = todo.pop()
+        total += times.get(at, 0.0)
+        todo.extend(children.get(at, []))
+    return total
 
 
 _WRK_SCRIPT = """
@@ -278,8 +310,7 @@ def audit_counts(database_url: str) -> tuple[int, int]:
         with engine.connect() as conn:
             rows = conn.execute(
                 sa.text(
-                    "SELECT name, count(*) FROM audit_entries "
-                    "WHERE action = 'read' GROUP BY name"
+                    "SELECT name, count(*) FROM audit_entries WHERE action = 'read' GROUP BY name"
                 )
             ).all()
     finally:
@@ -304,11 +335,18 @@ def run_pair(args: argparse.Namespace, workers: int) -> dict[str, Load]:
             else (lambda u: httpx_load(u, token, body, args.connections, args.seconds))
         )
         drive(slice_url), drive(trivial_url)  # warm-up
+
+        def measured(server: Server, url: str) -> Load:
+            before = cpu_seconds(server.proc.pid)
+            got = drive(url)
+            got.cpu = (cpu_seconds(server.proc.pid) - before) / got.requests * 1e3
+            return got
+
         rounds: dict[str, list[Load]] = {"trivial": [], "matgate": []}
         served = 0
         for _ in range(args.rounds):
-            rounds["trivial"].append(drive(trivial_url))
-            got = drive(slice_url)
+            rounds["trivial"].append(measured(trivial, trivial_url))
+            got = measured(node, slice_url)
             rounds["matgate"].append(got)
             served += got.requests
         after = audit_counts(database_url)
@@ -324,6 +362,7 @@ def run_pair(args: argparse.Namespace, workers: int) -> dict[str, Load]:
                 statistics.median(r.p50 for r in loads),
                 statistics.median(r.p99 for r in loads),
                 sum(r.requests for r in loads),
+                statistics.median(r.cpu for r in loads),
             )
             for name, loads in rounds.items()
         }
@@ -366,12 +405,14 @@ def main() -> int:
         for name, load in result.items():
             print(
                 f"  {name:<8} {load.rate:8.0f} req/s  p50 {load.p50:6.2f} ms  "
-                f"p99 {load.p99:6.2f} ms  ({load.requests} requests)"
+                f"p99 {load.p99:6.2f} ms  CPU {load.cpu:5.2f} ms/request  "
+                f"({load.requests} requests)"
             )
         verdict = "met" if ratio >= TARGET_RATIO and ours.p99 < TARGET_P99_MS else "MISSED"
         print(
             f"  matgate / trivial: {ratio:.0%} (target >= {TARGET_RATIO:.0%}, "
-            f"p99 < {TARGET_P99_MS:g} ms): {verdict}"
+            f"p99 < {TARGET_P99_MS:g} ms): {verdict}; CPU per request "
+            f"{ours.cpu / base.cpu:.1f}x the trivial app's"
         )
     if len(counts) > 1:
         first = counts[0]

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from audit.errors import AuditUnavailable, LineageError, ManifestError
@@ -75,6 +77,21 @@ def _slice_row(manifest: Mapping[str, Any], token: str) -> dict[str, Any]:
     }
 
 
+_NEW_SLICE = {
+    "sqlite": sqlite_insert(slices).on_conflict_do_nothing(index_elements=["manifest_id"]),
+    "postgresql": pg_insert(slices).on_conflict_do_nothing(index_elements=["manifest_id"]),
+}
+
+
+def _insert_slice(conn: sa.Connection, row: dict[str, Any]) -> None:
+    """Keep one manifest unless it is kept already, in one statement where the dialect can."""
+    statement = _NEW_SLICE.get(conn.dialect.name)
+    if statement is None:
+        Lineage._insert_slices(conn, [row])
+    else:
+        conn.execute(statement, row)
+
+
 @dataclass
 class _Graph:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -124,7 +141,9 @@ class Lineage:
             raise AuditUnavailable(f"lineage not stored: {exc.__class__.__name__}") from exc
         return str(row["manifest_id"])
 
-    def slice_writer(self, manifest: Mapping[str, Any], token: str) -> Callable[[sa.Connection], None]:
+    def slice_writer(
+        self, manifest: Mapping[str, Any], token: str
+    ) -> Callable[[sa.Connection], None]:
         """The write that keeps a manifest this node has just signed (``token``), for the
         transaction of the log entry that records its delivery (``AuditLog.append``'s ``also``):
         the entry and the manifest commit together. The signature is the caller's own, so it is
@@ -132,7 +151,7 @@ class Lineage:
         if manifest.get("node") != self.node:
             raise LineageError(f"manifest {manifest_id(manifest)} is not this node's")
         row = _slice_row(manifest, token)
-        return lambda conn: self._insert_slices(conn, [row])
+        return lambda conn: _insert_slice(conn, row)
 
     @staticmethod
     def _insert_slices(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:

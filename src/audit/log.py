@@ -111,6 +111,10 @@ _SQLITE_INSERT = (
 )
 
 
+# built once: every append asks for the last entry
+_LAST = sa.select(entries.c.idx, entries.c.leaf_hash).order_by(entries.c.idx.desc()).limit(1)
+
+
 def _cursor(cursor: str | None) -> int:
     """The index a page cursor stands for (-1: from the start); ValueError if it is not one."""
     if not cursor:
@@ -157,8 +161,7 @@ def _append_rows(conn: sa.Connection, rows: list[dict[str, Any]]) -> tuple[int, 
     """Under the log's lock, number and chain ``rows`` after the last entry and insert them;
     returns the first index and the leaf hashes."""
     lock_log(conn)
-    c = entries.c
-    last = conn.execute(sa.select(c.idx, c.leaf_hash).order_by(c.idx.desc()).limit(1)).first()
+    last = conn.execute(_LAST).first()
     seq = 0 if last is None else int(last[0]) + 1
     prev = GENESIS if last is None else bytes(last[1]).hex()
     first = seq

@@ -28,7 +28,16 @@ from policies.principals import Principal
 if TYPE_CHECKING:
     from gateway.node import Node
 
-__all__ = ["dataset_for", "ensure", "flush_denials", "record", "recorder", "visible_datasets"]
+__all__ = [
+    "dataset_for",
+    "ensure",
+    "ensure_held",
+    "flush_denials",
+    "record",
+    "record_all",
+    "recorder",
+    "visible_datasets",
+]
 
 T = TypeVar("T")
 
@@ -103,14 +112,50 @@ def ensure(
     decision = node.governance.decide(principal, dataset, action, purpose, columns)
     _record_decision(node, principal, decision, request_id)
     if not decision.allowed:
-        # What the token lacked (a roles claim the issuer should carry) is part of the answer.
-        reasons = [*decision.reasons, *principal.notes]
-        raise Forbidden(
-            "; ".join(reasons) or "not allowed",
-            reasons=reasons,
-            policy_version=decision.policy_version,
-        )
+        raise _forbidden(principal, decision)
     return decision
+
+
+def ensure_held(
+    node: Node,
+    principal: Principal,
+    dataset: Dataset,
+    action: Action,
+    purpose: str,
+    columns: Sequence[str] | None = None,
+    *,
+    request_id: str = "",
+) -> tuple[Decision, Event]:
+    """As ``ensure``, but an allow is returned with its entry instead of being recorded here:
+    the caller appends the entry (``record_all``) before anything is released, with the entries
+    that follow it when nothing is released before the end. A deny is recorded and raised."""
+    decision = node.governance.decide(principal, dataset, action, purpose, columns)
+    if not decision.allowed:
+        _record_decision(node, principal, decision, request_id)
+        raise _forbidden(principal, decision)
+    flush_denials(node)
+    # stamped now: the entry says when the decision was made, not when it was written
+    event = _event(node, principal, decision, request_id)
+    return decision, dataclasses.replace(_stamped(event), time=node.audit.now())
+
+
+def record_all(node: Node, events: Sequence[Event], *, also: Also | None = None) -> list[int]:
+    """Append ``events`` in order in one transaction (with ``also``'s writes), failing closed
+    with 503 if they cannot be written."""
+    try:
+        return node.audit.append_many([_stamped(e) for e in events], also=also)
+    except AuditUnavailable as exc:
+        raise ServiceUnavailable("the audit log cannot be written; nothing was released") from exc
+
+
+def _forbidden(principal: Principal, decision: Decision) -> Forbidden:
+    # What the token lacked (a roles claim the issuer should carry) is part of the answer.
+    reasons = [*decision.reasons, *principal.notes]
+    return Forbidden(
+        "; ".join(reasons) or "not allowed",
+        reasons=reasons,
+        policy_version=decision.policy_version,
+    )
 
 
 def _record_decision(node: Node, principal: Principal, decision: Decision, request_id: str) -> None:

@@ -23,8 +23,8 @@ PathId = Annotated[str, Path(min_length=1, max_length=128)]
 _bearer = HTTPBearer(auto_error=False, description="A JWT from an issuer this node trusts.")
 
 
-def get_node(request: Request) -> Node:
-    """The node this app serves."""
+async def get_node(request: Request) -> Node:
+    """The node this app serves (async: nothing to wait for, so no thread to hop to)."""
     node: Node = request.app.state.node
     return node
 

@@ -21,19 +21,19 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from audit.events import SliceDelivered
+from audit.events import Event, SliceDelivered
 from connectors.datasets import Dataset
 from connectors.errors import ConnectorError, FilterError
 from connectors.filterparser import check, parse, unparse
 from connectors.filters import Filter, all_of, fields
 from connectors.query import Query
-from gateway.access import dataset_for, ensure, record
+from gateway.access import dataset_for, ensure, ensure_held, record_all
 from gateway.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable
 from gateway.formats import (
     Content,
@@ -84,12 +84,18 @@ class SliceRequest:
 
 @dataclass
 class Slice:
-    """A slice ready to stream: its manifest so far and the chunks of its body."""
+    """A slice ready to stream: its manifest so far and the chunks of its body.
+
+    A slice opened with ``hold=True`` has its decision entry held back: it is appended with the
+    completion when the last chunk has been made, so the caller must keep every chunk until the
+    stream ends, or call ``release()`` (which appends the decision) before the first one leaves.
+    """
 
     request_id: str
     manifest: dict[str, Any]
     format: Format
     chunks: Iterator[bytes] = field(repr=False)
+    release: Callable[[], None] = field(repr=False, default=lambda: None)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -102,12 +108,14 @@ class Slice:
 
 @dataclass(frozen=True)
 class Permitted:
-    """What a principal may have of a dataset for one request: decided, recorded, compiled."""
+    """What a principal may have of a dataset for one request: decided, recorded (or its entry
+    held, see ``permitted``), compiled."""
 
     request_id: str
     dataset: Dataset
     decision: Decision
     query: Query
+    held: Event | None = None
 
 
 def permitted(
@@ -116,16 +124,29 @@ def permitted(
     dataset_id: str,
     req: SliceRequest,
     action: Action = Action.READ,
+    *,
+    hold: bool = False,
 ) -> Permitted:
-    """Find the dataset, check the request, decide (recorded), build the one pushed-down Query."""
+    """Find the dataset, check the request, decide (recorded), build the one pushed-down Query.
+
+    With ``hold``, an allow is not recorded yet: its entry is ``held``, for the caller to append
+    before anything is released (denials and refusals are recorded at once, as ever)."""
     request_id = claim_request_id(lambda rid: released(node, rid))
     dataset = dataset_for(node, principal, dataset_id, request_id=request_id)
     user_filter = _parse_filter(req.filter, dataset)
     _check_columns(dataset, req)
-    decision = ensure(
-        node, principal, dataset, action, req.purpose, req.columns, request_id=request_id
-    )
-    _check_reach(decision, user_filter, req)
+    asked = (node, principal, dataset, action, req.purpose, req.columns)
+    held: Event | None = None
+    if hold:
+        decision, held = ensure_held(*asked, request_id=request_id)
+    else:
+        decision = ensure(*asked, request_id=request_id)
+    try:
+        _check_reach(decision, user_filter, req)
+    except Forbidden:
+        if held is not None:
+            record_all(node, [held])
+        raise
     query = Query(
         table=dataset.location.table,
         columns=in_asked_order(decision.columns, req.columns),
@@ -135,7 +156,7 @@ def permitted(
         limit=_limit(node, req.limit),
         offset=req.offset,
     )
-    return Permitted(request_id, dataset, decision, query)
+    return Permitted(request_id, dataset, decision, query, held)
 
 
 def released(node: Node, manifest_id: str) -> bool:
@@ -155,19 +176,49 @@ def in_asked_order(permitted: tuple[str, ...], asked: tuple[str, ...] | None) ->
     return tuple(dict.fromkeys(c for c in asked if c in allowed))
 
 
-def open_slice(node: Node, principal: Principal, dataset_id: str, req: SliceRequest) -> Slice:
-    """Decide, record, and open the stream of a slice (see the module docstring)."""
-    p = permitted(node, principal, dataset_id, req)
-    manifest = manifest_for(node, principal, p.dataset, req, p.decision, p.request_id)
-    batches = _first_batch_early(node, p.dataset, p.query)
-    masks = {name: m.kind.value for name, m in p.decision.masks.items()}
-    described = describe_fields(batches.schema, p.dataset.columns, masks)
-    batches.conform(described)  # the first batch now: a store that breaks the catalog fails early
-    manifest["schema"] = columns_of(described)
-    schema = described.with_metadata({MANIFEST_KEY: json.dumps(manifest).encode()})
-    chunks = _deliver(node, principal, manifest, req.format, schema, batches)
+def open_slice(
+    node: Node, principal: Principal, dataset_id: str, req: SliceRequest, *, hold: bool = False
+) -> Slice:
+    """Decide, record, and open the stream of a slice (see the module docstring).
+
+    With ``hold``, the caller keeps every chunk until the stream ends or calls the slice's
+    ``release()`` first (see ``Slice``): a slice that ends within what the caller holds then
+    costs one commit of the audit log instead of two."""
+    p = permitted(node, principal, dataset_id, req, hold=hold)
+    gate = _Gate(node, p.held)
+    try:
+        manifest = manifest_for(node, principal, p.dataset, req, p.decision, p.request_id)
+        batches = _first_batch_early(node, p.dataset, p.query)
+        masks = {name: m.kind.value for name, m in p.decision.masks.items()}
+        described = describe_fields(batches.schema, p.dataset.columns, masks)
+        batches.conform(described)  # the first batch now: a store that breaks the catalog fails
+        manifest["schema"] = columns_of(described)
+        schema = described.with_metadata({MANIFEST_KEY: json.dumps(manifest).encode()})
+    except BaseException:
+        gate.release()  # nothing is released, but the decision was made: it is recorded
+        raise
+    chunks = _deliver(node, principal, manifest, req.format, schema, batches, gate)
     node.provenance.started(manifest)
-    return Slice(request_id=p.request_id, manifest=manifest, format=req.format, chunks=chunks)
+    return Slice(p.request_id, manifest, req.format, chunks, gate.release)
+
+
+class _Gate:
+    """A decision entry held back until the slice's completion, or until ``release``."""
+
+    def __init__(self, node: Node, held: Event | None) -> None:
+        self._node = node
+        self._held = [held] if held is not None else []
+
+    def release(self) -> None:
+        """Append the held decision now (nothing if none is held); 503 if it cannot be."""
+        if self._held:
+            record_all(self._node, self._held)
+            self._held = []
+
+    def take(self) -> list[Event]:
+        """The held entries, for the caller to append with its own."""
+        held, self._held = self._held, []
+        return held
 
 
 def _parse_filter(text: str | None, dataset: Dataset) -> Filter | None:
@@ -393,6 +444,7 @@ def _deliver(
     fmt: Format,
     schema: pa.Schema,
     batches: _Batches,
+    gate: _Gate,
 ) -> Iterator[bytes]:
     sealed: dict[str, Any] = {}
 
@@ -431,9 +483,12 @@ def _deliver(
             "complete": not error,
             "completed": dt.datetime.now(dt.UTC).isoformat(),
         }
+        held = gate.take()
         try:
-            keep(node, principal, final, error=error)
+            keep(node, principal, final, error=error, held=held)
         except Exception:
+            if held:  # nothing has left, and nothing may: not even the decision is recorded
+                raise
             # The decision was recorded before release; a lost completion is logged loudly.
             log.exception("could not record the completion of slice %s", manifest["id"])
 
@@ -445,36 +500,35 @@ def keep(
     *,
     action: Action = Action.READ,
     error: str = "",
+    held: Sequence[Event] = (),
 ) -> str:
-    """Sign the final manifest of a slice, and record what the slice actually delivered with
-    the manifest kept in the same transaction (lineage holds only manifests the log holds).
-    Returns the signed manifest (compact JWS).
+    """Sign the final manifest of a slice, and record what the slice actually delivered, after
+    the ``held`` entries (its decision, when it was held back), with the manifest kept in the
+    same transaction (lineage holds only manifests the log holds). Returns the signed manifest
+    (compact JWS).
     """
     query = final.get("query") or {}
     token = node.provenance.sign(final)
-    record(
-        node,
-        SliceDelivered(
-            request_id=final["id"],
-            node=node.institution,
-            principal=principal.id,
-            institution=principal.institution,
-            dataset=final["dataset"],
-            action=action.value,
-            purpose=final["purpose"],
-            decision="allow",
-            manifest_id=final["id"],
-            policy_version=final.get("policy_version") or 0,
-            rows=int(final.get("rows") or 0),
-            bytes=int(final.get("bytes") or 0),
-            sha256=final.get("sha256") or "",
-            columns=tuple(query.get("columns") or ()),
-            filter=query.get("filter"),
-            format=final["format"],
-            complete=bool(final.get("complete")),
-            error=error,
-        ),
-        also=node.provenance.keeper(final, token),
+    delivered = SliceDelivered(
+        request_id=final["id"],
+        node=node.institution,
+        principal=principal.id,
+        institution=principal.institution,
+        dataset=final["dataset"],
+        action=action.value,
+        purpose=final["purpose"],
+        decision="allow",
+        manifest_id=final["id"],
+        policy_version=final.get("policy_version") or 0,
+        rows=int(final.get("rows") or 0),
+        bytes=int(final.get("bytes") or 0),
+        sha256=final.get("sha256") or "",
+        columns=tuple(query.get("columns") or ()),
+        filter=query.get("filter"),
+        format=final["format"],
+        complete=bool(final.get("complete")),
+        error=error,
     )
+    record_all(node, [*held, delivered], also=node.provenance.keeper(final, token))
     node.provenance.completed(final, error=error)
     return token

@@ -92,6 +92,9 @@ def test_a_delivery_and_its_manifest_commit_together(
     index = log.append(delivered(1, "m-1"), also=lineage.slice_writer(m, token))
     assert log.has_manifest("m-1") and lineage.slice("m-1") == (m, token)
     assert log.entry(index).event["manifest_id"] == "m-1"
+    log.append(delivered(1, "m-1"), also=lineage.slice_writer(m, token))  # kept once
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM lineage_slices")).scalar() == 1
 
     def broken(conn: sa.Connection) -> None:
         raise sa.exc.OperationalError("INSERT", None, Exception("disk full"))

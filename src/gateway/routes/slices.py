@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from gateway import service
 from gateway.deps import OPTIONAL_AUTH, MaybePrincipal, NodeDep, PathSlug
@@ -35,7 +35,7 @@ def post_slice(
     body: SliceBody,
     node: NodeDep,
     principal: MaybePrincipal,
-) -> StreamingResponse:
+) -> Response:
     """Stream the permitted slice of a dataset for a declared purpose."""
     return service.stream_slice(node, principal, f"{institution}/{name}", body)
 
@@ -58,7 +58,7 @@ def get_slice(
     limit: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     format: Annotated[Format, Query()] = Format.CSV,
-) -> StreamingResponse:
+) -> Response:
     """The same as the POST form, with query parameters (CSV by default, for browsers and curl)."""
     body = SliceBody(
         purpose=purpose,
