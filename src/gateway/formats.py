@@ -287,12 +287,25 @@ def _arrow_stream(
     yield _END_OF_STREAM
 
 
+_EMPTY_ARRAYS: dict[pa.DataType, pa.Array] = {}
+
+
 def _empty(schema: pa.Schema) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema)
+    arrays = []
+    for kind in schema.types:
+        empty = _EMPTY_ARRAYS.get(kind)
+        if empty is None:  # a few types only: one empty array each, made once
+            empty = _EMPTY_ARRAYS[kind] = pa.array([], kind)
+        arrays.append(empty)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _seal_message(schema: pa.Schema, seal: Mapping[str, str]) -> bytes:
-    """The IPC message of a zero-row batch carrying ``seal`` as its custom metadata."""
+    """The IPC message of a zero-row batch carrying ``seal`` as its custom metadata.
+
+    A batch message does not depend on the schema's own metadata: the writer is given the
+    schema without it (the stream's manifest draft), and its schema message is cut off."""
+    schema = schema.remove_metadata()
     sink = _Sink()
     with pa.ipc.new_stream(sink, schema) as writer:
         writer.write_batch(_empty(schema), custom_metadata=dict(seal))

@@ -190,7 +190,7 @@ def open_slice(
         manifest = manifest_for(node, principal, p.dataset, req, p.decision, p.request_id)
         batches = _first_batch_early(node, p.dataset, p.query)
         masks = {name: m.kind.value for name, m in p.decision.masks.items()}
-        described = describe_fields(batches.schema, p.dataset.columns, masks)
+        described = _described(p.dataset, batches.schema, masks)
         batches.conform(described)  # the first batch now: a store that breaks the catalog fails
         manifest["schema"] = columns_of(described)
         schema = described.with_metadata({MANIFEST_KEY: json.dumps(manifest).encode()})
@@ -200,6 +200,24 @@ def open_slice(
     chunks = _deliver(node, principal, manifest, req.format, schema, batches, gate)
     node.provenance.started(manifest)
     return Slice(p.request_id, manifest, req.format, chunks, gate.release)
+
+
+_Shape = tuple[str, tuple[tuple[str, str], ...]]  # a dataset id and its masks
+_DESCRIBED: dict[_Shape, tuple[Dataset, pa.Schema, pa.Schema]] = {}
+
+
+def _described(dataset: Dataset, stored: pa.Schema, masks: dict[str, str]) -> pa.Schema:
+    """``describe_fields`` of a slice, built once per dataset (as registered), store schema and
+    masks: its field metadata is the same for every request of the same shape."""
+    key = (dataset.id, tuple(sorted(masks.items())))
+    hit = _DESCRIBED.get(key)
+    if hit is not None and hit[0] is dataset and hit[1].equals(stored, check_metadata=True):
+        return hit[2]
+    described = describe_fields(stored, dataset.columns, masks)
+    if len(_DESCRIBED) >= 4096:
+        _DESCRIBED.clear()
+    _DESCRIBED[key] = (dataset, stored, described)
+    return described
 
 
 class _Gate:
