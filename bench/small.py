@@ -19,12 +19,13 @@ and a completion for every slice served (counted at the end of each round).
 
 The load generator is ``wrk`` (Debian package ``wrk``) when it is installed, else an httpx
 client with one asyncio task per connection (slower: it then measures the client as much as
-the servers). ``--workers 1,2`` repeats everything with each worker count, on the node
-database given by ``--database-url`` (default: SQLite in the node's folder; PostgreSQL for
-several workers sharing one log, e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/test``).
+the servers). ``--workers 1,2`` repeats everything with each worker count (both servers), on
+a node database of its own: SQLite in the node's folder, or with ``--pg URL`` a new database on
+that PostgreSQL server (e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``),
+dropped at the end.
 
 Run: ``.venv/bin/python bench/small.py [--seconds 5] [--rounds 3] [--connections 8]
-[--format arrow] [--workers 1] [--database-url URL]``. Target: the node at >= 40 % of the
+[--format arrow] [--workers 1,2] [--pg URL]``. Target: the node at >= 40 % of the
 trivial app's rate, p99 < 25 ms.
 """
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -43,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,13 +73,14 @@ TRIVIAL_SERVE = """
 import sys
 import uvicorn
 
-port, workers = int(sys.argv[1]), int(sys.argv[2])
-# the same call as matgate serve: uvicorn's defaults otherwise
-if workers > 1:
-    uvicorn.run("trivial:app", host="127.0.0.1", port=port, log_level="info", workers=workers)
-else:
-    from trivial import app
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="info")
+if __name__ == "__main__":  # workers are spawned: they import this file
+    port, workers = int(sys.argv[1]), int(sys.argv[2])
+    # the same calls as matgate serve: uvicorn's defaults otherwise
+    if workers > 1:
+        uvicorn.run("trivial:app", host="127.0.0.1", port=port, log_level="info", workers=workers)
+    else:
+        from trivial import app
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="info")
 """
 
 
@@ -262,7 +266,8 @@ def wrk(url: str, token: str, body: str, connections: int, seconds: float, home:
     """``wrk`` with one thread and ``connections`` connections; refuses non-2xx answers."""
     script = home / "post.lua"
     script.write_text(_WRK_SCRIPT.format(body=json.dumps(body), token=token))
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script)]
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "30s"]
+    cmd += ["-s", str(script)]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors against {url}:\n{out}")
@@ -319,15 +324,43 @@ def audit_counts(database_url: str) -> tuple[int, int]:
     return int(counts.get("decision", 0)), int(counts.get("slice", 0))
 
 
+@contextlib.contextmanager
+def scratch_database(server_url: str | None) -> Iterator[str | None]:
+    """A new, empty PostgreSQL database on ``server_url``'s server, dropped afterwards (None:
+    the node's default SQLite)."""
+    if server_url is None:
+        yield None
+        return
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"matgate_small_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
 def run_pair(args: argparse.Namespace, workers: int) -> dict[str, Load]:
     """Node and trivial app with ``workers`` workers each, alternating rounds; medians."""
+    with scratch_database(args.pg) as database_url:
+        return _run_pair(args, workers, database_url)
+
+
+def _run_pair(args: argparse.Namespace, workers: int, database_url: str | None) -> dict[str, Load]:
     home = Path(tempfile.mkdtemp(prefix="matgate-small-"))
     node = trivial = None
     body = json.dumps({"purpose": "research", "format": args.format})
     try:
-        node, slice_url, token = start_node(home, workers, args.database_url)
+        node, slice_url, token = start_node(home, workers, database_url)
         trivial, trivial_url = start_trivial(home, workers)
-        database_url = args.database_url or f"sqlite:///{home / 'node' / 'node.db'}"
+        database_url = database_url or f"sqlite:///{home / 'node' / 'node.db'}"
         before = audit_counts(database_url)
         drive = (
             (lambda u: wrk(u, token, body, args.connections, args.seconds, home))
@@ -384,7 +417,12 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--format", default="arrow", choices=["arrow", "json", "csv", "parquet"])
     ap.add_argument("--workers", default="1", help="comma-separated worker counts, e.g. 1,2")
-    ap.add_argument("--database-url", default=None, help="the node database (default SQLite)")
+    ap.add_argument(
+        "--pg",
+        default=None,
+        help="a PostgreSQL server (SQLAlchemy URL of any database on it) on which each node "
+        "gets a new database of its own (default: SQLite in the node's folder)",
+    )
     ap.add_argument("--httpx", action="store_true", help="drive with httpx even if wrk exists")
     ap.add_argument("--keep", action="store_true", help="keep the node's folder")
     args = ap.parse_args()
@@ -393,7 +431,7 @@ def main() -> int:
     print(
         f"{args.connections} connections, {args.rounds} rounds of {args.seconds:g} s, "
         f"{args.format} slices of 10 rows x 12 columns, load from {tool}, "
-        f"node database {args.database_url or 'SQLite'}"
+        f"node database {'PostgreSQL' if args.pg else 'SQLite'}"
     )
     rates: dict[int, dict[str, Load]] = {}
     for workers in counts:
