@@ -372,6 +372,8 @@ def _run_pair(args: argparse.Namespace, workers: int, database_url: str | None) 
         def measured(server: Server, url: str) -> Load:
             before = cpu_seconds(server.proc.pid)
             got = drive(url)
+            if not got.requests:
+                raise RuntimeError(f"no request to {url} was answered within the round")
             got.cpu = (cpu_seconds(server.proc.pid) - before) / got.requests * 1e3
             return got
 
