@@ -5,6 +5,9 @@ dataset, parses and checks the filter, asks for the decision (recorded before an
 builds the one neutral Query in which the decision's columns, masks and row filter are pushed
 down, and reads the first batch. The returned ``Slice`` then streams; when the stream ends, or
 breaks, the manifest is completed with what was actually sent and the completion is recorded.
+A caller that holds every chunk until the end (``hold=True``, the slice routes for slices up to
+``whole_slice_bytes``) has the decision appended with the completion, in one commit, still
+before any byte leaves.
 
 Columns come in the order asked. Arrow and Parquet slices describe themselves (see
 ``gateway.formats``): field metadata from the catalog, nullability, UTC timestamps, and the
