@@ -41,6 +41,12 @@ PAGES = {
     "audit log": ("auditor", "/console/audit"),
     "event + proof": ("auditor", "/console/audit/1"),
     "lineage": ("auditor", f"/console/lineage?dataset={NI}"),
+    "my pulls": ("ml-user", "/console/pulls"),
+    "my jobs": ("ml-user", "/console/jobs"),
+    "history": ("steward", "/console/policy/history"),
+    "agreements": ("steward", "/console/agreements"),
+    "register form": ("steward", "/console/register?store=lab&table=ni_superalloys"),
+    "export (csv)": ("auditor", "/console/audit/export?format=csv"),
 }
 
 
@@ -51,6 +57,14 @@ def _client(app: object, persona: str) -> TestClient:
     assert csrf
     client.post("/console/signin/demo", data={"persona": persona, "csrf": csrf.group(1)})
     return client
+
+
+def _bearer(app: object, name: str) -> dict[str, str]:
+    persona = next(p for p in PERSONAS if p.name == name)
+    token = app.state.node.issuer.mint(  # type: ignore[attr-defined]
+        persona.subject, roles=persona.roles, institution=persona.institution
+    )
+    return {"Authorization": f"Bearer {token}"}
 
 
 def main() -> int:
@@ -71,14 +85,18 @@ def main() -> int:
         app = create_app(settings)
         app.state.console_settings = ConsoleSettings(demo_signin=True)
         with TestClient(app) as api:
-            persona = next(p for p in PERSONAS if p.name == "ml-user")
-            token = app.state.node.issuer.mint(
-                persona.subject, roles=persona.roles, institution=persona.institution
-            )
-            bearer = {"Authorization": f"Bearer {token}"}
+            bearer = _bearer(app, "ml-user")
             pulled = api.post(f"/datasets/{NI}/slice", json={"purpose": "research", "limit": 5},
                               headers=bearer)  # fmt: skip
             assert pulled.status_code == 200, pulled.text  # events for the audit pages
+            steward = _bearer(app, "steward")
+            for effect in ("add", "remove"):  # two versions for the history page
+                line = {"role": "partner", "domain": "aurora", "dataset": "ni-superalloys",
+                        "action": "read", "purpose": "research"}  # fmt: skip
+                changed = api.post("/policies/aurora", json={effect: [line]}, headers=steward)
+                assert changed.status_code == 200, changed.text
+            accepted = api.post("/agreements/aurora-steels-terms/accept", headers=bearer)
+            assert accepted.status_code == 200, accepted.text
             clients = {p: _client(app, p) for p in ("ml-user", "steward", "auditor")}
             times: dict[str, list[float]] = {name: [] for name in ["baseline", *PAGES]}
             for _ in range(args.repeat):
@@ -90,6 +108,7 @@ def main() -> int:
                     answer = clients[who].get(url)
                     times[name].append(time.perf_counter() - start)
                     assert answer.status_code == 200, (name, answer.status_code)
+                    assert answer.url.path == url.partition("?")[0], (name, answer.url)
     base = statistics.median(times["baseline"])
     print(f"{'page':<16}{'median ms':>10}{'x API /catalog':>16}")
     worst = 0.0

@@ -86,3 +86,24 @@ def redis_url() -> str:
 def data_dir() -> Path:
     """The project's shipped sample data."""
     return DATA
+
+
+@pytest.fixture(scope="session")
+def spark_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a Spark Connect server: started here once per session (or MATGATE_TEST_SPARK)."""
+    given = os.environ.get("MATGATE_TEST_SPARK")
+    if given:
+        yield given
+        return
+    from spark_server import SparkServer, SparkUnavailable
+
+    try:
+        server = SparkServer(tmp_path_factory.mktemp("spark"))
+    except SparkUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"Spark Connect cannot start: {exc} (CI=true: servers must be up)")
+        pytest.skip(f"Spark Connect cannot start: {exc}")
+    try:
+        yield server.url
+    finally:
+        server.stop()

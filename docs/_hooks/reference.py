@@ -316,10 +316,14 @@ def api_reference(doc: dict[str, Any] | None = None) -> str:
         "# HTTP API reference",
         "",
         f"Rendered at build time from the OpenAPI document of matgate {doc['info']['version']}"
-        " (a running node serves the same document at `/openapi.json`). Every request except"
-        " `/healthz`, `/readyz`, `/metrics` and the JWKS carries `Authorization: Bearer TOKEN`."
-        " Errors are `application/problem+json` bodies (RFC 9457) with `title`, `status`,"
-        " `detail` and, for refusals, the decision's `reasons` and `policy_version`.",
+        " (a running node serves the same document at `/openapi.json`, and browses it with"
+        " Swagger UI at `/docs` and ReDoc at `/redoc`, both served by the node itself, so they"
+        " work offline). Every request except `/healthz`, `/readyz`, `/metrics` and the JWKS"
+        " carries `Authorization: Bearer TOKEN`. Each operation lists the errors it can answer;"
+        " every error is an `application/problem+json` body (RFC 9457, the"
+        " [Problem](#schema-problem) schema) with `title`, `status`, `detail`, the"
+        " `request_id` and, for refusals, the decision's `reasons` and `policy_version`, and"
+        " the `agreements` to accept when that would lift it.",
         "",
     ]
     by_tag: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
@@ -366,6 +370,8 @@ def api_reference(doc: dict[str, Any] | None = None) -> str:
                     f" | {_cell(spec.get('description'))} |"
                 )
             out.append("")
+        for example in schema.get("examples", [])[:1]:
+            out += ["Example:", "", "```json", json.dumps(example, indent=2), "```", ""]
     return "\n".join(out)
 
 

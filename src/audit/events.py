@@ -15,6 +15,7 @@ from audit.canonical import canonical_json, jsonable
 
 __all__ = [
     "AgreementAccepted",
+    "AgreementForwarded",
     "AuthenticationFailed",
     "CheckpointRefused",
     "DatasetRegistered",
@@ -132,6 +133,20 @@ class AgreementAccepted(Event):
     terms: str = ""
     valid_from: str = ""
     valid_until: str = ""
+    via: str = ""
+    """The peer node that forwarded the acceptance for its user (empty: accepted here)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgreementForwarded(Event):
+    """The home node forwarded its user's acceptance of a peer's agreement to that peer (the
+    owner records the acceptance itself, as an ``agreement`` event naming this node as ``via``)."""
+
+    name: ClassVar[str] = "agreement-relay"
+
+    agreement_id: str = ""
+    peer: str = ""
+    party: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,6 +271,7 @@ _REGISTRY: dict[str, type[Event]] = {
         SliceDelivered,
         PolicyChanged,
         AgreementAccepted,
+        AgreementForwarded,
         DatasetRegistered,
         AuthenticationFailed,
         DenialsSuppressed,

@@ -245,6 +245,31 @@ class Lineage:
         token = str(found[0]["token"])
         return verify_manifest(token, self._jwks), token
 
+    def released_to(self, principal: str, limit: int) -> list[dict[str, Any]]:
+        """The slices released to ``principal``, newest first, each with its signed token and
+        whether that signature verifies under the node's keys over this very manifest
+        (``signature_ok``, and ``problem`` when it does not)."""
+        with self._engine.connect() as conn:
+            query = (
+                sa.select(slices)
+                .where(slices.c.principal == principal)
+                .order_by(slices.c.time.desc(), slices.c.manifest_id)
+                .limit(limit)
+            )
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+        for row in rows:
+            row["signature_ok"], row["problem"], row["manifest"] = False, "", None
+            try:
+                manifest = verify_manifest(str(row["token"]), self._jwks)
+            except ManifestError as exc:
+                row["problem"] = exc.detail
+                continue
+            if manifest_id(manifest) != row["manifest_id"] or manifest.get("node") != self.node:
+                row["problem"] = "the signed manifest is not the one recorded for this slice"
+                continue
+            row["signature_ok"], row["manifest"] = True, manifest
+        return rows
+
     def run(self, run_id: str) -> Run | None:
         """A registered run, or ``None``."""
         found = self._runs(runs.c.run_id == run_id)

@@ -251,9 +251,11 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 def open_store(kind: str, target: str, base_dir: Path | None = None, **options: Any) -> Connector:
-    """A connector for a store: ``sql`` (SQLAlchemy URL), ``files`` (folder), ``optimade`` (URL).
+    """A connector for a store: ``sql`` (SQLAlchemy URL), ``files`` (folder), ``optimade`` (URL),
+    ``spark`` (Spark Connect URL).
 
-    ``options`` go to the connector (``scope`` for sql, ``network`` for optimade).
+    ``options`` go to the connector (``scope`` for sql, ``network`` for optimade, ``schemas``
+    and ``tables`` for spark).
     """
     if kind == "sql":
         from connectors.sql import SQLConnector
@@ -270,4 +272,10 @@ def open_store(kind: str, target: str, base_dir: Path | None = None, **options: 
         from connectors.optimade import OptimadeConnector
 
         return OptimadeConnector(target, **options)
-    raise ConnectorError(f"unknown store kind {kind!r}; expected 'sql', 'files' or 'optimade'")
+    if kind == "spark":
+        from connectors.spark import SparkConnector
+
+        return SparkConnector(target, **options)
+    raise ConnectorError(
+        f"unknown store kind {kind!r}; expected 'sql', 'files', 'optimade' or 'spark'"
+    )

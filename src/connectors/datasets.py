@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 __all__ = ["Column", "ColumnType", "Dataset", "PSPPRole", "Sensitivity", "Store"]
 
@@ -139,6 +139,20 @@ class Dataset(BaseModel):
         min_length=1, max_length=10_000, description="Column schema: name, type, unit, PSPP role."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_id(cls, data: Any) -> Any:
+        """``id`` is read-only: derived from institution and name, ignored in the input (so an
+        entry as the node serves it, its name changed, can be registered as a copy)."""
+        if isinstance(data, dict) and "id" in data:
+            data = {k: v for k, v in data.items() if k != "id"}
+        return data
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="The dataset id, ``institution/name``, as every call takes it (read-only: "
+        "derived from institution and name, ignored in a request).",
+        examples=["aurora/ni-superalloys"],
+    )
     @property
     def id(self) -> str:
         """The dataset id, ``institution/name``."""

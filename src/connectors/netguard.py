@@ -188,6 +188,15 @@ def _port(url: httpx.URL) -> int:
     return url.port or (443 if url.scheme == "https" else 80)
 
 
+def _literal(host: str) -> bool:
+    """Whether ``host`` is written as an IP address (its resolution needs no DNS)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _pinned(request: httpx.Request, address: str) -> httpx.Request:
     """The same request sent to ``address``; Host header and TLS server name stay the host's."""
     extensions = dict(request.extensions)
@@ -232,7 +241,10 @@ class GuardedAsyncTransport(httpx.AsyncHTTPTransport):
         """Send ``request`` to its host's checked address."""
         _scheme_ok(request)
         host, port = request.url.host, _port(request.url)
-        address = await anyio.to_thread.run_sync(self.policy.resolve, host, port)
+        if _literal(host):  # nothing to look up: checked here, without a thread
+            address = self.policy.resolve(host, port)
+        else:
+            address = await anyio.to_thread.run_sync(self.policy.resolve, host, port)
         return await super().handle_async_request(_pinned(request, address))
 
 
@@ -266,12 +278,23 @@ async def _refuse_cross_origin_async(response: httpx.Response) -> None:
     _refuse_cross_origin(response)
 
 
+def _transport_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The options that belong to the transport (a client given one ignores them)."""
+    options = {"verify": kwargs.pop("verify", True)}
+    if "limits" in kwargs:
+        options["limits"] = kwargs.pop("limits")
+    return options
+
+
 def guarded_client(policy: NetPolicy, **kwargs: Any) -> httpx.Client:
     """An httpx client whose every request (redirects included) obeys ``policy``.
 
     With ``follow_redirects=True`` a redirect to another origin is refused before it is followed.
+    ``verify`` and ``limits`` go to the transport, whose pool keys connections by the checked
+    address a request was pinned to: a kept-alive connection is reused only for requests whose
+    host resolved, and was checked, to that same address.
     """
-    transport = GuardedTransport(policy, verify=kwargs.pop("verify", True))
+    transport = GuardedTransport(policy, **_transport_options(kwargs))
     hooks = dict(kwargs.pop("event_hooks", {}))
     if kwargs.get("follow_redirects"):
         hooks["response"] = [_refuse_cross_origin, *hooks.get("response", [])]
@@ -281,7 +304,7 @@ def guarded_client(policy: NetPolicy, **kwargs: Any) -> httpx.Client:
 
 def guarded_async_client(policy: NetPolicy, **kwargs: Any) -> httpx.AsyncClient:
     """The asynchronous ``guarded_client``."""
-    transport = GuardedAsyncTransport(policy, verify=kwargs.pop("verify", True))
+    transport = GuardedAsyncTransport(policy, **_transport_options(kwargs))
     hooks = dict(kwargs.pop("event_hooks", {}))
     if kwargs.get("follow_redirects"):
         hooks["response"] = [_refuse_cross_origin_async, *hooks.get("response", [])]

@@ -112,7 +112,7 @@ def ensure(
     decision = node.governance.decide(principal, dataset, action, purpose, columns)
     _record_decision(node, principal, decision, request_id)
     if not decision.allowed:
-        raise _forbidden(principal, decision)
+        raise _forbidden(node, principal, dataset, decision)
     return decision
 
 
@@ -132,7 +132,7 @@ def ensure_held(
     decision = node.governance.decide(principal, dataset, action, purpose, columns)
     if not decision.allowed:
         _record_decision(node, principal, decision, request_id)
-        raise _forbidden(principal, decision)
+        raise _forbidden(node, principal, dataset, decision)
     flush_denials(node)
     # stamped now: the entry says when the decision was made, not when it was written
     event = _event(node, principal, decision, request_id)
@@ -148,14 +148,39 @@ def record_all(node: Node, events: Sequence[Event], *, also: Also | None = None)
         raise ServiceUnavailable("the audit log cannot be written; nothing was released") from exc
 
 
-def _forbidden(principal: Principal, decision: Decision) -> Forbidden:
+def _forbidden(node: Node, principal: Principal, dataset: Dataset, decision: Decision) -> Forbidden:
     # What the token lacked (a roles claim the issuer should carry) is part of the answer.
     reasons = [*decision.reasons, *principal.notes]
-    return Forbidden(
-        "; ".join(reasons) or "not allowed",
-        reasons=reasons,
-        policy_version=decision.policy_version,
-    )
+    extra: dict[str, object] = {}
+    detail = "; ".join(reasons) or "not allowed"
+    if decision.agreements:
+        terms = where_to_accept(node, principal, dataset, decision.agreements)
+        extra["agreements"] = terms
+        detail += "; " + "; ".join(
+            f"accept agreement {t['id']!r} with POST {t['accept']}" for t in terms
+        )
+    return Forbidden(detail, reasons=reasons, policy_version=decision.policy_version, **extra)
+
+
+def where_to_accept(
+    node: Node, principal: Principal, dataset: Dataset, agreements: Sequence[str]
+) -> list[dict[str, str]]:
+    """Each agreement's title and where ``principal`` can accept it: at their home node when it
+    is a peer (its token works there), and here, at the owner."""
+    titles = {a.id: a.title for a in node.governance.agreements(dataset)}
+    path = f"/datasets/{dataset.id}/agreements/{{}}/accept"
+    home = node.peers.get(principal.actor or principal.institution)
+    out = []
+    for agreement in agreements:
+        here = node.public_url.rstrip("/") + path.format(agreement)
+        entry = {"id": agreement, "title": titles.get(agreement, agreement), "accept_here": here}
+        if home is not None:
+            base = (home.config.public_url or home.config.base_url).rstrip("/")
+            entry["accept"] = base + path.format(agreement)
+        else:
+            entry["accept"] = here
+        out.append(entry)
+    return out
 
 
 def _record_decision(node: Node, principal: Principal, decision: Decision, request_id: str) -> None:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway import openapi
 from gateway.config import ConfigError, NodeConfig, load_config
 from gateway.errors import BadRequest, MatgateError, ServiceUnavailable, Unprocessable, for_status
 from gateway.limits import BodyLimitMiddleware
@@ -25,26 +26,20 @@ from gateway.observability import (
     ObservabilityMiddleware,
     configure_logging,
 )
-from gateway.problems import PROBLEM, from_foreign, problem_response, speaks_for_a_driver
+from gateway.problems import from_foreign, problem_response, speaks_for_a_driver
 from gateway.routes import routers
-from gateway.schemas import Problem
 from gateway.settings import Settings
 
 __all__ = ["create_app", "prepare_workers"]
 
 log = logging.getLogger("matgate.app")
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": text, "model": Problem, "content": {PROBLEM: {}}}
-    for status, text in [
-        (400, "Bad request"),
-        (401, "Missing or invalid credentials"),
-        (403, "Forbidden by policy"),
-        (404, "Not found"),
-        (413, "The request body exceeds the route's limit"),
-        (422, "Unprocessable"),
-        (503, "A store or the audit log is unavailable"),
-    ]
-}
+DESCRIPTION = """Governed access to materials research data.
+
+Every error answer is an RFC 9457 problem document (`application/problem+json`, the `Problem`
+schema) carrying the request's id. Each operation lists the errors it can answer; on every path,
+a request whose `Content-Length` is malformed (400) or that carries a body where none is read,
+or a larger one than the route allows (413), is refused before it reaches the operation.
+"""
 
 
 def create_app(
@@ -76,13 +71,16 @@ def create_app(
                 await task
             metrics.stop_listener()
             _flush_denials(node, everything=True)
+            await node.peers.aclose()  # the kept-alive connections belong to this event loop
             node.close()
 
     app = FastAPI(
         title=f"matgate node: {node.title}",
         version=version("matgate"),
-        description="Governed access to materials research data.",
+        description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by gateway.routes.docs, from the node's own assets
+        redoc_url=None,
     )
     app.state.node = node
     app.state.metrics = metrics
@@ -96,7 +94,8 @@ def create_app(
     )
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     for router in routers:
-        app.include_router(router, responses=PROBLEM_RESPONSES)
+        app.include_router(router)
+    openapi.install(app)
     _handlers(app)
     return app
 

@@ -143,7 +143,24 @@ def _parser() -> argparse.ArgumentParser:
 
     add_client_commands(sub)
     add_verify_command(sub)
+
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print the completion script of matgate for a shell, e.g. "
+        '`eval "$(matgate completion bash)"` in ~/.bashrc, or '
+        "`matgate completion zsh > ~/.zfunc/_matgate`.",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell")
+    completion.set_defaults(handler=_completion)
     return parser
+
+
+def _completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(_parser(), shell=args.shell))
+    return 0
 
 
 def _debug_arg(p: argparse.ArgumentParser) -> None:

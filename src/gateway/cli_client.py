@@ -590,11 +590,8 @@ def _catalog(args: argparse.Namespace) -> int:
         return 0
     from gateway.cli_output import print_table
 
-    rows = [
-        (f"{d['institution']}/{d['name']}", d["license"], len(d["columns"]), d["title"])
-        for d in found
-    ]
-    print_table(rows, ("dataset", "licence", "columns", "title"), empty="no datasets match")
+    rows = [(d["id"], d["license"], len(d["columns"]), d["title"]) for d in found]
+    print_table(rows, ("id", "licence", "columns", "title"), empty="no datasets match")
     for site, status in (getattr(found, "sites", None) or {}).items():
         if status.get("status") != "ok":
             detail = status.get("detail") or status.get("status")

@@ -109,7 +109,10 @@ class Client(Learning):
         if federated:
             params["federated"] = "true"
         body = self.get("/catalog", params={k: v for k, v in params.items() if v not in (None, [])})
-        return CatalogResult(body["datasets"], (body.get("meta") or {}).get("sites", {}))
+        # Each entry's ``id`` (``institution/name``) is what ``dataset()`` and ``pull`` take;
+        # nodes before it was served get it filled in here.
+        entries = [{"id": f"{d['institution']}/{d['name']}", **d} for d in body["datasets"]]
+        return CatalogResult(entries, (body.get("meta") or {}).get("sites", {}))
 
     def dataset(self, dataset_id: str) -> RemoteDataset:
         """A handle on dataset ``institution/name``."""
@@ -187,6 +190,19 @@ class RemoteDataset:
     def metadata(self) -> dict[str, Any]:
         """FAIR metadata and the column schema."""
         return self.client.get(f"/catalog/{self.id}")
+
+    def agreements(self) -> list[dict[str, Any]]:
+        """The terms of use that cover the dataset (a peer's: as its owner lists them)."""
+        found: list[dict[str, Any]] = self.client.get(f"/datasets/{self.id}/agreements")
+        return found
+
+    def accept(self, agreement_id: str, *, whole_institution: bool = False) -> dict[str, Any]:
+        """Accept one of its agreements (through your node, which forwards a peer's to the
+        owner); as a steward, ``whole_institution=True`` accepts for your institution."""
+        params = {"whole_institution": "true"} if whole_institution else None
+        path = f"/datasets/{self.id}/agreements/{agreement_id}/accept"
+        accepted: dict[str, Any] = self.client.post(path, params=params)
+        return accepted
 
     def to_arrow(
         self,

@@ -36,7 +36,7 @@ from policies.principals import Principal
 if TYPE_CHECKING:
     from gateway.node import Node
 
-__all__ = ["artifact", "finished", "job", "start_training"]
+__all__ = ["artifact", "finished", "job", "jobs_of", "start_training"]
 
 
 def start_training(
@@ -54,6 +54,12 @@ def job(node: Node, principal: Principal, job_id: str) -> dict[str, Any]:
     if remote_jobs.is_remote_job(job_id):
         return remote_jobs.job(node, principal, job_id)
     return node.jobs.get(job_id, principal.id).to_dict()
+
+
+def jobs_of(node: Node, principal: Principal, limit: int = 100) -> list[dict[str, Any]]:
+    """The jobs the principal started on this node, newest first (jobs relayed to a peer are
+    followed on the peer, by id)."""
+    return [j.to_dict() for j in node.jobs.of(principal.id, limit)]
 
 
 def _start_local(node: Node, principal: Principal, dataset_id: str, body: TrainBody) -> Job:

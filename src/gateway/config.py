@@ -9,9 +9,14 @@ Validated on load; an error names the file, the line and the key that is wrong::
     allow = ["127.0.0.1", "idp.internal", "10.20.0.0/16"]   # beyond the public internet
 
     [stores.lab]
-    kind = "sql"                      # or "files", "optimade"
+    kind = "sql"                      # or "files", "optimade", "spark"
     url = "sqlite:///stores/lab.db"   # relative paths are relative to this file
     schemas = ["main"]                # what registration may reach (default: the default schema)
+
+    [stores.lake]
+    kind = "spark"                    # tables of a Spark catalog, through Spark Connect
+    url = "sc://spark.internal:15002"
+    schemas = ["lake"]                # the Spark databases datasets may use (default: default)
 
     [[issuers]]
     issuer = "https://idp.alpha.example"
@@ -95,9 +100,18 @@ _QUALIFIED = r"^(?:[A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$
 class StoreConfig(_Model):
     """One store the node fronts."""
 
-    kind: Literal["sql", "files", "optimade"] = Field(description="Kind of store.")
+    kind: Literal["sql", "files", "optimade", "spark"] = Field(
+        description=(
+            "Kind of store: a SQL database, a folder of CSV/Parquet files, an OPTIMADE provider, "
+            "or the tables of a Spark catalog (Parquet, Delta, ...) reached through Spark Connect."
+        )
+    )
     url: str | None = Field(
-        default=None, description="SQLAlchemy URL (sql) or base URL (optimade)."
+        default=None,
+        description=(
+            "SQLAlchemy URL (sql), base URL (optimade), or Spark Connect URL (spark: "
+            "sc://host:port, with options as Spark Connect takes them, e.g. ;token=...)."
+        ),
     )
     path: str | None = Field(default=None, description="Folder of CSV/Parquet files (files).")
     schemas: tuple[Annotated[str, Field(pattern=_IDENT)], ...] | None = Field(
@@ -106,15 +120,17 @@ class StoreConfig(_Model):
         description=(
             "sql: the schemas whose tables and views datasets may use (databases on MariaDB, "
             "attached database names on SQLite); default: the connection's default schema only "
-            "(current_schema() on PostgreSQL, the URL's database on MariaDB, main on SQLite)."
+            "(current_schema() on PostgreSQL, the URL's database on MariaDB, main on SQLite). "
+            "spark: the catalog databases whose tables datasets may use (views are never "
+            "served); default: default."
         ),
     )
     tables: tuple[Annotated[str, Field(pattern=_QUALIFIED)], ...] | None = Field(
         default=None,
         min_length=1,
         description=(
-            "sql: if set, only these tables or views (name, or schema.name) may back datasets; "
-            "they must lie in the allowed schemas."
+            "sql and spark: if set, only these tables (name, or schema.name) may back "
+            "datasets; they must lie in the allowed schemas."
         ),
     )
 
@@ -122,10 +138,14 @@ class StoreConfig(_Model):
     def _target(self) -> StoreConfig:
         if self.kind == "files" and not self.path:
             raise ValueError("a 'files' store needs 'path'")
-        if self.kind in ("sql", "optimade") and not self.url:
+        if self.kind in ("sql", "optimade", "spark") and not self.url:
             raise ValueError(f"a '{self.kind}' store needs 'url'")
-        if self.kind != "sql" and (self.schemas is not None or self.tables is not None):
-            raise ValueError("'schemas' and 'tables' apply to 'sql' stores only")
+        if self.kind == "spark" and not (self.url or "").startswith("sc://"):
+            raise ValueError("a 'spark' store's url is a Spark Connect URL, sc://host:port")
+        if self.kind not in ("sql", "spark") and (
+            self.schemas is not None or self.tables is not None
+        ):
+            raise ValueError("'schemas' and 'tables' apply to 'sql' and 'spark' stores only")
         return self
 
     @property

@@ -12,13 +12,83 @@ from gateway.node import Node
 from gateway.security import authenticate
 from policies.principals import ANONYMOUS, Principal
 
-__all__ = ["OPTIONAL_AUTH", "CurrentPrincipal", "MaybePrincipal", "NodeDep", "PathId", "PathSlug"]
+__all__ = [
+    "OPTIONAL_AUTH",
+    "AgreementId",
+    "CurrentPrincipal",
+    "DatasetName",
+    "Domain",
+    "Institution",
+    "JobId",
+    "MaybePrincipal",
+    "NodeDep",
+    "PathId",
+    "PathSlug",
+    "RequestId",
+    "StoreName",
+]
 
 # Path parameters are bounded like every other string of a request.
 PathSlug = Annotated[str, Path(min_length=1, max_length=64)]
 """An institution, dataset name or policy domain in a path."""
 PathId = Annotated[str, Path(min_length=1, max_length=128)]
 """A request, job or agreement id in a path."""
+Institution = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        description="The institution that owns the dataset (the first half of its id).",
+        examples=["aurora"],
+    ),
+]
+DatasetName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        description="The dataset's name within its institution (the second half of its id).",
+        examples=["ni-superalloys"],
+    ),
+]
+Domain = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        description="A policy domain: the institution whose datasets its lines govern.",
+        examples=["aurora"],
+    ),
+]
+RequestId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        description="The request id of a slice (its Matgate-Request-Id header).",
+    ),
+]
+StoreName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        description="The name of a store configured on this node.",
+        examples=["lab"],
+    ),
+]
+JobId = Annotated[
+    str, Path(min_length=1, max_length=128, description="A compute-to-data job's id.")
+]
+AgreementId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        description="An agreement's id, as the dataset's agreements list it.",
+        examples=["aurora-steels-terms"],
+    ),
+]
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT from an issuer this node trusts.")
 

@@ -19,7 +19,9 @@ import anyio.from_thread
 import anyio.to_thread
 from pydantic import ValidationError
 
+from audit.events import AgreementForwarded
 from connectors.datasets import Dataset
+from gateway.access import record
 from gateway.errors import (
     BadGateway,
     Forbidden,
@@ -31,6 +33,7 @@ from gateway.node import Node
 from gateway.peers import Peer, site_status
 from gateway.problems import public_detail
 from gateway.schemas import CatalogPage
+from policies.config import AgreementSpec
 from policies.principals import Principal
 
 __all__ = [
@@ -38,7 +41,9 @@ __all__ = [
     "fan_out",
     "federated_catalog",
     "fetch_dataset",
+    "forward_acceptance",
     "is_remote",
+    "peer_agreements",
     "peer_for",
     "peer_of",
     "remote_dataset",
@@ -181,6 +186,63 @@ def federated_catalog(
     complete = all(s["status"] == "ok" for s in sites.values())
     meta = {"federated": True, "complete": complete, "sites": sites}
     return CatalogPage(count=len(found), datasets=found, meta=meta)
+
+
+# -- agreements of a peer's dataset ----------------------------------------------------------
+
+
+async def _peer_agreements(node: Node, principal: Principal, dataset_id: str) -> list[Any]:
+    peer = peer_for(node, principal, dataset_id)
+    found = await peer.get_json(f"/datasets/{dataset_id}/agreements", principal)
+    try:
+        specs = [AgreementSpec.model_validate(a) for a in found]
+    except (TypeError, ValidationError) as exc:
+        raise BadGateway(f"peer {peer.institution!r} returned invalid agreements") from exc
+    strangers = [
+        s.id for s in specs if s.dataset != dataset_id and s.institution != peer.institution
+    ]
+    if strangers:
+        raise BadGateway(
+            f"peer {peer.institution!r} listed agreements that do not cover {dataset_id!r}: "
+            + ", ".join(strangers)
+        )
+    return [s.model_dump(mode="json") for s in specs]
+
+
+def peer_agreements(node: Node, principal: Principal, dataset_id: str) -> list[Any]:
+    """The agreements covering a peer's dataset, as the owner lists them to ``principal``."""
+    return bridge(_peer_agreements, node, principal, dataset_id)
+
+
+def forward_acceptance(
+    node: Node,
+    principal: Principal,
+    dataset_id: str,
+    agreement_id: str,
+    *,
+    for_institution: bool,
+) -> dict[str, Any]:
+    """Accept a peer's agreement for ``principal`` (or their institution) at the owner, which
+    decides and records it; recorded here before it is forwarded (503, nothing sent, if not)."""
+    peer = peer_for(node, principal, dataset_id)
+    record(
+        node,
+        AgreementForwarded(
+            node=node.institution,
+            principal=principal.id,
+            institution=principal.institution,
+            dataset=dataset_id,
+            agreement_id=agreement_id,
+            peer=peer.institution,
+            party="institution" if for_institution else "user",
+        ),
+    )
+    path = f"/datasets/{dataset_id}/agreements/{agreement_id}/accept"
+    params = {"whole_institution": "true"} if for_institution else None
+    answer = bridge(partial(peer.post_json, path, principal, params=params))
+    if not isinstance(answer, dict) or answer.get("agreement") != agreement_id:
+        raise BadGateway(f"peer {peer.institution!r} answered for another agreement")
+    return answer
 
 
 # -- relayed slices ---------------------------------------------------------------------------

@@ -107,6 +107,20 @@ class Jobs:
             raise NotFound(f"no job {job_id!r}")
         return Job(**{**dict(row), "has_artifact": bool(row["has_artifact"])})
 
+    def of(self, owner: str, limit: int) -> list[Job]:
+        """The jobs ``owner`` started, newest first (without their artifacts)."""
+        columns = [c for c in jobs_table.c if c.name != "artifact"]
+        has = jobs_table.c.artifact.is_not(None).label("has_artifact")
+        query = (
+            sa.select(*columns, has)
+            .where(jobs_table.c.owner == owner)
+            .order_by(jobs_table.c.created.desc())
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [Job(**{**dict(r), "has_artifact": bool(r["has_artifact"])}) for r in rows]
+
     def close(self) -> None:
         """Stop taking jobs; running ones finish."""
         self._pool.shutdown(wait=False, cancel_futures=True)

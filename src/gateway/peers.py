@@ -1,14 +1,17 @@
 """Calling peer nodes safely: SSRF checks, timeouts, deadlines, retries, breakers, size caps.
 
 Every call to a peer goes through one ``Peer``, whose client is built by
-``connectors.netguard``: the peer's host is resolved once, every address is checked against the
-node's network policy (loopback, private, link-local and metadata addresses refused unless the
-node's ``[network] allow`` list, or the peer's ``allow_private_network``, names them), and the
-connection goes to the checked address, so DNS cannot change the target in between; redirects
-are never followed. Idempotent calls
-(GET) are retried with jittered backoff inside the call's deadline; a slice (POST) never is. A
-circuit breaker per peer opens after ``breaker_failures`` consecutive failures and lets one trial
-call through after ``breaker_cooldown`` seconds. Failures become the errors of ``gateway.errors``::
+``connectors.netguard`` once per event loop and kept: its connections to the peer are pooled and
+kept alive between calls (``POOL_LIMITS``), so a call pays no new TCP connection. The transport
+checks every request, not every connection: the peer's host is resolved, every address is
+checked against the node's network policy (loopback, private, link-local and metadata addresses
+refused unless the node's ``[network] allow`` list, or the peer's ``allow_private_network``, names
+them), and the request goes to the checked address, so DNS cannot change the target in between;
+a pooled connection serves only requests pinned to the address it was opened to. Redirects are
+never followed. Idempotent calls (GET) are retried with jittered backoff inside the call's
+deadline; a slice (POST) never is. A circuit breaker per peer opens after ``breaker_failures``
+consecutive failures and lets one trial call through after ``breaker_cooldown`` seconds.
+Failures become the errors of ``gateway.errors``::
 
     GatewayTimeout        504  the peer did not answer, or not completely, within the deadline
     ServiceUnavailable    503  the peer cannot be reached, or its circuit is open
@@ -18,11 +21,13 @@ call through after ``breaker_cooldown`` seconds. Failures become the errors of `
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -43,9 +48,21 @@ from gateway.errors import (
 from gateway.keys import NodeKey
 from policies.principals import Principal
 
-__all__ = ["Breaker", "Peer", "Peers", "check_address", "peer_policy", "site_status"]
+__all__ = [
+    "POOL_LIMITS",
+    "Breaker",
+    "Peer",
+    "Peers",
+    "check_address",
+    "peer_policy",
+    "site_status",
+]
 
 _JWKS_TTL = 300.0
+# Idle connections are dropped after 2 s, well before a uvicorn peer's own 5 s keep-alive timeout
+# closes them (with room for a busy event loop): a slice, never retried, is not sent on a
+# connection the peer is about to close.
+POOL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=2.0)
 
 
 class _Transient(Exception):
@@ -157,6 +174,11 @@ class Peer:
         self._ssl: ssl.SSLContext | None = None
         self._jwks: dict[str, Any] | None = config.jwks
         self._jwks_at = 0.0
+        # One pool per event loop: a connection belongs to the loop that opened it.
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._pools_lock = threading.Lock()
 
     def assertion(self, principal: Principal) -> str:
         """A fresh on-behalf-of assertion for ``principal`` addressed to this peer."""
@@ -168,17 +190,32 @@ class Peer:
             actor=self._home,
         )
 
-    def _client(self, read_timeout: float) -> httpx.AsyncClient:
-        if self._ssl is None:
-            self._ssl = ssl.create_default_context()  # made once: loading CA files is slow
-        c = self.config
-        return guarded_async_client(
-            self.network,
-            base_url=c.base_url,
-            timeout=httpx.Timeout(c.read_timeout, connect=c.connect_timeout, read=read_timeout),
-            follow_redirects=False,
-            verify=self._ssl,
-        )
+    def _pool(self) -> httpx.AsyncClient:
+        """This peer's client on the running event loop, made on first use and then kept."""
+        loop = asyncio.get_running_loop()
+        with self._pools_lock:
+            client = self._pools.get(loop)
+            if client is None:
+                if self._ssl is None:
+                    self._ssl = ssl.create_default_context()  # made once: loading CAs is slow
+                c = self.config
+                client = guarded_async_client(
+                    self.network,
+                    base_url=c.base_url,
+                    timeout=httpx.Timeout(c.read_timeout, connect=c.connect_timeout),
+                    follow_redirects=False,
+                    verify=self._ssl,
+                    limits=POOL_LIMITS,
+                )
+                self._pools[loop] = client
+            return client
+
+    async def aclose(self) -> None:
+        """Close this peer's pooled connections of the running event loop."""
+        with self._pools_lock:
+            client = self._pools.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
 
     def admit(self) -> None:
         """Raise ServiceUnavailable while the peer's circuit is open."""
@@ -198,7 +235,9 @@ class Peer:
         if response.status_code == 401:
             return BadGateway(f"peer {self.institution!r} refused this node's assertion: {detail}")
         extra = {
-            k: problem[k] for k in ("reasons", "policy_version", "retry_after") if k in problem
+            k: problem[k]
+            for k in ("reasons", "policy_version", "retry_after", "agreements")
+            if k in problem
         }
         error = for_status(response.status_code, f"peer {self.institution!r}: {detail}", **extra)
         return error if error.status != 500 else BadGateway(error.detail)
@@ -257,6 +296,43 @@ class Peer:
         self.breaker.success()
         return value
 
+    async def post_json(
+        self,
+        path: str,
+        principal: Principal,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        """POST ``path`` as ``principal`` and parse its JSON answer; never retried (a POST may
+        change the peer's state)."""
+        limit = self.config.deadline
+        end = time.monotonic() + limit
+        self.admit()
+        headers = {"Authorization": f"Bearer {self.assertion(principal)}"}
+        try:
+            with anyio.fail_after(limit):
+                async with self.stream(
+                    "POST", path, headers=headers, params=params, json_body=json_body, end=end
+                ) as resp:
+                    body = await read_capped(resp, self.config.max_json_bytes, self.institution)
+        except TimeoutError:
+            self.breaker.failure()
+            raise GatewayTimeout(
+                f"peer {self.institution!r} did not answer within {limit:g} s"
+            ) from None
+        if resp.status_code >= 300:
+            error = self.answer_error(resp, body)
+            (self.breaker.failure if error.status >= 500 else self.breaker.success)()
+            raise error
+        try:
+            value = json.loads(body)
+        except ValueError as exc:
+            self.breaker.failure()
+            raise BadGateway(f"peer {self.institution!r} answered with invalid JSON") from exc
+        self.breaker.success()
+        return value
+
     @asynccontextmanager
     async def stream(
         self,
@@ -270,40 +346,44 @@ class Peer:
         content: bytes | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """An open response of the peer, its headers read; transport failures translated."""
-        read = max(0.05, min(self.config.read_timeout, end - time.monotonic()))
-        async with self._client(read) as client:
-            try:
-                request = client.build_request(
-                    method,
-                    path,
-                    headers=dict(headers),
-                    params=params,
-                    json=json_body,
-                    content=content,
-                )
-                response = await client.send(request, stream=True)
-            except DestinationRefused as exc:
-                raise BadGateway(f"peer {self.institution!r} may not be reached: {exc}") from exc
-            except httpx.TimeoutException as exc:
-                self.breaker.failure()
-                raise GatewayTimeout(f"peer {self.institution!r} timed out: {exc!r}") from exc
-            except httpx.HTTPError as exc:
-                self.breaker.failure()
-                raise ServiceUnavailable(
-                    f"peer {self.institution!r} cannot be reached ({type(exc).__name__})"
-                ) from exc
-            try:
-                yield response
-            except httpx.TimeoutException as exc:
-                self.breaker.failure()
-                raise GatewayTimeout(f"peer {self.institution!r} stalled: {exc!r}") from exc
-            except httpx.HTTPError as exc:
-                self.breaker.failure()
-                raise BadGateway(
-                    f"peer {self.institution!r} broke off ({type(exc).__name__})"
-                ) from exc
-            finally:
-                await response.aclose()
+        c = self.config
+        read = max(0.05, min(c.read_timeout, end - time.monotonic()))
+        # Waiting for a free pooled connection counts as connecting.
+        timeout = httpx.Timeout(
+            c.read_timeout, connect=c.connect_timeout, read=read, pool=c.connect_timeout
+        )
+        client = self._pool()
+        try:
+            request = client.build_request(
+                method,
+                path,
+                headers=dict(headers),
+                params=params,
+                json=json_body,
+                content=content,
+                timeout=timeout,
+            )
+            response = await client.send(request, stream=True)
+        except DestinationRefused as exc:
+            raise BadGateway(f"peer {self.institution!r} may not be reached: {exc}") from exc
+        except httpx.TimeoutException as exc:
+            self.breaker.failure()
+            raise GatewayTimeout(f"peer {self.institution!r} timed out: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            self.breaker.failure()
+            raise ServiceUnavailable(
+                f"peer {self.institution!r} cannot be reached ({type(exc).__name__})"
+            ) from exc
+        try:
+            yield response
+        except httpx.TimeoutException as exc:
+            self.breaker.failure()
+            raise GatewayTimeout(f"peer {self.institution!r} stalled: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            self.breaker.failure()
+            raise BadGateway(f"peer {self.institution!r} broke off ({type(exc).__name__})") from exc
+        finally:
+            await response.aclose()
 
     async def jwks(self, principal: Principal) -> dict[str, Any]:
         """The peer's public keys: inline from the config, or fetched and cached."""
@@ -365,3 +445,8 @@ class Peers:
     def get(self, institution: str) -> Peer | None:
         """The peer of ``institution``, if configured."""
         return self._peers.get(institution)
+
+    async def aclose(self) -> None:
+        """Close every peer's pooled connections of the running event loop."""
+        for peer in self._peers.values():
+            await peer.aclose()

@@ -59,6 +59,11 @@ class ProvenanceStore:
             for event in run_events(self._lineage.node, run, manifests):
                 self._emitter.emit(event)
 
+    def released_to(self, principal_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The manifests of the slices released to a principal, newest first, each with its
+        signature checked (``signature_ok``, ``problem``)."""
+        return self._lineage.released_to(principal_id, limit)
+
     def get(self, manifest_id: str) -> dict[str, Any]:
         """``{"manifest": ..., "signature": ...}``; NotFound if this node released no such slice."""
         found = self._lineage.slice(manifest_id)

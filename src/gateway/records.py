@@ -46,18 +46,23 @@ def policy_event(institution: str, who: Principal | str, change: PolicyChange) -
     )
 
 
-def acceptance_event(institution: str, who: Principal, acc: Acceptance) -> AgreementAccepted:
-    """An agreement accepted by a person or, through a steward, an institution."""
+def acceptance_event(
+    institution: str, who: Principal, acc: Acceptance, *, dataset: str = ""
+) -> AgreementAccepted:
+    """An agreement accepted by a person or, through a steward, an institution (for
+    ``dataset``, when accepted from its page)."""
     body = acc.to_dict()
     return AgreementAccepted(
         node=institution,
         principal=who.id,
         institution=who.institution,
+        dataset=dataset,
         agreement_id=acc.agreement,
         party=acc.holder,
         terms=acc.agreement,
         valid_from=body["accepted_at"],
         valid_until=body["valid_until"] or "",
+        via=who.actor or "",
     )
 
 

@@ -32,7 +32,9 @@ __all__ = [
     "provenance",
     "readiness",
     "register_dataset",
+    "releases",
     "stream_slice",
+    "table_columns",
 ]
 
 
@@ -178,3 +180,23 @@ def provenance(node: Node, principal: Principal, request_id: str) -> Provenance:
         if not decision.allowed:
             raise NotFound(f"no manifest {request_id!r}")
     return Provenance(**found)
+
+
+def releases(node: Node, principal: Principal, limit: int = 100) -> list[dict[str, Any]]:
+    """The slices this node released to the principal, newest first, with each manifest's
+    signature checked against the node's keys (a tampered one is listed, marked invalid)."""
+    found = node.provenance.released_to(principal.id, limit)
+    keep = ("manifest_id", "dataset", "dataset_version", "purpose", "policy_version", "rows",
+            "sha256", "licence", "time", "signature_ok", "problem", "manifest")  # fmt: skip
+    return [{k: row[k] for k in keep} | {"signature": row["token"]} for row in found]
+
+
+def table_columns(node: Node, principal: Principal, store: str, table: str) -> dict[str, Any]:
+    """The columns a configured store's table actually has, and their logical types, for a
+    steward about to register it (the ``manage`` action of this node's domain)."""
+    decision = node.governance.check_domain(principal, node.institution, Action.MANAGE)
+    if not decision.allowed:
+        raise Forbidden("; ".join(decision.reasons) or "not a steward of this domain")
+    found = node.stores.get(store).columns(table)  # TableError (422) if it is not there
+    columns = [{"name": name, "type": kind.value} for name, kind in found.items()]
+    return {"store": store, "table": table, "columns": columns}

@@ -12,7 +12,8 @@ from functools import partial
 from typing import Any
 
 from gateway.access import dataset_for, recorder
-from gateway.errors import Forbidden
+from gateway.errors import Forbidden, NotFound
+from gateway.federation import forward_acceptance, is_remote, peer_agreements
 from gateway.node import Node
 from gateway.records import acceptance_event, policy_event
 from gateway.schemas import ExplainBody, PolicyEdit
@@ -21,7 +22,17 @@ from policies.governance import Statement
 from policies.lines import PolicyLine, RoleAssignment
 from policies.principals import Principal
 
-__all__ = ["accept_agreement", "agreements", "dry_run", "edit_policy", "explain", "policy_lines"]
+__all__ = [
+    "accept_agreement",
+    "accept_dataset_agreement",
+    "agreements",
+    "domain_agreements",
+    "dry_run",
+    "edit_policy",
+    "explain",
+    "policy_history",
+    "policy_lines",
+]
 
 
 def _statement(raw: dict[str, Any]) -> Statement:
@@ -44,6 +55,15 @@ def policy_lines(node: Node, principal: Principal, domain: str) -> dict[str, Any
         "version": node.governance.version,
         "lines": [s.model_dump(mode="json", exclude_defaults=True) for s in found],
     }
+
+
+def policy_history(
+    node: Node, principal: Principal, domain: str, limit: int = 100
+) -> dict[str, Any]:
+    """The versions of ``domain``'s policy, newest first: when, by whom, lines added and removed."""
+    changes = node.governance.history(principal, domain, limit)
+    return {"domain": domain, "version": node.governance.version,
+            "changes": [c.to_dict() for c in changes]}  # fmt: skip
 
 
 def edit_policy(node: Node, principal: Principal, domain: str, edit: PolicyEdit) -> dict[str, Any]:
@@ -90,7 +110,9 @@ def explain(node: Node, principal: Principal, body: ExplainBody) -> dict[str, An
 
 
 def agreements(node: Node, principal: Principal, dataset_id: str) -> list[dict[str, Any]]:
-    """The agreements that cover a dataset."""
+    """The agreements that cover a dataset (a peer's: as its owner lists them)."""
+    if is_remote(node, dataset_id):
+        return peer_agreements(node, principal, dataset_id)
     dataset = dataset_for(node, principal, dataset_id)
     return [a.model_dump(mode="json") for a in node.governance.agreements(dataset)]
 
@@ -102,3 +124,38 @@ def accept_agreement(
     hook = recorder(node, partial(acceptance_event, node.institution, principal))
     acceptance = node.governance.accept(principal, agreement_id, for_institution, record=hook)
     return acceptance.to_dict()
+
+
+def accept_dataset_agreement(
+    node: Node,
+    principal: Principal,
+    dataset_id: str,
+    agreement_id: str,
+    *,
+    for_institution: bool,
+) -> dict[str, Any]:
+    """Accept an agreement covering a dataset you may discover; a peer's dataset's agreement is
+    forwarded to its owner, which records the acceptance (this node records the forwarding)."""
+    if is_remote(node, dataset_id):
+        return forward_acceptance(
+            node, principal, dataset_id, agreement_id, for_institution=for_institution
+        )
+    dataset = dataset_for(node, principal, dataset_id)
+    if agreement_id not in {a.id for a in node.governance.agreements(dataset)}:
+        raise NotFound(f"no agreement {agreement_id!r} covers {dataset_id!r}")
+    event = partial(acceptance_event, node.institution, principal, dataset=dataset.id)
+    acceptance = node.governance.accept(
+        principal, agreement_id, for_institution, record=recorder(node, event)
+    )
+    return acceptance.to_dict()
+
+
+def domain_agreements(
+    node: Node, principal: Principal, domain: str, limit: int = 500
+) -> list[dict[str, Any]]:
+    """The agreements of ``domain`` and who accepted them, when, and until when (stewards and
+    auditors of the domain)."""
+    return [
+        spec.model_dump(mode="json") | {"acceptances": [a.to_dict() for a in found]}
+        for spec, found in node.governance.domain_agreements(principal, domain, limit)
+    ]

@@ -1,6 +1,7 @@
 """The stores a node fronts, opened lazily by name, each within the scope its config gives it.
 
-SQL stores reach only their configured schemas and tables (``connectors.sqlscope``), file stores
+SQL and Spark stores reach only their configured schemas and tables (``connectors.sqlscope``,
+``connectors.spark``), file stores
 only their folder, OPTIMADE stores only hosts the node's network policy allows
 (``connectors.netguard``). ``check_drivers`` runs at start-up: a store whose driver is not
 installed stops the node with one line naming the store and the extra to install.
@@ -26,6 +27,11 @@ class StoreDriverError(ServiceUnavailable):
 
 def driver_problem(name: str, config: StoreConfig) -> str | None:
     """One line saying which driver store ``name`` lacks and how to add it, or None."""
+    if config.kind == "spark":
+        from connectors.spark import missing_spark
+
+        problem = missing_spark()
+        return f"store {name!r}: {problem}" if problem else None
     if config.kind != "sql":
         return None  # files and OPTIMADE stores need nothing beyond the core install
     from connectors.sql import missing_driver
@@ -45,6 +51,10 @@ def open_configured(config: StoreConfig, network: NetPolicy) -> Connector:
         from connectors.files import FilesConnector
 
         return FilesConnector(Path(config.target))
+    if config.kind == "spark":
+        from connectors.spark import SparkConnector
+
+        return SparkConnector(config.target, schemas=config.schemas, tables=config.tables)
     from connectors.optimade import OptimadeConnector
 
     return OptimadeConnector(config.target, network=network)

@@ -154,6 +154,38 @@ class AgreementBook:
             if record is not None:
                 record(conn, acc)
 
+    def acceptances(self, agreement_ids: Iterable[str], limit: int) -> list[Acceptance]:
+        """Stored acceptances of these agreements, newest first (at most ``limit``)."""
+        ids = list(agreement_ids)
+        if not ids:
+            return []
+        query = (
+            sa.select(acceptances)
+            .where(acceptances.c.agreement.in_(ids))
+            .order_by(acceptances.c.accepted_at.desc(), acceptances.c.id.desc())
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [
+                Acceptance(
+                    row.agreement,
+                    row.holder,
+                    row.accepted_by,
+                    _aware(row.accepted_at),
+                    _aware(row.valid_until) if row.valid_until else None,
+                )
+                for row in conn.execute(query)
+            ]
+
+    def acceptable(self, agreement_id: str, now: dt.datetime) -> bool:
+        """Whether the agreement exists and may be accepted at ``now``."""
+        spec = self.specs.get(agreement_id)
+        return (
+            spec is not None
+            and (spec.valid_from is None or spec.valid_from <= now)
+            and (spec.valid_until is None or now < spec.valid_until)
+        )
+
     def check(self, agreement_id: str, principal: Principal, now: dt.datetime) -> str | None:
         """Why ``principal`` is not covered by an acceptance in force, or None when it is."""
         spec = self.specs.get(agreement_id)

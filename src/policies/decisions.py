@@ -58,7 +58,8 @@ class Decision:
     ``columns`` lists the permitted columns in schema order (masked ones included), ``masks`` says
     how masked ones are replaced, ``withheld`` lists the columns dropped, ``row_filter`` is ANDed
     into the store's query. ``matched`` holds the policy lines that decided, ``reasons`` says why in
-    words, ``policy_version`` names the policy state that was consulted.
+    words, ``policy_version`` names the policy state that was consulted. A denial that accepting
+    agreements would lift names them in ``agreements``.
     """
 
     allowed: bool
@@ -73,6 +74,7 @@ class Decision:
     row_filter: Filter | None = None
     obligations: tuple[Obligation, ...] = ()
     matched: tuple[tuple[str, ...], ...] = ()
+    agreements: tuple[str, ...] = ()
 
     @property
     def mask_key_id(self) -> str | None:

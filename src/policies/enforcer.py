@@ -89,6 +89,17 @@ class CasbinStore:
         with self._engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.max(policy_changes.c.version))).scalar() or 0)
 
+    def changes(self, domain: str, limit: int) -> list[dict[str, Any]]:
+        """The recorded changes of ``domain``, newest version first (at most ``limit``)."""
+        query = (
+            sa.select(policy_changes)
+            .where(policy_changes.c.domain == domain)
+            .order_by(policy_changes.c.version.desc())
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
     def write(
         self,
         add: Sequence[tuple[str, Rule]],

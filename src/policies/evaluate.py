@@ -101,6 +101,7 @@ def _deny(
     version: int,
     reasons: Sequence[str],
     matched: Sequence[CompiledLine] = (),
+    agreements: Sequence[str] = (),
 ) -> Decision:
     return Decision(
         allowed=False,
@@ -110,6 +111,7 @@ def _deny(
         reasons=tuple(reasons),
         policy_version=version,
         matched=tuple(line.rule for line in matched),
+        agreements=tuple(dict.fromkeys(agreements)),
     )
 
 
@@ -234,6 +236,7 @@ def evaluate(
     reasons: list[str] = []
     allows = list(m.allows)
     kept: list[CompiledLine] = []
+    missing: list[str] = []  # agreements whose acceptance would let a line allow
     for line in allows:
         agreement = line.line.agreement
         if agreement is None:
@@ -245,8 +248,11 @@ def evaluate(
             kept.append(line)
         else:
             reasons.append(why)
+            if ctx.agreements.acceptable(agreement, now):
+                missing.append(agreement)
     if not kept:
-        return _deny(action, purpose, dataset, version, reasons, allows), _next(boundaries, now)
+        refused = _deny(action, purpose, dataset, version, reasons, allows, missing)
+        return refused, _next(boundaries, now)
     allows = kept
     if action is Action.DISCOVER:
         reasons.append(f"discoverable by policy ({len(allows)} line(s))")
@@ -270,9 +276,10 @@ def evaluate(
         why = ctx.agreements.check(licence.requires_agreement, principal, now)
         if why is not None:
             reason = f"licence {licence.id} requires an agreement: {why}"
-            return _deny(action, purpose, dataset, version, [reason], allows), _next(
-                boundaries, now
-            )
+            wanted = licence.requires_agreement
+            missing = [wanted] if ctx.agreements.acceptable(wanted, now) else []
+            refused = _deny(action, purpose, dataset, version, [reason], allows, missing)
+            return refused, _next(boundaries, now)
         obligations.append(Obligation(ObligationKind.AGREEMENT, licence.requires_agreement))
     until = dataset.embargo_until
     if until is not None and now < until and principal.institution != dataset.institution:

@@ -406,11 +406,43 @@ class Governance:
         scope = [d for d in (datasets or self._datasets.values()) if d.institution == domain]
         return impacts(self._ctx, before, after, scope, principals, self._clock())
 
+    def history(self, principal: Principal, domain: str, limit: int = 100) -> list[PolicyChange]:
+        """The recorded changes of ``domain``'s policy, newest first: who added and removed
+        which lines in each version (stewards and auditors)."""
+        if not self.check_domain(principal, domain, Action.MANAGE).allowed:
+            self._require(principal, domain, Action.AUDIT)
+        return [
+            PolicyChange(
+                int(row["version"]),
+                row["at"] if row["at"].tzinfo else row["at"].replace(tzinfo=dt.UTC),
+                str(row["actor"]),
+                str(row["domain"]),
+                tuple(row["added"] or ()),
+                tuple(row["removed"] or ()),
+            )
+            for row in self._store.changes(domain, limit)
+        ]
+
     # -- agreements ---------------------------------------------------------------------------
 
     def agreements(self, dataset: Dataset) -> list[AgreementSpec]:
         """The agreements that cover ``dataset``."""
         return self._book.for_dataset(dataset)
+
+    def domain_agreements(
+        self, principal: Principal, domain: str, limit: int = 500
+    ) -> list[tuple[AgreementSpec, list[Acceptance]]]:
+        """The agreements scoped to ``domain`` or its datasets, each with its acceptances,
+        newest first (stewards and auditors of the domain)."""
+        if not self.check_domain(principal, domain, Action.MANAGE).allowed:
+            self._require(principal, domain, Action.AUDIT)
+        specs = [
+            s
+            for s in self._book.specs.values()
+            if s.institution == domain or (s.dataset or "").partition("/")[0] == domain
+        ]
+        found = self._book.acceptances((s.id for s in specs), limit)
+        return [(s, [a for a in found if a.agreement == s.id]) for s in specs]
 
     def accept(
         self,

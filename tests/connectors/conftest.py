@@ -1,4 +1,4 @@
-"""One sample table, loaded once per session into SQLite, PostgreSQL, MariaDB and files."""
+"""One sample table, loaded once per session into SQLite, PostgreSQL, MariaDB, files and Spark."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from connector_samples import sample_arrow
 
 from connectors.base import Connector
 from connectors.files import FilesConnector
+from connectors.spark import SparkConnector
 from connectors.sql import SQLConnector
 
 
@@ -95,7 +96,21 @@ def files_store(files_root: Path) -> FilesConnector:
     return FilesConnector(files_root)
 
 
-STORES = ["sqlite", "postgresql", "mariadb", "parquet"]
+@pytest.fixture(scope="session")
+def spark_store(spark_url: str, files_root: Path) -> Iterator[SparkConnector]:
+    """The samples as a Parquet table in the Spark server's catalog (``samples``)."""
+    connector = SparkConnector(spark_url)
+    location = str(files_root / "samples.parquet").replace("'", "")
+    session = connector.session()
+    session.sql("DROP TABLE IF EXISTS default.samples")
+    session.sql(f"CREATE TABLE default.samples USING parquet LOCATION '{location}'")
+    yield connector
+    connector.close()
+
+
+# Whichever Spark test comes first starts the server: a cold JVM on a busy machine is slow.
+SPARK = pytest.param("spark", marks=[pytest.mark.spark, pytest.mark.timeout(900)])
+STORES = ["sqlite", "postgresql", "mariadb", "parquet", SPARK]
 
 
 @pytest.fixture(params=STORES)
@@ -103,5 +118,10 @@ def store(request: pytest.FixtureRequest) -> tuple[Connector, str]:
     """Each store holding the samples, with the table name to ask for."""
     if request.param == "parquet":
         return request.getfixturevalue("files_store"), "samples.parquet"
-    fixture = {"sqlite": "sqlite_store", "postgresql": "pg_store", "mariadb": "mariadb_store"}
+    fixture = {
+        "sqlite": "sqlite_store",
+        "postgresql": "pg_store",
+        "mariadb": "mariadb_store",
+        "spark": "spark_store",
+    }
     return request.getfixturevalue(fixture[request.param]), "samples"

@@ -98,6 +98,8 @@ def ids(connector: Connector, table: str, node: Filter) -> list[int]:
 
 @pytest.mark.postgres
 @pytest.mark.mariadb
+@pytest.mark.spark
+@pytest.mark.timeout(1200)  # starts the Spark server when first; 60 Spark queries
 @settings(
     max_examples=60,
     deadline=None,
@@ -110,8 +112,9 @@ def test_every_store_agrees_with_the_reference(
     pg_store: Connector,
     mariadb_store: Connector,
     files_store: Connector,
+    spark_store: Connector,
 ) -> None:
-    """SQLite, PostgreSQL, MariaDB and Parquet return exactly the reference rows."""
+    """SQLite, PostgreSQL, MariaDB, Parquet and Spark return exactly the reference rows."""
     assert parse(unparse(node)) == node
     want = expected_ids(node)
     for name, connector, table in [
@@ -119,5 +122,6 @@ def test_every_store_agrees_with_the_reference(
         ("postgresql", pg_store, "samples"),
         ("mariadb", mariadb_store, "samples"),
         ("parquet", files_store, "samples.parquet"),
+        ("spark", spark_store, "samples"),
     ]:
         assert ids(connector, table, node) == want, (name, unparse(node))

@@ -11,7 +11,9 @@ NI = "aurora/ni-superalloys"
 
 def ids(response) -> set[str]:
     assert response.status_code == 200, response.text
-    return {f"{d['institution']}/{d['name']}" for d in response.json()["datasets"]}
+    found = response.json()["datasets"]
+    assert all(d["id"] == f"{d['institution']}/{d['name']}" for d in found)
+    return {d["id"] for d in found}
 
 
 @pytest.mark.parametrize(
@@ -35,6 +37,7 @@ def test_search(api, auth, params, expected):
 
 def test_metadata_is_truthful(api, auth):
     ds = api.get(f"/catalog/{NI}", headers=auth["ml-user"]).json()
+    assert ds["id"] == NI
     assert ds["license"] == "Apache-2.0"
     assert "10.1016/j.matdes.2017.06.007" in ds["citation"]
     roles = {c["name"]: c["pspp"] for c in ds["columns"]}
@@ -93,6 +96,15 @@ def test_steward_registers_dataset_validated_against_store(api, auth):
     assert "aurora/steels-copy" in ids(api.get("/catalog", headers=auth["steward"]))
     again = api.post("/catalog", json=_entry("steels-copy"), headers=auth["steward"])
     assert again.status_code == 409
+    # what the catalog serves can be sent back: its id must agree with institution/name
+    served = api.get("/catalog/aurora/steels-copy", headers=auth["steward"]).json()
+    assert served["id"] == "aurora/steels-copy"
+    echoed = api.post("/catalog", json=served, headers=auth["steward"])
+    assert echoed.status_code == 409, echoed.text
+    # id is read-only: a served entry under a new name registers as that name
+    copy = api.post("/catalog", json={**served, "name": "steels-copy2"}, headers=auth["steward"])
+    assert copy.status_code == 201, copy.text
+    assert copy.json()["id"] == "aurora/steels-copy2"
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shlex
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from test_federation_world import World, build_world, serve
@@ -79,13 +83,14 @@ def test_catalog_is_a_table_and_json_for_scripts(as_user, capsys):
     as_user("ml-user")
     assert main(["catalog", "yield strength"]) == 0
     out = capsys.readouterr().out
-    assert "dataset" in out.splitlines()[0] and "licence" in out.splitlines()[0]
+    assert "id" in out.splitlines()[0] and "licence" in out.splitlines()[0]
     assert NI in out
     with pytest.raises(json.JSONDecodeError):
         json.loads(out)
     assert main(["catalog", "yield strength", "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
-    assert NI in {f"{d['institution']}/{d['name']}" for d in entries}
+    assert NI in {d["id"] for d in entries}
+    assert all(d["id"] == f"{d['institution']}/{d['name']}" for d in entries)
 
 
 def test_audit_events_newest_first(as_user, capsys, tmp_path):
@@ -129,6 +134,7 @@ def test_client_catalog_federated(world):
     assert {d["institution"] for d in local} == {"alpha"}
     assert {d["institution"] for d in everywhere} == {"alpha", "beta", "gamma"}
     assert everywhere.complete is True
+    assert {d["id"] for d in everywhere} >= {"alpha/gaps", "beta/gaps", "gamma/gaps"}
     assert set(everywhere.sites) == {"alpha", "beta", "gamma"}
 
 
@@ -136,7 +142,7 @@ def test_cli_catalog_federated(world, monkeypatch, capsys):
     monkeypatch.setenv("MATGATE_URL", world.url("alpha"))
     monkeypatch.setenv("MATGATE_TOKEN", world.token("alpha"))
     assert main(["catalog", "--federated", "--json"]) == 0
-    ids = {f"{d['institution']}/{d['name']}" for d in json.loads(capsys.readouterr().out)}
+    ids = {d["id"] for d in json.loads(capsys.readouterr().out)}
     assert {"alpha/gaps", "beta/gaps", "gamma/gaps"} <= ids
     assert main(["catalog"]) == 0
     assert "beta/gaps" not in capsys.readouterr().out
@@ -178,3 +184,38 @@ def test_policy_dry_run_is_a_table_of_what_would_change(as_user, tmp_path, capsy
         line.get("effect") == "deny" and line.get("role") == "partner" and "withhold" not in line
         for line in lines
     )
+
+
+def _complete(script: Path, *words: str) -> list[str]:
+    """What bash completes for the last of ``words`` (a real bash running the script)."""
+    line = " ".join(("matgate", *words))
+    array = " ".join(shlex.quote(w) for w in ("matgate", *words))
+    program = (
+        f"source {shlex.quote(str(script))}; COMP_WORDS=({array}); COMP_CWORD={len(words)}; "
+        f"COMP_LINE={shlex.quote(line)}; COMP_POINT={len(line)}; _shtab_matgate; "
+        'printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_bash_completion_completes_commands_and_options(capsys, tmp_path):
+    assert main(["completion", "bash"]) == 0
+    script = tmp_path / "matgate.bash"
+    script.write_text(capsys.readouterr().out)
+    assert _complete(script, "cat") == ["catalog"]
+    assert _complete(script, "audit", "ev") == ["events"]
+    assert "--federated" in _complete(script, "catalog", "--fed")
+    assert set(_complete(script, "")) >= {"catalog", "pull", "train", "audit", "completion"}
+
+
+def test_zsh_completion_names_the_commands(capsys):
+    assert main(["completion", "zsh"]) == 0
+    script = capsys.readouterr().out
+    assert script.startswith("#compdef matgate")
+    for command in ("catalog", "pull", "train", "policy", "audit", "verify"):
+        assert command in script
+    with pytest.raises(SystemExit) as exit_:
+        main(["completion", "fish"])
+    assert exit_.value.code == 2

@@ -58,6 +58,11 @@ PAGES = [
     ("auditor", "/console/audit"),
     ("auditor", "/console/lineage"),
     ("ml-user", "/console/signin"),
+    ("steward", "/console/policy/history"),
+    ("steward", "/console/agreements"),
+    ("steward", "/console/register?store=lab&table=ni_superalloys"),
+    ("ml-user", "/console/pulls"),
+    ("ml-user", "/console/jobs"),
 ]
 
 

@@ -7,24 +7,32 @@ Screenshots go to ``docs/img/console-*.png``. Without Chromium the tests skip, u
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import shutil
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from console_support import enable_demo_signin, pulled_manifest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from gateway_support import LiveServer, free_port, node_settings, persona_tokens
 
+from audit.manifests import manifest_id
+from audit.store import slices
 from gateway.app import create_app
 from gateway.demo import prepare
 
 CHROMIUM = shutil.which("chromium")
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 NI = "aurora/ni-superalloys"
+TABLE = "furnace_runs"
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -52,7 +60,14 @@ def browser() -> Iterator[Any]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, FastAPI]]:
     """A demo node of its own on loopback with one-click sign-in; a model trained on a slice."""
     port = free_port()
-    app = create_app(node_settings(prepare(tmp_path_factory.mktemp("browser"), port)))
+    plan = prepare(tmp_path_factory.mktemp("browser"), port)
+    lab = Path(plan["home"]) / "stores" / "lab.db"
+    with closing(sqlite3.connect(lab)) as db, db:  # a table no dataset uses yet
+        db.execute(f"CREATE TABLE {TABLE} (run_id TEXT, temperature_k REAL, hardness_hv REAL)")
+        db.executemany(
+            f"INSERT INTO {TABLE} VALUES (?, ?, ?)", [(f"r{i}", 900.0 + i, 300.0) for i in range(9)]
+        )
+    app = create_app(node_settings(plan))
     enable_demo_signin(app)
     with TestClient(app) as api:
         tokens = persona_tokens(app.state.node.issuer)
@@ -183,4 +198,122 @@ def test_an_ml_user_watches_a_job_finish(browser, site):
     assert "done" in page.locator("#job-status").inner_text()
     assert page.locator("#job-progress").get_attribute("value") == "1.0"
     _shot(page, "job")
+    job_id = page.url.rsplit("/", 1)[1]
+    page.click("nav >> text=My jobs")
+    listed = page.locator("table.jobs tr", has=page.locator(f'a[href="/console/jobs/{job_id}"]'))
+    assert "done" in listed.inner_text()
+    assert page.errors == []
+
+
+def test_a_steward_registers_a_table_and_reads_the_history(browser, site):
+    url, app = site
+    page = _sign_in(browser, url, "steward")
+    page.click("nav >> text=Register")
+    page.select_option("#r-store", "lab")
+    page.fill("#r-table", TABLE)
+    page.click("#read-schema")
+    assert page.locator("table.register-columns tr").count() == 4  # a head and three columns
+    page.fill("#r-title", "Furnace runs")
+    page.select_option("#c0_pspp", "identifier")
+    page.select_option("#c1_pspp", "processing")
+    page.fill("#c1_unit", "K")
+    _shot(page, "register")
+    page.click("#register")  # hardness has no role yet: the error is on its field
+    assert page.locator("#err-c2_pspp").is_visible()
+    assert page.evaluate("document.activeElement.id") == "c2_pspp"
+    page.select_option("#c2_pspp", "property")
+    page.fill("#c2_unit", "HV")
+    page.click("#register")
+    page.wait_for_url(f"{url}/console/datasets/aurora/furnace-runs")
+    assert page.locator("h1", has_text="Furnace runs").is_visible()
+    page.goto(f"{url}/console/catalog?q=furnace")
+    assert page.locator('a[href="/console/datasets/aurora/furnace-runs"]').count() >= 1
+    # a line applied through the API shows up in the history, with who and what
+    token = persona_tokens(app.state.node.issuer)["steward"]
+    line = {"role": "partner", "domain": "aurora", "dataset": "furnace-runs",
+            "action": "read", "purpose": "research"}  # fmt: skip
+    applied = TestClient(app).post(
+        "/policies/aurora", json={"add": [line]}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert applied.status_code == 200, applied.text
+    version = applied.json()["version"]
+    page.click("nav >> text=History")
+    newest = page.locator("section.version").first
+    assert newest.get_attribute("id") == f"v{version}"
+    assert "aurora:sana" in newest.locator("h2").inner_text()
+    assert "role partner to read furnace-runs for research" in newest.locator("ins").inner_text()
+    _shot(page, "history")
+    member = persona_tokens(app.state.node.issuer)["ml-user"]
+    accepted = TestClient(app).post(
+        "/agreements/aurora-steels-terms/accept", headers={"Authorization": f"Bearer {member}"}
+    )
+    assert accepted.status_code == 200, accepted.text
+    page.click("nav >> text=Agreements")
+    terms = page.locator("#agreement-aurora-steels-terms")
+    assert "aurora:mia" in terms.locator("table.acceptances").inner_text()
+    _shot(page, "agreements")
+    assert page.errors == []
+
+
+def test_an_ml_user_sees_pulls_with_signatures_checked(browser, site):
+    url, app = site
+    tokens = persona_tokens(app.state.node.issuer)
+    member = {"Authorization": f"Bearer {tokens['ml-user']}"}
+    token = pulled_manifest(TestClient(app), member, NI)
+    head, payload, sig = token.split(".")
+    manifest = json.loads(_unb64(payload))
+    forged = _b64(json.dumps(dict(manifest, rows=10**6)).encode())
+    ident = manifest_id(manifest)
+    with app.state.node.engine.begin() as conn:  # the stored copy is altered behind our back
+        conn.execute(
+            sa.update(slices)
+            .where(slices.c.manifest_id == ident)
+            .values(token=f"{head}.{forged}.{sig}")
+        )
+    page = _sign_in(browser, url, "ml-user")
+    page.click("nav >> text=My pulls")
+    rows = page.locator("table.pulls tr[data-manifest]")
+    assert rows.count() >= 2
+    bad = page.locator(f'tr[data-manifest="{ident}"] .signature')
+    assert bad.inner_text() == "invalid"
+    good = page.locator("tr[data-manifest]", has=page.locator('[data-signature="valid"]'))
+    assert good.count() == rows.count() - 1
+    good.first.locator("summary").click()  # the manifest, readable
+    assert good.first.locator("dl.meta").is_visible()
+    _shot(page, "pulls")
+    assert page.errors == []
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def test_an_auditor_downloads_the_log_and_parses_it(browser, site, tmp_path):
+    url, _app = site
+    page = _sign_in(browser, url, "auditor")
+    page.click("nav >> text=Audit log")
+    page.select_option('select[name="name"]', "decision")
+    page.click("text=Filter")
+    with page.expect_download() as got:
+        page.click("#export-csv")
+    path = tmp_path / "events.csv"
+    got.value.save_as(path)
+    with path.open(encoding="utf-8", newline="") as fp:
+        rows = list(csv.DictReader(fp))
+    assert rows and {r["name"] for r in rows} == {"decision"}
+    assert got.value.suggested_filename.endswith(".csv")
+    with page.expect_download() as got:
+        page.click("#export-jsonl")
+    got.value.save_as(tmp_path / "events.jsonl")
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["index"] for e in events] == [int(r["index"]) for r in rows]
+    _shot(page, "exports")
     assert page.errors == []

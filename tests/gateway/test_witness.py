@@ -73,7 +73,14 @@ def _witness_keys(world: World) -> dict[str, str]:
 def test_peers_cosign_a_nodes_checkpoint_and_verify_counts_them(world: World) -> None:
     gamma = world.node("gamma")
     gamma.audit.append_many([])  # nothing new: the checkpoint is the log as it is
-    outcome = asyncio.run(gamma.cosigners.round(deadline=10))
+
+    async def round_once() -> dict[str, str]:
+        try:
+            return await gamma.cosigners.round(deadline=10)
+        finally:
+            await gamma.peers.aclose()  # the connections this loop kept to the peers
+
+    outcome = asyncio.run(round_once())
     assert outcome == {"alpha": "cosigned", "beta": "cosigned"}
     answer = httpx.get(
         world.url("gamma") + "/audit/checkpoint",
@@ -229,8 +236,11 @@ def test_background_loop_gets_each_new_checkpoint_witnessed(world: World) -> Non
     beta.settings.audit_checkpoint_seconds = 0.2
 
     async def run_briefly() -> None:
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(_checkpoints(beta), 2.0)
+        try:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(_checkpoints(beta), 2.0)
+        finally:
+            await beta.peers.aclose()
 
     try:
         asyncio.run(run_briefly())

@@ -6,7 +6,7 @@ from typing import Any
 
 import pydantic
 import pytest
-from policy_world import AUDREY, BOB, CONFIG, DATASETS, ERIN, RIVAL, STEVE
+from policy_world import ALICE, AUDREY, BOB, CONFIG, DATASETS, ERIN, RIVAL, STEVE
 
 from policies import (
     Action,
@@ -203,3 +203,36 @@ def test_dry_run_shows_gains_and_losses_without_applying(gov: Governance) -> Non
     }
     with pytest.raises(PolicyForbidden):
         gov.dry_run(ERIN, "nims", add=[COMMERCIAL])
+
+
+def test_the_history_says_who_changed_what_newest_first(gov: Governance, clock: Any) -> None:
+    first = gov.edit(STEVE, "nims", add=[COMMERCIAL])
+    clock.advance(minutes=5)
+    second = gov.edit(STEVE, "nims", remove=[COMMERCIAL])
+    found = gov.history(AUDREY, "nims")
+    assert [c.version for c in found[:2]] == [second.version, first.version]
+    assert found[0].removed == second.removed and found[1].added == first.added
+    assert found[0].actor == STEVE.id and found[0].at > found[1].at
+    assert all(c.domain == "nims" for c in found)
+    assert gov.history(STEVE, "nims", limit=1) == found[:1]
+    assert all(c.domain == "kyoto" for c in gov.history(ERIN, "kyoto"))
+    for who, domain in [(BOB, "nims"), (STEVE, "kyoto"), (RIVAL, "nims")]:
+        with pytest.raises(PolicyForbidden):
+            gov.history(who, domain)
+
+
+def test_a_domains_agreements_list_who_accepted_them(gov: Governance, clock: Any) -> None:
+    gov.accept(BOB, "nims-terms")
+    clock.advance(hours=1)
+    gov.accept(STEVE, "tensile-dua", on_behalf_of_institution=True)
+    found = {spec.id: accs for spec, accs in gov.domain_agreements(AUDREY, "nims")}
+    assert set(found) == {"nims-terms", "tensile-dua"}
+    assert [(a.holder, a.accepted_by) for a in found["nims-terms"]] == [
+        ("user:kyoto:bob", "kyoto:bob")
+    ]
+    assert [a.holder for a in found["tensile-dua"]] == ["inst:nims"]
+    assert found["nims-terms"][0].valid_until is not None  # 90 days, within the terms' end
+    assert gov.domain_agreements(ERIN, "kyoto") == []
+    for who, domain in [(BOB, "nims"), (ALICE, "nims")]:
+        with pytest.raises(PolicyForbidden):
+            gov.domain_agreements(who, domain)

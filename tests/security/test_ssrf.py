@@ -357,12 +357,18 @@ def test_peer_calls(hostile: Hostile, url, path, allow, private, detail) -> None
         network=NetPolicy.from_entries(allow),
     )
     principal = Principal(subject="ana", institution="alpha")
-    call = peer.get_json(path, principal)
+
+    async def call() -> object:
+        try:
+            return await peer.get_json(path, principal)
+        finally:
+            await peer.aclose()  # the peer's kept-alive connections belong to this loop
+
     if detail is None:
-        assert asyncio.run(call) == {"pong": True}
+        assert asyncio.run(call()) == {"pong": True}
     else:
         with pytest.raises(BadGateway, match=detail):
-            asyncio.run(call)
+            asyncio.run(call())
 
 
 # ---- JWKS URLs on a live node --------------------------------------------------------------

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.console import auditor, auth, ml, pages, steward
+from gateway.console import auditor, auth, ml, pages, register, steward
 
 __all__ = ["router"]
 
 router = APIRouter()
-for _part in (pages.router, auth.router, steward.router, auditor.router, ml.router):
+for _part in (
+    pages.router,
+    auth.router,
+    steward.router,
+    register.router,
+    auditor.router,
+    ml.router,
+):
     router.include_router(_part)

@@ -1,5 +1,7 @@
 """Auditors' pages: the event log newest first, an event with its inclusion proof checked,
-and the lineage graph drawn as SVG with click-through."""
+the lineage graph drawn as SVG with click-through, and exports (the filtered log as JSON lines
+or CSV, the whole log as a verification bundle, lineage as W3C PROV or OpenLineage), each
+made by the same ``gateway.auditing`` function as on the API."""
 
 from __future__ import annotations
 
@@ -7,12 +9,12 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, Path, Query
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from audit.search import EventFilter
 from gateway import auditing
 from gateway.console import views
-from gateway.console.web import Context, context, error_page, render
+from gateway.console.web import Context, context, error_page, headers, render
 from policies.decisions import Action
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -49,20 +51,105 @@ def events(
               "decision": decision, "name": name}  # fmt: skip
     try:
         who = ctx.require_domain(Action.AUDIT)
-        now = dt.datetime.now(dt.UTC)
-        filters = EventFilter(
-            since=views.parse_since(since, now),
-            until=views.parse_since(until, now),
-            principal=principal or None,
-            dataset=dataset or None,
-            decision=decision or None,
-            name=name or None,
-        )
+        filters = _filters(values)
         found, older = views.events_newest_first(ctx.node, who, filters, before, limit)
     except Exception as exc:
         return error_page(ctx, exc)
     query = {k: v for k, v in values.items() if v} | ({"limit": limit} if limit != PAGE else {})
-    return render(ctx, "audit.html", events=found, older=older, f=values, query=query, kinds=KINDS)
+    filtered = {k: v for k, v in values.items() if v}
+    return render(
+        ctx, "audit.html", events=found, older=older, f=values, query=query, kinds=KINDS,
+        filtered=filtered,
+    )  # fmt: skip
+
+
+def _filters(values: dict[str, str | None]) -> EventFilter:
+    """The event filter of the page's fields (times in plain words)."""
+    now = dt.datetime.now(dt.UTC)
+    return EventFilter(
+        since=views.parse_since(values["since"], now),
+        until=views.parse_since(values["until"], now),
+        principal=values["principal"] or None,
+        dataset=values["dataset"] or None,
+        decision=values["decision"] or None,
+        name=values["name"] or None,
+    )
+
+
+def _download(ctx: Context, body: object, media: str, filename: str) -> Response:
+    response = StreamingResponse(body, media_type=media)  # type: ignore[arg-type]
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return headers(response)
+
+
+def _stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+@router.get("/audit/export")
+def export(
+    ctx: Ctx,
+    format: Literal["jsonl", "csv"] = "jsonl",
+    since: Short = None,
+    until: Short = None,
+    principal: Short = None,
+    dataset: Short = None,
+    decision: Annotated[Literal["allow", "deny", ""], Query()] = "",
+    name: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """The events the filters match, oldest first, as JSON lines or CSV (a download)."""
+    values = {"since": since, "until": until, "principal": principal, "dataset": dataset,
+              "decision": decision, "name": name}  # fmt: skip
+    try:
+        who = ctx.require_domain(Action.AUDIT)
+        body = auditing.export(ctx.node, who, _filters(values), format)
+    except Exception as exc:
+        return error_page(ctx, exc)
+    media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
+    name_ = f"matgate-events-{ctx.node.institution}-{_stamp()}.{format}"
+    return _download(ctx, body, media, name_)
+
+
+@router.get("/audit/bundle")
+def bundle(ctx: Ctx) -> Response:
+    """The whole log with its checkpoints and keys, for ``matgate audit verify FILE``."""
+    try:
+        body = auditing.bundle(ctx.node, ctx.require_domain(Action.AUDIT))
+    except Exception as exc:
+        return error_page(ctx, exc)
+    name_ = f"matgate-audit-bundle-{ctx.node.institution}-{_stamp()}.jsonl"
+    return _download(ctx, body, "application/x-ndjson", name_)
+
+
+LineageFormat = Literal["prov", "prov-n", "prov-xml", "prov-o", "openlineage"]
+SUFFIX = {"prov": "prov.json", "prov-n": "provn", "prov-xml": "prov.xml", "prov-o": "ttl",
+          "openlineage": "openlineage.json"}  # fmt: skip
+
+
+@router.get("/lineage/export")
+def lineage_export(
+    ctx: Ctx,
+    format: LineageFormat = "prov",
+    dataset: Short = None,
+    principal: Short = None,
+    model: Short = None,
+) -> Response:
+    """The lineage around one anchor as W3C PROV (JSON, N, XML, O) or OpenLineage events."""
+    anchor = {"dataset": dataset or None, "principal_id": principal or None,
+              "model": model or None}  # fmt: skip
+    try:
+        who = ctx.require()
+        if format in auditing.PROV_TEXT:
+            text, media = auditing.lineage_prov(ctx.node, who, **anchor, fmt=format)
+            body: object = iter([text.encode()])
+        else:
+            found = auditing.lineage(ctx.node, who, **anchor, fmt=format)
+            body, media = iter([JSONResponse(found).body]), "application/json"
+    except Exception as exc:
+        return error_page(ctx, exc)
+    key = (dataset or principal or model or "lineage").replace("/", "-").replace(":", "-")
+    safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in key)[:80]
+    return _download(ctx, body, media, f"matgate-lineage-{safe}.{SUFFIX[format]}")
 
 
 @router.get("/audit/health")
@@ -120,6 +207,8 @@ def lineage(
     except Exception as exc:
         return error_page(ctx, exc)
     anchor = dataset or principal or model
+    given = {"dataset": dataset, "principal": principal, "model": model}
     return render(
-        ctx, "lineage.html", graph=views.lineage_svg(graph), anchor=anchor, raw=graph, datasets=[]
-    )
+        ctx, "lineage.html", graph=views.lineage_svg(graph), anchor=anchor, raw=graph, datasets=[],
+        anchor_query={k: v for k, v in given.items() if v},
+    )  # fmt: skip

@@ -1,15 +1,16 @@
-"""ML users' pages: start a compute-to-data training job on a dataset, and follow it to its
-model card. The job is decided (``train``) and run by ``gateway.compute``, as on the API."""
+"""ML users' pages: their pulls with each manifest's signature checked, their compute-to-data
+jobs followed live to a model card. Jobs are decided (``train``) and run by ``gateway.compute``
+and manifests checked by ``service.releases``, as on the API."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
-from gateway import compute
-from gateway.console.web import Context, context, error_page, redirect, render
+from gateway import compute, service
+from gateway.console.web import Context, context, error_page, headers, redirect, render
 from gateway.schemas import TrainBody
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -47,3 +48,51 @@ def job(ctx: Ctx, job_id: str) -> Response:
         return error_page(ctx, exc)
     running = found["status"] in ("queued", "running")
     return render(ctx, "job.html", job=found, running=running)
+
+
+@router.get("/jobs/{job_id}/progress")
+def progress(ctx: Ctx, job_id: str) -> Response:
+    """A job's status, stage and progress as JSON, polled by the job page's script."""
+    try:
+        found = compute.job(ctx.node, ctx.require(), job_id)
+    except Exception as exc:
+        status = getattr(exc, "status", None)
+        if not isinstance(status, int):
+            raise
+        return headers(JSONResponse({"detail": str(getattr(exc, "detail", exc))}, status))
+    keep = {k: found[k] for k in ("status", "stage", "progress")}
+    return headers(JSONResponse(keep | {"running": found["status"] in ("queued", "running")}))
+
+
+@router.get("/jobs")
+def jobs(ctx: Ctx) -> Response:
+    """The jobs you started on this node, newest first."""
+    try:
+        found = compute.jobs_of(ctx.node, ctx.require())
+    except Exception as exc:
+        return error_page(ctx, exc)
+    return render(ctx, "jobs.html", jobs=found)
+
+
+@router.get("/pulls")
+def pulls(ctx: Ctx) -> Response:
+    """The slices you pulled, newest first, each manifest's signature checked by the node."""
+    try:
+        found = service.releases(ctx.node, ctx.require())
+    except Exception as exc:
+        return error_page(ctx, exc)
+    return render(ctx, "pulls.html", pulls=found)
+
+
+@router.get("/pulls/{manifest_id}")
+def manifest(ctx: Ctx, manifest_id: str) -> Response:
+    """A pull's manifest and signature as JSON (to keep beside the data for ``matgate verify``)."""
+    try:
+        found = service.provenance(ctx.node, ctx.require(), manifest_id)
+    except Exception as exc:
+        return error_page(ctx, exc)
+    response = JSONResponse(found.model_dump())
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="manifest-{found.manifest["id"]}.json"'
+    )
+    return headers(response)

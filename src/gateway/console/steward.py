@@ -18,6 +18,7 @@ from gateway.schemas import PolicyEdit
 from policies.decisions import Action
 from policies.errors import PolicyValidationError
 from policies.lines import PolicyLine
+from policies.principals import Principal
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 Ctx = Annotated[Context, Depends(context)]
@@ -195,3 +196,30 @@ def matrix(ctx: Ctx, institution: str, name: str) -> Response:
     except Exception as exc:
         return error_page(ctx, exc)
     return render(ctx, "matrix.html", ds=found, heads=heads, rows=rows)
+
+
+def _steward_or_auditor(ctx: Context) -> Principal:
+    """The principal if they may manage or audit this domain, else 403 (401 if signed out)."""
+    return ctx.require() if ctx.can(Action.AUDIT) else ctx.require_domain(Action.MANAGE)
+
+
+@router.get("/policy/history")
+def history(ctx: Ctx) -> Response:
+    """The domain's policy versions, newest first: who changed what, and when."""
+    try:
+        principal = _steward_or_auditor(ctx)
+        found = stewardship.policy_history(ctx.node, principal, ctx.node.institution)
+    except Exception as exc:
+        return error_page(ctx, exc)
+    return render(ctx, "history.html", history=found)
+
+
+@router.get("/agreements")
+def agreements(ctx: Ctx) -> Response:
+    """The domain's agreements and who accepted them, when, and until when."""
+    try:
+        principal = _steward_or_auditor(ctx)
+        found = stewardship.domain_agreements(ctx.node, principal, ctx.node.institution)
+    except Exception as exc:
+        return error_page(ctx, exc)
+    return render(ctx, "agreements.html", agreements=found)

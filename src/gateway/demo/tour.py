@@ -115,9 +115,12 @@ print(job["run"]["model_name"], model.metrics)
 print(model.screen(grid={{"test_temperature_c": [700, 800, 900]}}, top=3))
 PY
 
-8. Accept an agreement: Aurora's steel data needs its terms accepted first:
-  {bearer} $PABLO_AT_AURORA" "$AURORA/datasets/aurora/steels-yield/agreements"
-  {bearer} $PABLO_AT_AURORA" -X POST "$AURORA/agreements/aurora-steels-terms/accept"
+8. Accept an agreement: Aurora's steel data needs its terms accepted first (the 403 says where);
+   Pablo lists and accepts them through his home node, Borealis, which forwards to Aurora:
+  {bearer} $PABLO" "$BOREALIS/datasets/aurora/steels-yield/slice?purpose=research&limit=5"
+  {bearer} $PABLO" "$BOREALIS/datasets/aurora/steels-yield/agreements"
+  {bearer} $PABLO" -X POST \\
+    "$BOREALIS/datasets/aurora/steels-yield/agreements/aurora-steels-terms/accept"
   {bearer} $PABLO" "$BOREALIS/datasets/aurora/steels-yield/slice?purpose=research&limit=5"
 
 9. The audit log: Ari reads who got what, and verifies the log trusting only the key she

@@ -10,6 +10,7 @@ from gateway.faces import delta_sharing, optimade
 from gateway.routes import (
     audit,
     catalog,
+    docs,
     federation,
     health,
     policies,
@@ -33,4 +34,5 @@ routers: tuple[APIRouter, ...] = (
     delta_sharing.router,
     delta_sharing.admin_router,
     console_router,
+    docs.router,
 )

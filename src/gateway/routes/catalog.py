@@ -15,7 +15,16 @@ from connectors.datasets import Dataset, PSPPRole
 from gateway import service
 from gateway.catalog import Criteria
 from gateway.dcat import RdfFormat, negotiate
-from gateway.deps import OPTIONAL_AUTH, CurrentPrincipal, MaybePrincipal, NodeDep, PathSlug
+from gateway.deps import (
+    OPTIONAL_AUTH,
+    CurrentPrincipal,
+    DatasetName,
+    Institution,
+    MaybePrincipal,
+    NodeDep,
+    StoreName,
+)
+from gateway.openapi import errors
 from gateway.schemas import CatalogPage
 
 router = APIRouter(tags=["catalog"])
@@ -26,20 +35,32 @@ def criteria(
     pspp: Annotated[
         list[PSPPRole], Query(max_length=6, description="Has a column of this PSPP role")
     ] = [],  # noqa: B006
-    column: Annotated[str | None, Query(max_length=128)] = None,
-    unit: Annotated[str | None, Query(max_length=64)] = None,
-    license: Annotated[str | None, Query(max_length=128)] = None,
-    institution: Annotated[str | None, Query(max_length=64)] = None,
+    column: Annotated[
+        str | None, Query(max_length=128, description="Has a column whose name contains this")
+    ] = None,
+    unit: Annotated[
+        str | None, Query(max_length=64, description="Has a column in this unit", examples=["MPa"])
+    ] = None,
+    license: Annotated[
+        str | None, Query(max_length=128, description="SPDX licence id", examples=["CC-BY-4.0"])
+    ] = None,
+    institution: Annotated[
+        str | None, Query(max_length=64, description="Owned by this institution")
+    ] = None,
 ) -> Criteria:
     """Search criteria from the query string."""
     return Criteria(q, tuple(pspp), column, unit, license, institution)
 
 
+_ACCEPT = Header(
+    max_length=1000,
+    description="application/json, application/ld+json or text/turtle (content negotiation)",
+)
 _FORMAT = Query(description="json, jsonld or turtle: overrides the Accept header", max_length=16)
 
 
 def json_or_rdf(
-    accept: Annotated[str | None, Header(max_length=1000)] = None,
+    accept: Annotated[str | None, _ACCEPT] = None,
     format: Annotated[str | None, _FORMAT] = None,
 ) -> RdfFormat | None:
     """The DCAT serialisation asked for, or None for plain JSON (406 if none fits)."""
@@ -47,7 +68,7 @@ def json_or_rdf(
 
 
 def rdf(
-    accept: Annotated[str | None, Header(max_length=1000)] = None,
+    accept: Annotated[str | None, _ACCEPT] = None,
     format: Annotated[str | None, _FORMAT] = None,
 ) -> RdfFormat:
     """The DCAT serialisation asked for, JSON-LD by default (406 if none fits)."""
@@ -114,12 +135,12 @@ def catalog_dcat(
     "/catalog/{institution}/{name}",
     response_model=Dataset,
     summary="A dataset's metadata",
-    responses=_DCAT_MEDIA,
+    responses={**_DCAT_MEDIA, **errors(404, 502, 503, 504)},
     openapi_extra=OPTIONAL_AUTH,
 )
 def get_dataset(
-    institution: PathSlug,
-    name: PathSlug,
+    institution: Institution,
+    name: DatasetName,
     node: NodeDep,
     principal: MaybePrincipal,
     fmt: JsonOrRdf,
@@ -133,11 +154,11 @@ def get_dataset(
 @router.get(
     "/catalog/{institution}/{name}/dcat",
     summary="A dataset as DCAT-AP",
-    responses=_DCAT_MEDIA,
+    responses={**_DCAT_MEDIA, **errors(404, 503)},
     openapi_extra=OPTIONAL_AUTH,
 )
 def get_dataset_dcat(
-    institution: PathSlug, name: PathSlug, node: NodeDep, principal: MaybePrincipal, fmt: Rdf
+    institution: Institution, name: DatasetName, node: NodeDep, principal: MaybePrincipal, fmt: Rdf
 ) -> Response:
     """One dataset as a DCAT-AP dcat:Dataset (JSON-LD unless Turtle is asked for)."""
     return _rdf(service.dataset_dcat(node, principal, f"{institution}/{name}", fmt), fmt)
@@ -148,7 +169,32 @@ def get_dataset_dcat(
     response_model=Dataset,
     status_code=status.HTTP_201_CREATED,
     summary="Register a dataset",
+    responses=errors(403, 409, 503),
 )
 def register_dataset(dataset: Dataset, node: NodeDep, principal: CurrentPrincipal) -> Dataset:
     """Register a dataset of this node; its schema is checked against the store."""
     return service.register_dataset(node, principal, dataset)
+
+
+@router.get(
+    "/stores/{store}/columns",
+    summary="A store table's columns (stewards)",
+    responses=errors(403, 404, 422, 503),
+)
+def table_columns(
+    store: StoreName,
+    node: NodeDep,
+    principal: CurrentPrincipal,
+    table: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=300,
+            description="A table (SQL: name or schema.name) or a file of the store.",
+            examples=["ni_superalloys"],
+        ),
+    ],
+) -> dict[str, Any]:
+    """The columns the table actually has and their logical types, to describe before
+    registering it (422 if the table is not in the store or outside its scope)."""
+    return service.table_columns(node, principal, store, table)

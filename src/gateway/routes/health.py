@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway import observability, service
 from gateway.deps import NodeDep
+from gateway.openapi import errors
 from gateway.schemas import NodeInfo
 
 router = APIRouter(tags=["node"])
@@ -25,13 +26,25 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness", responses={503: {"description": "Not ready"}})
+@router.get(
+    "/readyz",
+    summary="Readiness",
+    responses={503: {"description": "Not ready: the node database or the audit log fails"}},
+)
 def readyz(node: NodeDep) -> dict[str, Any]:
     """The node database and the audit log answer."""
     return service.readiness(node)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"},
+        **errors(403, 404),
+    },
+)
 def metrics(request: Request, node: NodeDep, credentials: Credentials) -> Response:
     """Prometheus text exposition, for auditors, operators and the configured scraper token."""
     token = credentials.credentials if credentials is not None else None

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
 from gateway import service
-from gateway.deps import OPTIONAL_AUTH, MaybePrincipal, NodeDep, PathSlug
+from gateway.deps import OPTIONAL_AUTH, DatasetName, Institution, MaybePrincipal, NodeDep
 from gateway.formats import Format
+from gateway.openapi import errors
 from gateway.schemas import SliceBody
 
 router = APIRouter(tags=["slices"])
@@ -19,7 +20,8 @@ _STREAM: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The slice, in the requested format; the manifest is at the Link header.",
         "content": {f.media_type: {} for f in Format},
-    }
+    },
+    **errors(400, 403, 404, 502, 503, 504),
 }
 
 
@@ -30,8 +32,8 @@ _STREAM: dict[int | str, dict[str, Any]] = {
     openapi_extra=OPTIONAL_AUTH,
 )
 def post_slice(
-    institution: PathSlug,
-    name: PathSlug,
+    institution: Institution,
+    name: DatasetName,
     body: SliceBody,
     node: NodeDep,
     principal: MaybePrincipal,
@@ -47,17 +49,36 @@ def post_slice(
     openapi_extra=OPTIONAL_AUTH,
 )
 def get_slice(
-    institution: PathSlug,
-    name: PathSlug,
+    institution: Institution,
+    name: DatasetName,
     node: NodeDep,
     principal: MaybePrincipal,
-    purpose: Annotated[str, Query(min_length=1, max_length=64)],
+    purpose: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="Declared use, e.g. research, ml-training",
+            examples=["research"],
+        ),
+    ],
     columns: Annotated[str | None, Query(max_length=20_000, description="Comma-separated")] = None,
-    filter: Annotated[str | None, Query(max_length=20_000)] = None,
+    filter: Annotated[
+        str | None,
+        Query(
+            max_length=20_000,
+            description="OPTIMADE filter syntax",
+            examples=["yield_strength_mpa > 900"],
+        ),
+    ] = None,
     order_by: Annotated[str | None, Query(max_length=2_000, description="Comma-separated")] = None,
-    limit: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
-    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
-    format: Annotated[Format, Query()] = Format.CSV,
+    limit: Annotated[
+        int | None, Query(ge=0, le=1_000_000_000, description="At most this many rows")
+    ] = None,
+    offset: Annotated[
+        int, Query(ge=0, le=1_000_000_000, description="Skip this many rows first")
+    ] = 0,
+    format: Annotated[Format, Query(description="Response format")] = Format.CSV,
 ) -> Response:
     """The same as the POST form, with query parameters (CSV by default, for browsers and curl)."""
     body = SliceBody(

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.deps import CurrentPrincipal, NodeDep
 from gateway.errors import MatgateError
 from gateway.faces.delta_sharing import admin, files, shares, tables
+from gateway.openapi import errors
 
 __all__ = ["admin_router", "router"]
 
@@ -206,8 +207,10 @@ def get_file(
 # -- stewards: shares offered through the API (native matgate routes, problem+json errors) ----
 
 admin_router = APIRouter(prefix="/delta-sharing/admin", tags=["delta-sharing"])
+ShareName = Annotated[str, Path(max_length=128, description="The share's name")]
 _CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"description": "The share is defined in the node's config file"}
+    **errors(403, 404, 503),
+    409: {"description": "The share is defined in the node's config file"},
 }
 
 
@@ -222,7 +225,7 @@ class ShareOffer(BaseModel):
     purpose: str = Field(default="research", max_length=64, description="Purpose of the reads.")
 
 
-@admin_router.get("/shares", summary="Every share of this node (stewards)")
+@admin_router.get("/shares", summary="Every share of this node (stewards)", responses=errors(403))
 def steward_shares(node: NodeDep, principal: CurrentPrincipal) -> list[dict[str, Any]]:
     """The node's shares, from its config and from the API, with their recipients."""
     return admin.list_for_steward(node, principal)
@@ -232,7 +235,7 @@ def steward_shares(node: NodeDep, principal: CurrentPrincipal) -> list[dict[str,
     "/shares/{name}", summary="Offer or change a share (stewards)", responses=_CONFLICT
 )
 def offer_share(
-    name: str, offer: ShareOffer, node: NodeDep, principal: CurrentPrincipal
+    name: ShareName, offer: ShareOffer, node: NodeDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     """Offer datasets to recipients; what they get is still decided by policy, per query."""
     return admin.offer(node, principal, name, offer.model_dump())
@@ -241,7 +244,7 @@ def offer_share(
 @admin_router.delete(
     "/shares/{name}", summary="Withdraw a share (stewards)", status_code=204, responses=_CONFLICT
 )
-def withdraw_share(name: str, node: NodeDep, principal: CurrentPrincipal) -> Response:
+def withdraw_share(name: ShareName, node: NodeDep, principal: CurrentPrincipal) -> Response:
     """Withdraw a share offered through the API."""
     admin.withdraw(node, principal, name)
     return Response(status_code=204)
