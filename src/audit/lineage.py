@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from audit.errors import AuditUnavailable, LineageError, ManifestError
@@ -75,6 +77,21 @@ def _slice_row(manifest: Mapping[str, Any], token: str) -> dict[str, Any]:
     }
 
 
+_NEW_SLICE = {
+    "sqlite": sqlite_insert(slices).on_conflict_do_nothing(index_elements=["manifest_id"]),
+    "postgresql": pg_insert(slices).on_conflict_do_nothing(index_elements=["manifest_id"]),
+}
+
+
+def _insert_slice(conn: sa.Connection, row: dict[str, Any]) -> None:
+    """Keep one manifest unless it is kept already, in one statement where the dialect can."""
+    statement = _NEW_SLICE.get(conn.dialect.name)
+    if statement is None:
+        Lineage._insert_slices(conn, [row])
+    else:
+        conn.execute(statement, row)
+
+
 @dataclass
 class _Graph:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -123,6 +140,18 @@ class Lineage:
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"lineage not stored: {exc.__class__.__name__}") from exc
         return str(row["manifest_id"])
+
+    def slice_writer(
+        self, manifest: Mapping[str, Any], token: str
+    ) -> Callable[[sa.Connection], None]:
+        """The write that keeps a manifest this node has just signed (``token``), for the
+        transaction of the log entry that records its delivery (``AuditLog.append``'s ``also``):
+        the entry and the manifest commit together. The signature is the caller's own, so it is
+        not verified again; ``record_slice`` is for tokens from elsewhere."""
+        if manifest.get("node") != self.node:
+            raise LineageError(f"manifest {manifest_id(manifest)} is not this node's")
+        row = _slice_row(manifest, token)
+        return lambda conn: _insert_slice(conn, row)
 
     @staticmethod
     def _insert_slices(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:

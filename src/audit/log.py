@@ -36,7 +36,7 @@ from audit.merkle import MerkleTree, leaf_hash
 from audit.search import EventFilter, EventPage, format_time, page_query, write_export
 from audit.store import checkpoints, entries, lock_log
 
-__all__ = ["AuditLog", "ConsistencyProof", "InclusionProof"]
+__all__ = ["Also", "AuditLog", "ConsistencyProof", "InclusionProof"]
 
 log = logging.getLogger(__name__)
 _MAX_INDEX = 2**63 - 1
@@ -84,11 +84,16 @@ class ConsistencyProof:
         }
 
 
+Also = Callable[[sa.Connection], None]
+"""Writes that commit with an append's entries, in their transaction, after them."""
+
+
 @dataclass
 class _Pending:
-    """Events waiting for a commit, and what became of them."""
+    """Events waiting for a commit, what else commits with them, and what became of them."""
 
     rows: list[dict[str, Any]]
+    also: Also | None = None
     first: int = -1
     error: BaseException | None = None
     done: bool = False
@@ -104,6 +109,10 @@ _SQLITE_INSERT = (
     f"INSERT INTO {entries.name} ({', '.join(_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
 )
+
+
+# built once: every append asks for the last entry
+_LAST = sa.select(entries.c.idx, entries.c.leaf_hash).order_by(entries.c.idx.desc()).limit(1)
 
 
 def _cursor(cursor: str | None) -> int:
@@ -152,8 +161,7 @@ def _append_rows(conn: sa.Connection, rows: list[dict[str, Any]]) -> tuple[int, 
     """Under the log's lock, number and chain ``rows`` after the last entry and insert them;
     returns the first index and the leaf hashes."""
     lock_log(conn)
-    c = entries.c
-    last = conn.execute(sa.select(c.idx, c.leaf_hash).order_by(c.idx.desc()).limit(1)).first()
+    last = conn.execute(_LAST).first()
     seq = 0 if last is None else int(last[0]) + 1
     prev = GENESIS if last is None else bytes(last[1]).hex()
     first = seq
@@ -278,15 +286,18 @@ class AuditLog:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"event is not canonical-JSON serialisable: {exc}") from exc
 
-    def append(self, event: Event) -> int:
-        """Record one event; returns its index once it is committed."""
-        return self.append_many([event])[0]
+    def append(self, event: Event, *, also: Also | None = None) -> int:
+        """Record one event; returns its index once it is committed (with ``also``'s writes)."""
+        return self.append_many([event], also=also)[0]
 
-    def append_many(self, events: Sequence[Event]) -> list[int]:
-        """Record events in order in one transaction; returns their indexes once committed."""
+    def append_many(self, events: Sequence[Event], *, also: Also | None = None) -> list[int]:
+        """Record events in order in one transaction; returns their indexes once committed.
+
+        ``also`` writes rows that belong with the entries (the lineage of a delivered slice) in
+        the same transaction, after them: both commit or neither does."""
         if not events:
             return []
-        item = _Pending(self._rows(events))
+        item = _Pending(self._rows(events), also)
         with self._queue_lock:
             self._queue.append(item)
         with self._write_lock:
@@ -319,10 +330,22 @@ class AuditLog:
 
     def _commit(self, batch: list[_Pending]) -> None:
         rows = [row for item in batch for row in item.rows]
+        companion = False
         try:
             with self._engine.begin() as conn:
                 first, hashes = _append_rows(conn, rows)
-        except SQLAlchemyError as exc:
+                companion = True
+                for item in batch:
+                    if item.also is not None:
+                        item.also(conn)
+                companion = False
+        except Exception as exc:  # whatever failed, nothing of the batch committed
+            if companion and len(batch) > 1:
+                # one append's own writes failed (and rolled everything back): the others
+                # must not fail with it, so each is committed again on its own
+                for item in batch:
+                    self._commit([item])
+                return
             for item in batch:
                 item.error = exc
                 item.done = True

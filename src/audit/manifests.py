@@ -7,6 +7,7 @@ name for EdDSA over Ed25519, the name the node's JWKS carries); ``EdDSA`` is not
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -32,10 +33,20 @@ def manifest_id(manifest: Mapping[str, Any]) -> str:
 
 
 def sign_manifest(manifest: Mapping[str, Any], key: Ed25519PrivateKey, kid: str) -> str:
-    """The compact JWS of ``manifest`` signed with the node's key under ``kid``."""
-    jwk = OKPKey.import_key(key)
+    """The compact JWS of ``manifest`` signed with the node's key under ``kid``.
+
+    Serialised here (RFC 7515, section 7.1: three base64url parts), byte for byte what
+    ``joserfc.jws.serialize_compact`` writes for the same header, payload and key (Ed25519 is
+    deterministic), at a fraction of its cost: a node signs two manifests per slice. Tokens
+    are verified by joserfc (``verify_manifest``)."""
     header = {"alg": ALGORITHM, "kid": kid, "typ": "matgate-manifest+jws"}
-    return jws.serialize_compact(header, canonical_json(manifest), jwk, algorithms=[ALGORITHM])
+    head = _b64(json.dumps(header, ensure_ascii=True, separators=(",", ":")).encode("ascii"))
+    signing_input = head + b"." + _b64(canonical_json(manifest))
+    return (signing_input + b"." + _b64(key.sign(signing_input))).decode("ascii")
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def manifest_header(token: str) -> dict[str, Any]:

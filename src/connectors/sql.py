@@ -16,7 +16,8 @@ from __future__ import annotations
 import importlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,10 @@ from connectors.query import MaskKind, Query
 from connectors.sqlcompile import compile_count, compile_sql
 from connectors.sqlreaders import (
     AdbcPool,
+    Compiled,
+    StatementCache,
+    compile_postgres,
+    compile_sqlite,
     read_adbc_postgres,
     read_adbc_sqlite,
     read_connectorx,
@@ -114,6 +119,8 @@ class SQLConnector(Connector):
         self.url = parsed
         self.engine = sa.create_engine(parsed, pool_pre_ping=True)
         self._tables: dict[str, sa.Table] = {}
+        self._schemas: dict[str, pa.Schema] = {}  # of the reflected tables, which never change
+        self._statements = StatementCache(256)
         self._lock = threading.Lock()
         self._pool: AdbcPool | None = self._adbc_pool()
         self._backslash_escapes: bool | None = None
@@ -166,12 +173,15 @@ class SQLConnector(Connector):
             return found
 
     def _arrow_schema(self, table: str) -> pa.Schema:
-        fields = []
-        for column in self.table(table).columns:
-            kind = _arrow_type(column.type)
-            if kind is not None:
-                fields.append(pa.field(column.name, kind))
-        return pa.schema(fields)
+        found = self._schemas.get(table)
+        if found is None:
+            fields = []
+            for column in self.table(table).columns:
+                kind = _arrow_type(column.type)
+                if kind is not None:
+                    fields.append(pa.field(column.name, kind))
+            found = self._schemas[table] = pa.schema(fields)
+        return found
 
     def _count(self, query: Query) -> int:
         try:
@@ -191,22 +201,42 @@ class SQLConnector(Connector):
             self._backslash_escapes = "NO_BACKSLASH_ESCAPES" not in mode.upper()
         return self._backslash_escapes
 
+    def _compiled(self, query: Query, compile: Callable[[], Compiled]) -> Compiled:
+        """The driver's statement for ``query``, compiled once per distinct query."""
+        try:
+            return self._statements.get(_statement_key(query), compile)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"the query cannot be compiled for the store: {exc}") from exc
+
     def _batches(
         self, query: Query, schema: pa.Schema, batch_rows: int
     ) -> Iterator[pa.RecordBatch]:
-        stmt = compile_sql(query, self.table(query.table))
+        table = self.table(query.table)
         if self.backend == "postgresql" and self._pool is not None:
-            return read_adbc_postgres(self._pool, stmt)
+            compiled = self._compiled(query, lambda: compile_postgres(compile_sql(query, table)))
+            return read_adbc_postgres(self._pool, compiled)
         if self.backend == "sqlite" and self._pool is not None:
             constant = {
                 name
                 for name, mask in query.masks.items()
                 if mask.kind in (MaskKind.NULL, MaskKind.REDACT)
             }
-            return read_adbc_sqlite(self._pool, stmt, schema, batch_rows, constant)
+            # ``schema`` follows from the query and the table (reflected once): not in the key
+            compiled = self._compiled(
+                query, lambda: compile_sqlite(compile_sql(query, table), schema)
+            )
+            again = partial(compile_sql, query, table)
+            return read_adbc_sqlite(self._pool, compiled, again, schema, batch_rows, constant)
+        stmt = compile_sql(query, table)
         if self.backend in ("mysql", "mariadb"):
             uri = self.url.set(drivername="mysql").render_as_string(hide_password=False)
             escapes = self._mysql_backslashes()  # connects once, which also sets is_mariadb
             mariadb = bool(getattr(self.engine.dialect, "is_mariadb", False))
             return read_connectorx(uri, stmt, batch_rows, escapes, mariadb)
         return read_sqlalchemy(self.engine, stmt, schema, batch_rows)
+
+
+def _statement_key(query: Query) -> str:
+    """What determines the SQL of ``query``: its repr names every part, values with their types
+    (``1``, ``1.0`` and ``True`` differ), masks by kind (a hash mask's key is applied in Arrow)."""
+    return repr(query)

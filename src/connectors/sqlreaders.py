@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import queue
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,6 +32,10 @@ from connectors.errors import StoreError
 
 __all__ = [
     "AdbcPool",
+    "Compiled",
+    "StatementCache",
+    "compile_postgres",
+    "compile_sqlite",
     "read_adbc_postgres",
     "read_adbc_sqlite",
     "read_connectorx",
@@ -154,10 +160,48 @@ def _positional(stmt: sa.Select[Any], dialect: sa.Dialect) -> tuple[str, tuple[A
     return str(compiled), tuple(compiled.params[name] for name in names) or None
 
 
-def read_adbc_postgres(pool: AdbcPool, stmt: sa.Select[Any]) -> Iterator[pa.RecordBatch]:
-    """Batches of ``stmt`` from PostgreSQL through ADBC, streamed (see the module docstring)."""
+Compiled = tuple[str, tuple[Any, ...] | None]
+"""A statement's text for the driver and its positional parameters (None: none)."""
+
+
+class StatementCache:
+    """Statements compiled for the drivers, by a key that determines them, least recently used
+    dropped first: compiling a Select costs more than running a small query on it."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._found: OrderedDict[str, Compiled] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, compile: Callable[[], Compiled]) -> Compiled:
+        """The statement compiled for ``key``, compiled by ``compile`` the first time."""
+        with self._lock:
+            found = self._found.get(key)
+            if found is not None:
+                self._found.move_to_end(key)
+                return found
+        made = compile()
+        with self._lock:
+            self._found[key] = made
+            if len(self._found) > self._size:
+                self._found.popitem(last=False)
+        return made
+
+
+def compile_postgres(stmt: sa.Select[Any]) -> Compiled:
+    """``stmt`` for ADBC's PostgreSQL driver: values inlined when they can be (see above)."""
     inlined = render_postgres(stmt)
-    sql, params = (inlined, None) if inlined is not None else _positional(stmt, _PG)
+    return (inlined, None) if inlined is not None else _positional(stmt, _PG)
+
+
+def compile_sqlite(stmt: sa.Select[Any], schema: pa.Schema) -> Compiled:
+    """``stmt`` for ADBC's SQLite driver, every column cast to its storage class."""
+    return _positional(_sqlite_select(stmt, schema, set()), _SQLITE)
+
+
+def read_adbc_postgres(pool: AdbcPool, compiled: Compiled) -> Iterator[pa.RecordBatch]:
+    """Batches of a statement (``compile_postgres``) from PostgreSQL through ADBC, streamed."""
+    sql, params = compiled
     conn = pool.acquire()
     finished = False
     try:
@@ -213,16 +257,22 @@ def _restore_nulls(batch: pa.RecordBatch, flagged: set[str]) -> pa.RecordBatch:
 
 
 def read_adbc_sqlite(
-    pool: AdbcPool, stmt: sa.Select[Any], schema: pa.Schema, batch_rows: int, constant: set[str]
+    pool: AdbcPool,
+    compiled: Compiled,
+    stmt: Callable[[], sa.Select[Any]],
+    schema: pa.Schema,
+    batch_rows: int,
+    constant: set[str],
 ) -> Iterator[pa.RecordBatch]:
-    """Batches of ``stmt`` from SQLite through ADBC; ``constant`` columns are masks, not data."""
+    """Batches of a statement (``compile_sqlite`` of ``stmt()``) from SQLite through ADBC;
+    ``constant`` columns are masks, not data."""
     options = {"adbc.sqlite.query.batch_rows": str(batch_rows)}
     conn = pool.acquire()
     finished = False
     try:
         with conn.cursor() as cur:
             cur.adbc_statement.set_options(**options)
-            cur.execute(*_positional(_sqlite_select(stmt, schema, set()), _SQLITE))
+            cur.execute(*compiled)
             reader = cur.fetch_record_batch()
             # The driver infers types on the first batch, before anything is read: look now.
             flagged = {
@@ -236,7 +286,7 @@ def read_adbc_sqlite(
                 yield from reader
             else:
                 reader.close()
-                cur.execute(*_positional(_sqlite_select(stmt, schema, flagged), _SQLITE))
+                cur.execute(*_positional(_sqlite_select(stmt(), schema, flagged), _SQLITE))
                 for batch in cur.fetch_record_batch():
                     yield _restore_nulls(batch, flagged)
         finished = True

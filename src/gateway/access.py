@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from audit.errors import AuditUnavailable
 from audit.events import DecisionMade, DenialsSuppressed, Event
+from audit.log import Also
 from connectors.datasets import Dataset
 from gateway.catalog_search import Criteria
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
@@ -32,8 +33,10 @@ __all__ = [
     "dataset_for",
     "discoverer",
     "ensure",
+    "ensure_held",
     "flush_denials",
     "record",
+    "record_all",
     "recorder",
     "recorder_many",
     "visible_datasets",
@@ -42,12 +45,13 @@ __all__ = [
 T = TypeVar("T")
 
 
-def record(node: Node, event: Event) -> int:
-    """Append ``event`` to the audit log, failing closed with 503 if it cannot be written.
+def record(node: Node, event: Event, *, also: Also | None = None) -> int:
+    """Append ``event`` to the audit log, failing closed with 503 if it cannot be written;
+    ``also`` writes what belongs with the entry in its transaction (see ``AuditLog.append``).
 
     An event that names no request gets the id of the request being served, if any."""
     try:
-        return node.audit.append(_stamped(event))
+        return node.audit.append(_stamped(event), also=also)
     except AuditUnavailable as exc:
         raise ServiceUnavailable("the audit log cannot be written; nothing was released") from exc
 
@@ -136,23 +140,54 @@ def ensure(
     decision = node.governance.decide(principal, dataset, action, purpose, columns)
     _record_decision(node, principal, decision, request_id)
     if not decision.allowed:
-        # What the token lacked (a roles claim the issuer should carry) is part of the answer.
-        reasons = [*decision.reasons, *principal.notes]
-        extra: dict[str, object] = {}
-        detail = "; ".join(reasons) or "not allowed"
-        if decision.agreements:
-            terms = where_to_accept(node, principal, dataset, decision.agreements)
-            extra["agreements"] = terms
-            detail += "; " + "; ".join(
-                f"accept agreement {t['id']!r} with POST {t['accept']}" for t in terms
-            )
-        raise Forbidden(
-            detail,
-            reasons=reasons,
-            policy_version=decision.policy_version,
-            **extra,
-        )
+        raise _forbidden(node, principal, dataset, decision)
     return decision
+
+
+def ensure_held(
+    node: Node,
+    principal: Principal,
+    dataset: Dataset,
+    action: Action,
+    purpose: str,
+    columns: Sequence[str] | None = None,
+    *,
+    request_id: str = "",
+) -> tuple[Decision, Event]:
+    """As ``ensure``, but an allow is returned with its entry instead of being recorded here:
+    the caller appends the entry (``record_all``) before anything is released, with the entries
+    that follow it when nothing is released before the end. A deny is recorded and raised."""
+    decision = node.governance.decide(principal, dataset, action, purpose, columns)
+    if not decision.allowed:
+        _record_decision(node, principal, decision, request_id)
+        raise _forbidden(node, principal, dataset, decision)
+    flush_denials(node)
+    # stamped now: the entry says when the decision was made, not when it was written
+    event = _event(node, principal, decision, request_id)
+    return decision, dataclasses.replace(_stamped(event), time=node.audit.now())
+
+
+def record_all(node: Node, events: Sequence[Event], *, also: Also | None = None) -> list[int]:
+    """Append ``events`` in order in one transaction (with ``also``'s writes), failing closed
+    with 503 if they cannot be written."""
+    try:
+        return node.audit.append_many([_stamped(e) for e in events], also=also)
+    except AuditUnavailable as exc:
+        raise ServiceUnavailable("the audit log cannot be written; nothing was released") from exc
+
+
+def _forbidden(node: Node, principal: Principal, dataset: Dataset, decision: Decision) -> Forbidden:
+    # What the token lacked (a roles claim the issuer should carry) is part of the answer.
+    reasons = [*decision.reasons, *principal.notes]
+    extra: dict[str, object] = {}
+    detail = "; ".join(reasons) or "not allowed"
+    if decision.agreements:
+        terms = where_to_accept(node, principal, dataset, decision.agreements)
+        extra["agreements"] = terms
+        detail += "; " + "; ".join(
+            f"accept agreement {t['id']!r} with POST {t['accept']}" for t in terms
+        )
+    return Forbidden(detail, reasons=reasons, policy_version=decision.policy_version, **extra)
 
 
 def where_to_accept(

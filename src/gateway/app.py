@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import openapi
-from gateway.config import NodeConfig, load_config
+from gateway.config import ConfigError, NodeConfig, load_config
 from gateway.errors import BadRequest, MatgateError, ServiceUnavailable, Unprocessable, for_status
 from gateway.limits import BodyLimitMiddleware
 from gateway.node import Node
@@ -30,7 +30,7 @@ from gateway.problems import from_foreign, problem_response, speaks_for_a_driver
 from gateway.routes import routers
 from gateway.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "prepare_workers"]
 
 log = logging.getLogger("matgate.app")
 DESCRIPTION = """Governed access to materials research data.
@@ -98,6 +98,39 @@ def create_app(
     openapi.install(app)
     _handlers(app)
     return app
+
+
+def prepare_workers(settings: Settings, workers: int) -> dict[str, str]:
+    """Check that a node can run as ``workers`` processes, start it once (migrations, keys,
+    catalog and policy seeds, so that the workers find everything made), and return the
+    environment that gives each worker the same settings.
+
+    Workers are replicas of the node on one machine: they append to one audit log and read one
+    policy version (``Governance.sync``), through the node database. What a process holds in
+    memory alone is refused rather than silently split: peers' assertions need the replay cache
+    shared through Redis (``policy_sync_url``), and the metrics listener takes one port."""
+    if settings.config is None:
+        raise ValueError("a node needs a config: pass one or set MATGATE_CONFIG")
+    config = load_config(settings.config)
+    if config.peers and not settings.policy_sync_url:
+        raise ConfigError(
+            f"--workers {workers}: this node has peers, whose assertions are good for one use "
+            "only; the workers must share what they have seen: set MATGATE_POLICY_SYNC_URL "
+            "(Redis)"
+        )
+    if settings.metrics_port is not None:
+        raise ConfigError(
+            f"--workers {workers}: MATGATE_METRICS_PORT is one listener of one process; "
+            "scrape each worker's /metrics with the metrics token instead"
+        )
+    Node(settings, config).close()
+    env = {"MATGATE_CONFIG": str(settings.config.resolve())}
+    env["MATGATE_DATA_DIR"] = str(settings.data_dir.resolve())
+    env["MATGATE_HOST"] = settings.host
+    env["MATGATE_PORT"] = str(settings.port)
+    if settings.database_url:
+        env["MATGATE_DATABASE_URL"] = settings.database_url
+    return env
 
 
 async def _checkpoints(node: Node) -> None:

@@ -7,6 +7,7 @@ Client commands read the node's URL and token from ``--url``/``--token`` or from
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -88,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="TCP port (default 8000)")
     serve.add_argument("--data-dir", type=Path, default=None, help="key and node database folder")
     serve.add_argument("--database-url", default=None, help="SQLAlchemy URL of the node database")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port, the node database and its audit log (default 1;"
+        " one per core on a machine serving many small requests)",
+    )
     _debug_arg(serve)
     serve.set_defaults(handler=_serve)
 
@@ -194,12 +202,27 @@ def _settings(args: argparse.Namespace) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gateway.app import create_app
+    from gateway.app import create_app, prepare_workers
 
     settings = _settings(args)
     _free_port(settings.host, settings.port)  # before the node opens its database
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    if args.workers < 1:
+        raise SystemExit("matgate: --workers must be at least 1")
+    if args.workers == 1:
+        app = create_app(settings)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        return 0
+    # Each worker builds its node from the environment (its settings, as given here), on a
+    # node database the start-up below has migrated and seeded once.
+    os.environ.update(prepare_workers(settings, args.workers))
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=args.workers,
+        log_level="info",
+    )
     return 0
 
 

@@ -93,8 +93,8 @@ AgreementId = Annotated[
 _bearer = HTTPBearer(auto_error=False, description="A JWT from an issuer this node trusts.")
 
 
-def get_node(request: Request) -> Node:
-    """The node this app serves."""
+async def get_node(request: Request) -> Node:
+    """The node this app serves (async: nothing to wait for, so no thread to hop to)."""
     node: Node = request.app.state.node
     return node
 

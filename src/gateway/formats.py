@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -286,12 +287,25 @@ def _arrow_stream(
     yield _END_OF_STREAM
 
 
+_EMPTY_ARRAYS: dict[pa.DataType, pa.Array] = {}
+
+
 def _empty(schema: pa.Schema) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema)
+    arrays = []
+    for kind in schema.types:
+        empty = _EMPTY_ARRAYS.get(kind)
+        if empty is None:  # a few types only: one empty array each, made once
+            empty = _EMPTY_ARRAYS[kind] = pa.array([], kind)
+        arrays.append(empty)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _seal_message(schema: pa.Schema, seal: Mapping[str, str]) -> bytes:
-    """The IPC message of a zero-row batch carrying ``seal`` as its custom metadata."""
+    """The IPC message of a zero-row batch carrying ``seal`` as its custom metadata.
+
+    A batch message does not depend on the schema's own metadata: the writer is given the
+    schema without it (the stream's manifest draft), and its schema message is cut off."""
+    schema = schema.remove_metadata()
     sink = _Sink()
     with pa.ipc.new_stream(sink, schema) as writer:
         writer.write_batch(_empty(schema), custom_metadata=dict(seal))
@@ -353,19 +367,25 @@ def _with_writer(
     yield sink.drain()
 
 
+_JSON_OPTIONS = orjson.OPT_UTC_Z  # UTC timestamps end in "Z"; NaN and infinities are null
+
+
 def _json(batches: Iterable[pa.RecordBatch], *, lines: bool) -> Iterator[bytes]:
+    """Rows as JSON objects (one array, or one line each), rendered from Arrow's own values:
+    integers stay integers, floats keep every digit, timestamps are RFC 3339, dates ISO 8601."""
     first = True
     if not lines:
         yield b"["
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        text = batch.to_pandas().to_json(orient="records", lines=True, date_format="iso")
-        rows = text.strip("\n")
+        rows = batch.to_pylist()
         if lines:
-            yield (rows + "\n").encode()
+            per_row = _JSON_OPTIONS | orjson.OPT_APPEND_NEWLINE
+            yield b"".join(orjson.dumps(row, option=per_row) for row in rows)
         else:
-            yield ((b"" if first else b",") + rows.replace("\n", ",").encode())
+            body = orjson.dumps(rows, option=_JSON_OPTIONS)[1:-1]  # the rows, without [ ]
+            yield body if first else b"," + body
         first = False
     if not lines:
         yield b"]"

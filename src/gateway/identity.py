@@ -33,6 +33,7 @@ import httpx
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwa import EdDSAAlgorithm
+from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
 from gateway.assertions import MemoryReplayCache, ReplayCache, check_assertion
@@ -50,6 +51,7 @@ log = logging.getLogger("matgate.identity")
 DEV_MAX_LIFETIME_SECONDS = 7 * 86400
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 MAX_ROLES = 256
+VERIFIED_TOKENS = 10_000  # tokens remembered as verified (the whole memory is dropped when full)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -162,6 +164,8 @@ class Authenticator:
         self._peers = dict(peers or {})
         self._own = own_issuer
         self._replay: ReplayCache = replay or MemoryReplayCache()
+        # token -> (principal, its issuer's keys, kid, the key set that verified it, exp)
+        self._verified: dict[str, tuple[Principal, IssuerKeys, str | None, KeySet, float]] = {}
         self._warned: set[tuple[str, str]] = set()
         for issuer in self._issuers.values():
             if issuer.config.discovery:
@@ -176,7 +180,18 @@ class Authenticator:
         return self._issuers[issuer].keys
 
     def authenticate(self, token: str) -> Principal:
-        """Validate ``token`` and return who it stands for."""
+        """Validate ``token`` and return who it stands for.
+
+        A user's token, once verified, is remembered until it expires, for as long as its
+        issuer's key set is the one that verified it: the same bytes under the same keys verify
+        the same way, and a client sends the same token with every request. A peer's assertion
+        is verified every time (each is good for one request only)."""
+        hit = self._verified.get(token)
+        if hit is not None:
+            principal, issuer_keys, kid, keys, until = hit
+            if time.time() < until and issuer_keys.get(kid) is keys:
+                return principal
+            self._verified.pop(token, None)
         header, unverified = _peek(token)
         issuer = self._issuers.get(str(unverified.get("iss", "")))
         if issuer is None:
@@ -215,7 +230,12 @@ class Authenticator:
         peer = self._peers.get(config.issuer)
         if peer is not None:
             check_assertion(claims, institution=peer, replay=self._replay)
-        return self._principal(claims, issuer, peer)
+        principal = self._principal(claims, issuer, peer)
+        if peer is None:
+            if len(self._verified) >= VERIFIED_TOKENS:
+                self._verified.clear()
+            self._verified[token] = (principal, issuer.keys, kid, keys, float(claims["exp"]))
+        return principal
 
     def _principal(self, claims: dict[str, Any], issuer: _Issuer, peer: str | None) -> Principal:
         config = issuer.config

@@ -14,6 +14,7 @@ from typing import Any
 from openlineage.client.event_v2 import RunState
 
 from audit.lineage import Lineage
+from audit.log import Also
 from audit.provenance import LineageEmitter, run_events, slice_event
 from gateway.errors import NotFound
 
@@ -41,14 +42,16 @@ class ProvenanceStore:
         if self._emitter is not None:
             self._emitter.emit(slice_event(manifest, RunState.START, time=manifest.get("time")))
 
-    def complete(self, manifest: dict[str, Any], *, error: str = "") -> str:
-        """Sign the final manifest of a slice and keep it; return the signature (compact JWS)."""
-        token = self._sign(manifest)
-        self._lineage.record_slice(token)
+    def keeper(self, manifest: Mapping[str, Any], token: str) -> Also:
+        """The write that keeps a final manifest and its signature (``token``), for the
+        transaction of the audit entry that records the slice's delivery."""
+        return self._lineage.slice_writer(manifest, token)
+
+    def completed(self, manifest: Mapping[str, Any], *, error: str = "") -> None:
+        """A slice's final manifest is kept: its COMPLETE or FAIL event (when events are pushed)."""
         if self._emitter is not None:
             state = RunState.FAIL if error else RunState.COMPLETE
             self._emitter.emit(slice_event(manifest, state, error=error))
-        return token
 
     def trained(self, run: Mapping[str, Any], manifests: Iterable[Mapping[str, Any]]) -> None:
         """A training run was registered over ``manifests``: its START and COMPLETE events."""

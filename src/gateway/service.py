@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from functools import partial
 from importlib.metadata import version
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from connectors.datasets import Dataset
 from gateway import dcat, federation, relay
@@ -17,7 +19,7 @@ from gateway.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from gateway.node import Node
 from gateway.records import registration_event
 from gateway.schemas import CatalogPage, NodeInfo, Provenance, SliceBody
-from gateway.slices import SliceRequest, open_slice
+from gateway.slices import Slice, SliceRequest, open_slice
 from policies.decisions import Action
 from policies.principals import Principal
 
@@ -131,9 +133,7 @@ def register_dataset(node: Node, principal: Principal, dataset: Dataset) -> Data
     return registered
 
 
-def stream_slice(
-    node: Node, principal: Principal, dataset_id: str, body: SliceBody
-) -> StreamingResponse:
+def stream_slice(node: Node, principal: Principal, dataset_id: str, body: SliceBody) -> Response:
     """Open a slice (decided and recorded) and stream it; a peer's dataset through the relay."""
     req = SliceRequest(
         purpose=body.purpose,
@@ -148,10 +148,39 @@ def stream_slice(
         if principal.anonymous:
             raise Unauthorized("a peer's dataset needs a token: peers answer only users")
         return relay.relay_slice(node, principal, dataset_id, req)
-    opened = open_slice(node, principal, dataset_id, req)
+    opened = open_slice(node, principal, dataset_id, req, hold=True)
     name = dataset_id.replace("/", "_") + opened.format.suffix
     headers = {**opened.headers, "Content-Disposition": f'attachment; filename="{name}"'}
-    return StreamingResponse(opened.chunks, media_type=opened.format.media_type, headers=headers)
+    return respond(opened, headers, node.settings.whole_slice_bytes)
+
+
+def respond(opened: Slice, headers: dict[str, str], whole: int) -> Response:
+    """A slice opened with ``hold=True`` as one response if it ends within ``whole`` bytes,
+    else streamed from what was read so far.
+
+    Called where blocking is allowed (a route's thread). A small slice is encoded, sealed and
+    recorded in one go: its decision and its completion in one commit of the audit log, both
+    durable before its first byte leaves, and no thread hop of the server's per chunk; a store
+    that fails before the end is answered with a problem, not a cut-off 200. A larger one has
+    its decision appended before its first byte leaves, and streams."""
+    head: list[bytes] = []
+    size = 0
+    media_type = opened.format.media_type
+    for chunk in opened.chunks:
+        head.append(chunk)
+        size += len(chunk)
+        if size > whole:
+            try:
+                opened.release()
+            except BaseException:
+                close = getattr(opened.chunks, "close", None)
+                if close is not None:
+                    with contextlib.suppress(Exception):
+                        close()  # its completion is attempted, and fails the same way
+                raise
+            rest = itertools.chain(head, opened.chunks)
+            return StreamingResponse(rest, media_type=media_type, headers=headers)
+    return Response(b"".join(head), media_type=media_type, headers=headers)
 
 
 def provenance(node: Node, principal: Principal, request_id: str) -> Provenance:

@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     batch_rows: int = Field(
         default=65536, gt=0, le=4_000_000, description="Rows per Arrow record batch streamed out."
     )
+    whole_slice_bytes: int = Field(
+        default=1 << 20,
+        ge=0,
+        le=1 << 30,
+        description=(
+            "A slice that ends within this many bytes is sent as one response: its decision and "
+            "completion are written to the audit log in one commit before any byte leaves. "
+            "Larger slices stream, their decision written before the first byte."
+        ),
+    )
     max_rows: int | None = Field(
         default=None, gt=0, description="Upper bound on rows one slice may return (None: no bound)."
     )

@@ -30,7 +30,7 @@ from policies.evaluate import Context, evaluate
 from policies.licences import Licence, LicenceRegistry
 from policies.lines import DOMAIN_ACTIONS, PolicyLine, RoleAssignment, Rule
 from policies.principals import Principal
-from policies.store import Record, create_tables
+from policies.store import Record, create_tables, stored_versions
 from policies.validation import LineChecker, Registries, check_assignment
 from policies.watcher import Watcher
 
@@ -99,6 +99,7 @@ class Governance:
         mask_key_id: str = "",
     ) -> None:
         create_tables(engine)
+        self._engine = engine
         self.config = config
         self._clock = clock or _utcnow
         self._store = CasbinStore(engine)
@@ -147,10 +148,7 @@ class Governance:
 
     def sync(self) -> int:
         """Reload if another replica changed the policy or acceptances; return the version."""
-        if (
-            self._store.stored_version() != self._policy.version
-            or self._book.stored_generation() != self._book.generation
-        ):
+        if stored_versions(self._engine) != (self._policy.version, self._book.generation):
             self._reload()
         return self._policy.version
 

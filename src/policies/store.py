@@ -25,6 +25,7 @@ __all__ = [
     "lock_policy",
     "metadata",
     "policy_changes",
+    "stored_versions",
 ]
 
 Record = Callable[[sa.Connection, Any], None]
@@ -108,3 +109,43 @@ def lock_policy(connection: sa.Connection) -> None:
         # pysqlite opens a transaction only before the first write: until then it is not in one
         if not getattr(raw, "in_transaction", True):
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_VERSIONS = sa.select(
+    sa.select(sa.func.max(policy_changes.c.version)).scalar_subquery(),
+    sa.select(sa.func.max(acceptances.c.id)).scalar_subquery(),
+)
+_versions_sql: dict[str, str] = {}
+
+
+def stored_versions(engine: sa.Engine) -> tuple[int, int]:
+    """The newest policy version and acceptance id in the database, in one statement.
+
+    Asked before every authenticated request (``Governance.sync``), so it goes to the driver
+    directly: on SQLite a read of the shared WAL index; on PostgreSQL (psycopg) one round trip
+    in autocommit, so that no transaction is left to end after it."""
+    dialect = engine.dialect.name
+    sql = _versions_sql.get(dialect)
+    if sql is None:
+        sql = _versions_sql[dialect] = str(_VERSIONS.compile(dialect=engine.dialect))
+    if dialect not in ("sqlite", "postgresql"):
+        with engine.connect() as conn:
+            row = conn.exec_driver_sql(sql).first()
+        return (int(row[0] or 0), int(row[1] or 0)) if row is not None else (0, 0)
+    raw = engine.raw_connection()
+    try:
+        driver: Any = raw.driver_connection
+        manual = dialect == "postgresql" and not driver.autocommit
+        if manual:
+            driver.autocommit = True  # psycopg: a client-side switch while idle
+        try:
+            cur = driver.cursor()
+            cur.execute(sql)
+            found = cur.fetchone()
+            cur.close()
+        finally:
+            if manual:
+                driver.autocommit = False
+    finally:
+        raw.close()
+    return (int(found[0] or 0), int(found[1] or 0)) if found is not None else (0, 0)

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from audit_samples import delivered
 
-from audit.errors import LineageError, ManifestError, UnknownKey
+from audit.errors import AuditUnavailable, LineageError, ManifestError, UnknownKey
 from audit.events import RunRegistered
 from audit.keys import Signer
 from audit.lineage import Lineage
@@ -68,6 +68,43 @@ def test_manifest_signature_round_trip_and_failures(signer: Signer) -> None:
         verify_manifest(f"{head}.{forged}.{sig}", signer.jwks())
     with pytest.raises(ManifestError):
         verify_manifest("not-a-token", signer.jwks())
+
+
+def test_manifest_tokens_are_what_joserfc_writes(signer: Signer) -> None:
+    from joserfc import jws
+    from joserfc.jwk import OKPKey
+
+    from audit.canonical import canonical_json
+
+    header = {"alg": "Ed25519", "kid": signer.kid, "typ": "matgate-manifest+jws"}
+    for m in (manifest("m-1"), {**manifest("m-2"), "title": "Légierung \u2014 ü", "n": 1.5}):
+        expected = jws.serialize_compact(
+            header, canonical_json(m), OKPKey.import_key(signer.key), algorithms=["Ed25519"]
+        )
+        assert sign_manifest(m, signer.key, signer.kid) == expected
+
+
+def test_a_delivery_and_its_manifest_commit_together(
+    log: AuditLog, lineage: Lineage, engine: sa.Engine
+) -> None:
+    m = manifest("m-1")
+    token = sign_manifest(m, log.signer.key, log.signer.kid)
+    index = log.append(delivered(1, "m-1"), also=lineage.slice_writer(m, token))
+    assert log.has_manifest("m-1") and lineage.slice("m-1") == (m, token)
+    assert log.entry(index).event["manifest_id"] == "m-1"
+    log.append(delivered(1, "m-1"), also=lineage.slice_writer(m, token))  # kept once
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM lineage_slices")).scalar() == 1
+
+    def broken(conn: sa.Connection) -> None:
+        raise sa.exc.OperationalError("INSERT", None, Exception("disk full"))
+
+    size = log.size()
+    with pytest.raises(AuditUnavailable):
+        log.append(delivered(1, "m-2"), also=broken)
+    assert log.size() == size and not log.has_manifest("m-2")  # neither committed
+    with pytest.raises(LineageError, match="not this node's"):
+        lineage.slice_writer(manifest("m-3", node="node-b"), token)
 
 
 def test_register_run_links_manifests_and_is_audited(log: AuditLog, lineage: Lineage) -> None:

@@ -44,6 +44,20 @@ def test_allow_and_deny_are_recorded_with_reasons(api, auth):
     assert deny and deny[-1]["reasons"]
 
 
+def test_a_small_slice_is_recorded_in_one_commit_before_it_is_sent(api, auth):
+    """Decision and completion are adjacent entries (one transaction), and both are in the log
+    when the response arrives."""
+    node = api.app.state.node
+    before = node.audit.size()
+    r = pull(api, auth, "ml-user", limit=3)
+    assert r.status_code == 200 and "content-length" in r.headers  # sent whole
+    rid = r.headers["matgate-request-id"]
+    mine = [e for e in node.audit.iter_events() if e.event["request_id"] == rid]
+    assert [e.event["name"] for e in mine] == ["decision", "slice"]
+    assert mine[1].index == mine[0].index + 1 and mine[0].index >= before
+    assert mine[1].event["rows"] == 3 and mine[1].event["complete"] is True
+
+
 def test_only_auditors_read_the_log(api, auth):
     for who in ("ml-user", "partner", "steward"):
         assert api.get("/audit/events", headers=auth[who]).status_code == 403

@@ -328,3 +328,56 @@ def test_an_issuer_named_like_the_node_itself_is_refused(app):
     same = IssuerConfig(issuer=node.public_url, namespace="lab", institution="aurora", jwks=KEYS)
     with pytest.raises(ValueError, match="trusted twice"):
         Authenticator([node.issuer.as_trusted(), same], default_audience=node.public_url)
+
+
+def test_a_remembered_token_is_refused_once_its_key_is_withdrawn(tmp_path):
+    """Verified tokens are remembered, but only under the key set that verified them: when the
+    issuer rotates its keys, a token of the withdrawn key is refused, remembered or not."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from gateway.errors import Unauthorized
+    from gateway.identity import TokenIssuer
+    from gateway.jwks import REFETCH_SECONDS
+
+    old, new = (NodeKey.load_or_create(tmp_path / f"{n}.pem") for n in ("old", "new"))
+    served = {"keys": old.jwks()["keys"]}
+
+    class Keys(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(served).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Keys)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    idp = "https://idp.example"
+    config = IssuerConfig(
+        issuer=idp,
+        institution="aurora",
+        audience="https://node.example",
+        jwks_url=f"http://127.0.0.1:{server.server_address[1]}/jwks",
+        algorithms=("Ed25519",),
+    )
+    auth = Authenticator([config], default_audience="https://node.example")
+    by_old, by_new = (TokenIssuer(k, idp, "https://node.example", "aurora") for k in (old, new))
+    try:
+        token = by_old.mint("mia", ttl_seconds=600)
+        first = auth.authenticate(token)
+        assert auth.authenticate(token) == first  # remembered
+        served["keys"] = new.jwks()["keys"]  # the IdP withdraws the old key
+        time.sleep(REFETCH_SECONDS + 0.2)  # a fetch may follow the last one after this
+        assert auth.authenticate(by_new.mint("mia", ttl_seconds=600)).id == first.id
+        with pytest.raises(Unauthorized):
+            auth.authenticate(token)
+    finally:
+        auth.close()
+        server.shutdown()
+        server.server_close()

@@ -168,3 +168,60 @@ def test_arrow_encoding_is_the_standard_ipc_stream():
         for batch in batches:
             writer.write_batch(batch)
     assert ours == sink.getvalue().to_pybytes()
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_json_keeps_arrow_values_exactly(fmt):
+    """JSON slices carry Arrow's own values: every digit of a float, integers as integers
+    (nulls too), null for NaN, RFC 3339 UTC timestamps and ISO dates."""
+    import datetime as dt
+
+    from gateway.formats import Format, encode
+
+    schema = pa.schema(
+        [
+            ("n", pa.int64()),
+            ("x", pa.float64()),
+            ("t", pa.timestamp("us", "UTC")),
+            ("d", pa.date32()),
+            ("s", pa.string()),
+        ]
+    )
+    when = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
+    batches = [
+        pa.record_batch(
+            [
+                pa.array([1, None]),
+                pa.array([0.1 + 0.2, float("nan")]),
+                pa.array([when, None], pa.timestamp("us", "UTC")),
+                pa.array([dt.date(2024, 2, 29), None], pa.date32()),
+                pa.array(['a "quoted"\nline', "é"]),
+            ],
+            schema=schema,
+        ),
+        pa.record_batch([pa.array([], t) for t in schema.types], schema=schema),
+        pa.record_batch(
+            [
+                pa.array([2**53 + 1]),
+                pa.array([-1e-7]),
+                pa.array([None], pa.timestamp("us", "UTC")),
+                pa.array([None], pa.date32()),
+                pa.array([""]),
+            ],
+            schema=schema,
+        ),
+    ]
+    body = b"".join(encode(Format(fmt), schema, iter(batches)))
+    rows = [json.loads(line) for line in body.splitlines()] if fmt == "jsonl" else json.loads(body)
+    assert rows == [
+        {
+            "n": 1,
+            "x": 0.30000000000000004,
+            "t": "2024-05-06T07:08:09.123456Z",
+            "d": "2024-02-29",
+            "s": 'a "quoted"\nline',
+        },
+        {"n": None, "x": None, "t": None, "d": None, "s": "é"},
+        {"n": 2**53 + 1, "x": -1e-7, "t": None, "d": None, "s": ""},
+    ]
+    assert type(rows[0]["n"]) is int

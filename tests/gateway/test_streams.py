@@ -18,9 +18,10 @@ NI = "aurora/ni-superalloys"
 
 @pytest.fixture(scope="module")
 def small_batches(tmp_path_factory):
-    """A node on loopback that streams 50 rows per batch, so a slice has many chunks."""
+    """A node on loopback that streams 50 rows per batch, so a slice has many chunks, and
+    streams every slice (none is small enough to be sent whole)."""
     plan = prepare(tmp_path_factory.mktemp("stream"), free_port())
-    app = create_app(node_settings(plan, batch_rows=50))
+    app = create_app(node_settings(plan, batch_rows=50, whole_slice_bytes=0))
     server = LiveServer(app, plan["port"]).start()
     yield server.url, persona_tokens(app.state.node.issuer)
     server.stop()

@@ -136,6 +136,10 @@ def test_a_failing_store_answers_a_generic_503_with_the_request_id(
     logged = [m for m in records if rid in m]
     assert logged, "the operator finds the failure by its request id"
     assert any(table in m for m in logged), "with the driver's own words"
+    # the decision was made before the store failed: it is in the log, and nothing else is
+    node = client.app.state.node
+    mine = [e.event for e in node.audit.iter_events() if e.event["request_id"] == rid]
+    assert [(e["name"], e["decision"]) for e in mine] == [("decision", "allow")]
 
 
 def test_a_corrupt_sqlite_file_answers_a_generic_503(tmp_path: Path) -> None:

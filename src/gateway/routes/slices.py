@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from gateway import service
 from gateway.deps import OPTIONAL_AUTH, DatasetName, Institution, MaybePrincipal, NodeDep
@@ -37,7 +37,7 @@ def post_slice(
     body: SliceBody,
     node: NodeDep,
     principal: MaybePrincipal,
-) -> StreamingResponse:
+) -> Response:
     """Stream the permitted slice of a dataset for a declared purpose."""
     return service.stream_slice(node, principal, f"{institution}/{name}", body)
 
@@ -79,7 +79,7 @@ def get_slice(
         int, Query(ge=0, le=1_000_000_000, description="Skip this many rows first")
     ] = 0,
     format: Annotated[Format, Query(description="Response format")] = Format.CSV,
-) -> StreamingResponse:
+) -> Response:
     """The same as the POST form, with query parameters (CSV by default, for browsers and curl)."""
     body = SliceBody(
         purpose=purpose,
