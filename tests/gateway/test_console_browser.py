@@ -105,8 +105,18 @@ def _sign_in(browser: Any, url: str, persona: str) -> Any:
 
 
 def _shot(page: Any, name: str) -> None:
+    """The README's picture of this page. Chromium's capture now and then answers "Unable to
+    capture screenshot" while a page repaints: a picture is not what the test checks, so it is
+    tried three times, then the last error is raised."""
     IMG.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(IMG / f"console-{name}.png"), full_page=False)
+    for attempt in range(3):
+        try:
+            page.screenshot(path=str(IMG / f"console-{name}.png"), full_page=False)
+            return
+        except Exception:  # playwright's Error: a protocol hiccup of the capture
+            if attempt == 2:
+                raise
+            page.wait_for_timeout(500)
 
 
 def _matrix_cell(page: Any, row: str, head: str) -> str:
