@@ -33,10 +33,13 @@ def jsonable(value: Any) -> Any:
     kind = type(value)
     if kind in _PLAIN:
         return value
+    if kind is dict:  # the common case, without a call per plain key and value
+        out = {}
+        for k, v in value.items():
+            out[k if type(k) is str else _key(k)] = v if type(v) in _PLAIN else jsonable(v)
+        return out
     if kind is tuple or kind is list:
-        return [jsonable(v) for v in value]
-    if kind is dict:
-        return {_key(k): jsonable(v) for k, v in value.items()}
+        return [v if type(v) in _PLAIN else jsonable(v) for v in value]
     if isinstance(value, Enum):
         return jsonable(value.value)
     if isinstance(value, str | int):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
-import json
 import logging
 import queue
 import threading
@@ -28,6 +27,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pyarrow as pa
 
 from audit.events import Event, SliceDelivered
@@ -196,7 +196,7 @@ def open_slice(
         described = _described(p.dataset, batches.schema, masks)
         batches.conform(described)  # the first batch now: a store that breaks the catalog fails
         manifest["schema"] = columns_of(described)
-        schema = described.with_metadata({MANIFEST_KEY: json.dumps(manifest).encode()})
+        schema = described.with_metadata({MANIFEST_KEY: orjson.dumps(manifest)})
     except BaseException:
         gate.release()  # nothing is released, but the decision was made: it is recorded
         raise
@@ -480,7 +480,7 @@ def _deliver(
             sealed=dt.datetime.now(dt.UTC).isoformat(),
         )
         return {
-            MANIFEST_KEY.decode(): json.dumps(sealed),
+            MANIFEST_KEY.decode(): orjson.dumps(sealed).decode(),
             SIGNATURE_KEY.decode(): node.provenance.sign(sealed),
         }
 
