@@ -20,6 +20,7 @@ from gateway import openapi
 from gateway.config import ConfigError, NodeConfig, load_config
 from gateway.errors import BadRequest, MatgateError, ServiceUnavailable, Unprocessable, for_status
 from gateway.limits import BodyLimitMiddleware
+from gateway.memory import settle
 from gateway.node import Node
 from gateway.observability import (
     Metrics,
@@ -30,7 +31,7 @@ from gateway.problems import from_foreign, problem_response, speaks_for_a_driver
 from gateway.routes import routers
 from gateway.settings import Settings
 
-__all__ = ["create_app", "prepare_workers"]
+__all__ = ["create_app", "create_served_app", "prepare_workers"]
 
 log = logging.getLogger("matgate.app")
 DESCRIPTION = """Governed access to materials research data.
@@ -97,6 +98,14 @@ def create_app(
         app.include_router(router)
     openapi.install(app)
     _handlers(app)
+    return app
+
+
+def create_served_app() -> FastAPI:
+    """``create_app`` for a process that serves until it exits (``matgate serve`` and each of
+    its workers): its start-up state is then kept out of garbage collections (``settle``)."""
+    app = create_app()
+    settle()
     return app
 
 

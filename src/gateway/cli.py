@@ -203,6 +203,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app, prepare_workers
+    from gateway.memory import settle
 
     settings = _settings(args)
     _free_port(settings.host, settings.port)  # before the node opens its database
@@ -210,13 +211,14 @@ def _serve(args: argparse.Namespace) -> int:
         raise SystemExit("matgate: --workers must be at least 1")
     if args.workers == 1:
         app = create_app(settings)
+        settle()  # what start-up built stays: later collections need not walk it
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
         return 0
     # Each worker builds its node from the environment (its settings, as given here), on a
     # node database the start-up below has migrated and seeded once.
     os.environ.update(prepare_workers(settings, args.workers))
     uvicorn.run(
-        "gateway.app:create_app",
+        "gateway.app:create_served_app",
         factory=True,
         host=settings.host,
         port=settings.port,

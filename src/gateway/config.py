@@ -52,6 +52,7 @@ from pydantic import (
 from connectors.datasets import Dataset
 from connectors.netguard import NetPolicy, parse_allow
 from gateway.claims import parse_claim_path
+from gateway.memory import bulk
 from policies.lines import ROLE
 from policies.principals import NAMESPACE, split_principal_id
 
@@ -506,7 +507,8 @@ def load_config(path: Path) -> NodeConfig:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     raw = _resolve_paths(raw, path.parent)
     try:
-        return NodeConfig.model_validate(raw)
+        with bulk():  # every dataset of the config is validated, and all of them are kept
+            return NodeConfig.model_validate(raw)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

@@ -179,6 +179,17 @@ class Authenticator:
         """The key cache of a trusted issuer (KeyError if not trusted)."""
         return self._issuers[issuer].keys
 
+    def remembered(self, token: str) -> Principal | None:
+        """The principal of a user's token that ``authenticate`` verified before and would accept
+        again without checking anything more, else None. Never blocks (no key fetch)."""
+        hit = self._verified.get(token)
+        if hit is None:
+            return None
+        principal, issuer_keys, kid, keys, until = hit
+        if time.time() < until and issuer_keys.current(kid) is keys:
+            return principal
+        return None
+
     def authenticate(self, token: str) -> Principal:
         """Validate ``token`` and return who it stands for.
 

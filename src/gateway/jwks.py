@@ -87,6 +87,21 @@ class IssuerKeys:
                 raise Unauthorized(f"cannot fetch the keys of issuer {self.config.issuer}")
             return self._keys
 
+    def current(self, kid: str | None) -> KeySet | None:
+        """What ``get`` would answer without fetching anything, or None when it would have to
+        fetch (or another thread is fetching): never blocks, for the event loop's own use."""
+        if self.config.jwks is not None:
+            return self._keys
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            stale = self._clock() - self._fetched > JWKS_TTL_SECONDS
+            if self._keys is None or stale or (kid is not None and not _has_kid(self._keys, kid)):
+                return None
+            return self._keys
+        finally:
+            self._lock.release()
+
     def discover(self) -> dict[str, Any]:
         """The issuer's OpenID provider metadata, checked; raises Unauthorized if unusable."""
         url = discovery_url(self.config.issuer)

@@ -26,6 +26,7 @@ from gateway.identity import Authenticator, TokenIssuer
 from gateway.jobs import Jobs
 from gateway.kept import Budgets, KeptModels
 from gateway.keys import ALGORITHM, MaskSecret, NodeKey, mask_secret_for
+from gateway.memory import bulk
 from gateway.migrations import migrate
 from gateway.peers import Peers, check_address, peer_policy
 from gateway.provenance import ProvenanceStore
@@ -50,6 +51,10 @@ class Node:
     def __init__(
         self, settings: Settings, config: NodeConfig, *, clock: Clock | None = None
     ) -> None:
+        with bulk():  # the catalog and the policies are built here, and all of it stays
+            self._start(settings, config, clock)
+
+    def _start(self, settings: Settings, config: NodeConfig, clock: Clock | None) -> None:
         self.settings = settings
         self.config = config
         self.institution = config.node.institution

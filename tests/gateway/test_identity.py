@@ -370,11 +370,17 @@ def test_a_remembered_token_is_refused_once_its_key_is_withdrawn(tmp_path):
     by_old, by_new = (TokenIssuer(k, idp, "https://node.example", "aurora") for k in (old, new))
     try:
         token = by_old.mint("mia", ttl_seconds=600)
+        assert auth.remembered(token) is None  # never verified: nothing to remember
         first = auth.authenticate(token)
         assert auth.authenticate(token) == first  # remembered
+        assert auth.remembered(token) == first  # and known without a thread or a fetch
+        assert auth.remembered(by_old.mint("mia", ttl_seconds=600)) is None
         served["keys"] = new.jwks()["keys"]  # the IdP withdraws the old key
         time.sleep(REFETCH_SECONDS + 0.2)  # a fetch may follow the last one after this
+        fetches = auth.keys(idp).fetches
         assert auth.authenticate(by_new.mint("mia", ttl_seconds=600)).id == first.id
+        assert auth.keys(idp).fetches == fetches + 1  # the new kid fetched the new set
+        assert auth.remembered(token) is None  # verified under a set that is no longer served
         with pytest.raises(Unauthorized):
             auth.authenticate(token)
     finally:

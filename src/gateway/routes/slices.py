@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response, StreamingResponse
 
 from gateway import service
-from gateway.deps import OPTIONAL_AUTH, DatasetName, Institution, MaybePrincipal, NodeDep
+from gateway.deps import OPTIONAL_AUTH, DatasetName, Institution, LaterPrincipal, NodeDep
 from gateway.formats import Format
 from gateway.openapi import errors
 from gateway.schemas import SliceBody
@@ -36,10 +36,10 @@ def post_slice(
     name: DatasetName,
     body: SliceBody,
     node: NodeDep,
-    principal: MaybePrincipal,
+    principal: LaterPrincipal,
 ) -> Response:
     """Stream the permitted slice of a dataset for a declared purpose."""
-    return service.stream_slice(node, principal, f"{institution}/{name}", body)
+    return service.stream_slice(node, principal.resolve(), f"{institution}/{name}", body)
 
 
 @router.get(
@@ -52,7 +52,7 @@ def get_slice(
     institution: Institution,
     name: DatasetName,
     node: NodeDep,
-    principal: MaybePrincipal,
+    principal: LaterPrincipal,
     purpose: Annotated[
         str,
         Query(
@@ -81,6 +81,7 @@ def get_slice(
     format: Annotated[Format, Query(description="Response format")] = Format.CSV,
 ) -> Response:
     """The same as the POST form, with query parameters (CSV by default, for browsers and curl)."""
+    who = principal.resolve()
     body = SliceBody(
         purpose=purpose,
         columns=_split(columns),
@@ -90,7 +91,7 @@ def get_slice(
         offset=offset,
         format=format,
     )
-    return service.stream_slice(node, principal, f"{institution}/{name}", body)
+    return service.stream_slice(node, who, f"{institution}/{name}", body)
 
 
 def _split(text: str | None) -> list[str] | None:
