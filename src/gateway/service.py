@@ -24,6 +24,7 @@ from policies.decisions import Action
 from policies.principals import Principal
 
 __all__ = [
+    "DCAT_PAGE",
     "catalog_dcat",
     "catalog_page",
     "dataset_dcat",
@@ -36,6 +37,8 @@ __all__ = [
     "stream_slice",
     "table_columns",
 ]
+
+DCAT_PAGE = 100  # datasets per page of the DCAT catalog, unless the request asks for another
 
 
 def readiness(node: Node) -> dict[str, Any]:
@@ -94,11 +97,29 @@ def get_dataset(node: Node, principal: Principal, dataset_id: str) -> Dataset:
 
 
 def catalog_dcat(
-    node: Node, principal: Principal, criteria: Criteria, fmt: dcat.RdfFormat
-) -> bytes:
-    """The datasets the principal may discover that match ``criteria``, as a DCAT-AP catalog."""
-    found = list(node.catalog.iterate(criteria, keep=discoverer(node, principal)))
-    return dcat.render(dcat.catalog_graph(found, _catalog_info(node)), fmt)
+    node: Node,
+    principal: Principal,
+    criteria: Criteria,
+    fmt: dcat.RdfFormat,
+    *,
+    page_url: str,
+    cursor: str | None = None,
+    limit: int = DCAT_PAGE,
+) -> tuple[bytes, str | None]:
+    """A page of the datasets the principal may discover that match ``criteria``, as a DCAT-AP
+    catalog whose ``hydra:view`` links the next page (``dcat``), and that page's URL (None on
+    the last page). ``page_url`` is the listing's URL without a cursor; ``cursor`` is as for
+    ``catalog_page`` (400 for one of another search)."""
+    after = local_after(cursor, criteria) if cursor else None
+    found, last = node.catalog.page(
+        criteria, after=after, limit=limit, keep=discoverer(node, principal)
+    )
+    glue = "&" if "?" in page_url else "?"
+    following = None if last is None else f"{page_url}{glue}cursor={local_cursor(criteria, last)}"
+    # the page's own URL carries the cursor made anew, never the text the request gave
+    this = page_url if after is None else f"{page_url}{glue}cursor={local_cursor(criteria, after)}"
+    view = dcat.PageView(this=this, first=page_url, next=following)
+    return dcat.render(dcat.catalog_graph(found, _catalog_info(node), view), fmt), following
 
 
 def dataset_dcat(node: Node, principal: Principal, dataset_id: str, fmt: dcat.RdfFormat) -> bytes:
