@@ -150,7 +150,7 @@ def search_catalog(
 @router.get(
     "/catalog.jsonld",
     summary="The catalog as DCAT-AP",
-    responses=_DCAT_MEDIA,
+    responses={**_DCAT_MEDIA, **errors(400)},
     openapi_extra=OPTIONAL_AUTH,
 )
 def catalog_dcat(
