@@ -10,6 +10,7 @@ id. Pages skip hidden datasets without a trace: no count, no position, no empty 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -294,3 +295,19 @@ def test_a_harvester_following_next_gets_every_visible_dataset_once(api, member)
 def test_a_tampered_dcat_cursor_is_refused(api, member):
     r = api.get("/catalog.jsonld", params={"cursor": "eyJrIjoibG9jYWwifQ"}, headers=member)
     assert r.status_code == 400
+
+
+def test_a_catalog_cursor_does_not_tell_its_place(api, member):
+    # the place counts the hidden datasets before it: it travels sealed, and altered is refused
+    first = api.get("/catalog", params={"limit": 1}, headers=member).json()
+    body = json.loads(base64.urlsafe_b64decode(first["next"] + "=" * (-len(first["next"]) % 4)))
+    assert isinstance(body["a"], str) and not body["a"].isdigit()
+    again = api.get("/catalog", params={"limit": 1}, headers=member).json()["next"]
+    assert again != first["next"]  # sealed afresh each time: equal places look unrelated
+    for altered in ({**body, "a": body["a"][:-2] + ("AA" if body["a"][-2:] != "AA" else "BB")},
+                    {**body, "a": 1}):  # fmt: skip
+        cursor = base64.urlsafe_b64encode(json.dumps(altered).encode()).decode()
+        r = api.get("/catalog", params={"cursor": cursor}, headers=member)
+        assert r.status_code == 400, r.text
+    second = api.get("/catalog", params={"limit": 1, "cursor": first["next"]}, headers=member)
+    assert [d["name"] for d in second.json()["datasets"]] == [SHOWN[1]]

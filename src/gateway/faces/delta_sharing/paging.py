@@ -19,8 +19,6 @@ import hmac
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import serialization
-
 from gateway.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -37,12 +35,7 @@ Pick = Callable[[Sequence[str]], list[tuple[str, dict[str, Any]]]]
 
 
 def _key(node: Node) -> bytes:
-    raw = node.key.private.private_bytes(
-        serialization.Encoding.Raw,
-        serialization.PrivateFormat.Raw,
-        serialization.NoEncryption(),
-    )
-    return hashlib.sha256(b"matgate delta-sharing page tokens\x00" + raw).digest()
+    return node.key.derived("matgate delta-sharing page tokens")
 
 
 def _mac(node: Node, listing: str, last: str) -> str:
