@@ -80,6 +80,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
             "lines": [
                 {"role": "member", "domain": INSTITUTION, "action": "discover"},
                 {"role": "member", "domain": INSTITUTION, "action": "read"},
+                {"role": "steward", "domain": INSTITUTION, "action": "manage"},
                 {
                     "effect": "deny",
                     "role": "member",
@@ -311,3 +312,16 @@ def test_a_catalog_cursor_does_not_tell_its_place(api, member):
         assert r.status_code == 400, r.text
     second = api.get("/catalog", params={"limit": 1, "cursor": first["next"]}, headers=member)
     assert [d["name"] for d in second.json()["datasets"]] == [SHOWN[1]]
+
+
+def test_a_share_offered_through_the_api_checks_its_datasets_by_id(app, api, no_walks):
+    token = app.state.node.issuer.mint("sue", roles=("steward",), institution=INSTITUTION)
+    steward = {"Authorization": f"Bearer {token}"}
+    offer = {"datasets": [SHOWN[5], HIDDEN[5]], "institutions": [INSTITUTION]}
+    r = api.put("/delta-sharing/admin/shares/offered", json=offer, headers=steward)
+    assert r.status_code == 200, r.text
+    missing = {**offer, "datasets": [SHOWN[5], "no-such-table", "nor-this"]}
+    r = api.put("/delta-sharing/admin/shares/offered", json=missing, headers=steward)
+    assert r.status_code == 400 and "'no-such-table', 'nor-this'" in r.json()["detail"]
+    withdrawn = api.delete("/delta-sharing/admin/shares/offered", headers=steward)
+    assert withdrawn.status_code == 204  # the module's other tests see the shares of the config
