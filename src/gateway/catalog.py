@@ -75,6 +75,40 @@ class Catalog:
             raise NotFound(f"no dataset {dataset_id!r}")
         return found
 
+    def find_many(self, dataset_ids: Sequence[str]) -> dict[str, Dataset]:
+        """The datasets among ``dataset_ids`` registered here, by id, read in one query."""
+        wanted = list(dict.fromkeys(dataset_ids))
+        found = {i: known[1] for i in wanted if (known := self._known.get(i)) is not None}
+        missing = [i for i in wanted if i not in found]
+        t = catalog_table
+        with self._engine.connect() as conn:
+            for start in range(0, len(missing), _PAGE_SCAN_MAX):
+                chunk = missing[start : start + _PAGE_SCAN_MAX]
+                query = sa.select(t.c.id, _document(), t.c.digest).where(t.c.id.in_(chunk))
+                rows: list[Any] = list(conn.execute(query))
+                for dataset_id, doc, sha in rows:
+                    found[str(dataset_id)] = self._entry(str(dataset_id), doc, sha)
+        return {i: found[i] for i in wanted if i in found}
+
+    def present(self, dataset_ids: Sequence[str]) -> set[str]:
+        """Which of ``dataset_ids`` are registered here (ids only: no document is read)."""
+        wanted = list(dict.fromkeys(dataset_ids))
+        found: set[str] = set()
+        with self._engine.connect() as conn:
+            for start in range(0, len(wanted), _PAGE_SCAN_MAX):
+                chunk = wanted[start : start + _PAGE_SCAN_MAX]
+                query = sa.select(catalog_table.c.id).where(catalog_table.c.id.in_(chunk))
+                ids: list[Any] = list(conn.execute(query).scalars())
+                found.update(str(i) for i in ids)
+        return found
+
+    def ids(self, *, limit: int | None = None) -> list[str]:
+        """The ids of the registered datasets, sorted (the first ``limit`` of them, if given)."""
+        query = sa.select(catalog_table.c.id).order_by(catalog_table.c.id).limit(limit)
+        with self._engine.connect() as conn:
+            found: list[Any] = list(conn.execute(query).scalars())
+        return [str(i) for i in found]
+
     def all(self) -> list[Dataset]:
         """Every registered dataset, by id (reads them all: for small catalogs and tests)."""
         return list(self.iterate(Criteria()))
@@ -87,13 +121,12 @@ class Catalog:
         with self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def names(self, institution: str) -> list[str]:
-        """The names of ``institution``'s datasets, sorted."""
+    def names(self, institution: str, *, limit: int | None = None) -> list[str]:
+        """The names of ``institution``'s datasets, sorted (the first ``limit``, if given)."""
         t = catalog_table
+        query = sa.select(t.c.name).where(t.c.institution == institution)
         with self._engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(t.c.name).where(t.c.institution == institution).order_by(t.c.name)
-            )
+            rows = conn.execute(query.order_by(t.c.name).limit(limit))
             return list(rows.scalars())
 
     def institutions(self) -> list[str]:

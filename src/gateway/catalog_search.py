@@ -10,8 +10,10 @@ of the dataset it begins (``gap`` finds ``gaps``).
 
 Pages follow the catalog's order (registration order, kept when an entry is replaced: new entries
 come last, so a walk meets each entry once even while datasets are added); a cursor is the place
-of the last entry a page looked at, bound to the search it belongs to, in base64url JSON. A home
-node's federated cursor carries each site's own cursor.
+of the last entry a page looked at, bound to the search it belongs to, in base64url JSON. The
+place is sealed (AES-GCM, with a key of the node's own and the search as associated data): a
+place counts every entry before it, hidden ones too, so a caller must not read it, and one that
+was altered is refused. A home node's federated cursor carries each site's own cursor.
 """
 
 from __future__ import annotations
@@ -20,18 +22,22 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from connectors.datasets import Dataset, PSPPRole
 from gateway.db import catalog_table
 from gateway.errors import BadRequest
 
 __all__ = [
+    "CURSOR_KEY",
     "Criteria",
     "decode_cursor",
     "digest",
@@ -49,6 +55,7 @@ __all__ = [
 _WORD = re.compile(r"[^\W_]+")
 _ROLE_BIT = {role: 1 << i for i, role in enumerate(PSPPRole)}
 _MAX_CURSOR = 4096
+CURSOR_KEY = "matgate catalog cursors"  # the label of the key that seals a cursor's place
 
 
 def tokens(text: str) -> list[str]:
@@ -194,17 +201,27 @@ def encode_cursor(body: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def local_cursor(criteria: Criteria, after: int) -> str:
-    """The cursor of the page that follows place ``after`` in ``criteria``'s results."""
-    return encode_cursor({"k": "local", "s": criteria.key(), "a": after})
+def local_cursor(criteria: Criteria, after: int, key: bytes) -> str:
+    """The cursor of the page that follows place ``after`` in ``criteria``'s results, the place
+    sealed with ``key`` (``CURSOR_KEY`` derived from the node's key)."""
+    nonce = os.urandom(12)
+    sealed = AESGCM(key).encrypt(nonce, after.to_bytes(8, "big"), criteria.key().encode())
+    place = base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+    return encode_cursor({"k": "local", "s": criteria.key(), "a": place})
 
 
-def local_after(cursor: str, criteria: Criteria) -> int:
+def local_after(cursor: str, criteria: Criteria, key: bytes) -> int:
     """The place in the catalog a local cursor continues after; BadRequest if it is not one."""
-    after = decode_cursor(cursor, criteria, kind="local").get("a")
-    if not isinstance(after, int) or isinstance(after, bool):
-        raise BadRequest("cursor: not a cursor of this search (start again without one)")
-    return after
+    bad = BadRequest("cursor: not a cursor of this search (start again without one)")
+    place = decode_cursor(cursor, criteria, kind="local").get("a")
+    if not isinstance(place, str):
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(place + "=" * (-len(place) % 4))
+        opened = AESGCM(key).decrypt(raw[:12], raw[12:], criteria.key().encode())
+    except (binascii.Error, ValueError, InvalidTag):
+        raise bad from None
+    return int.from_bytes(opened, "big")
 
 
 def decode_cursor(cursor: str, criteria: Criteria, *, kind: str) -> dict[str, Any]:

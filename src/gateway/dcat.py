@@ -8,6 +8,18 @@ catalog has a description and a publisher, every dataset a contact point, dates 
 node's slice API (a ``dcat:DataService``). The column schema rides along as CSVW with matgate's
 own terms (unit, PSPP role, sensitivity). ``render`` turns the graph into JSON-LD or Turtle,
 and ``negotiate`` picks one of those from ``?format=`` or the ``Accept`` header.
+
+A large catalog is served a page at a time. The page says where the next one is the way DCAT
+harvesters read it: the ``dcat:Catalog`` has a ``hydra:view``, a ``hydra:PartialCollectionView``
+(the page's own URL) with ``hydra:first`` and, while more datasets follow, ``hydra:next`` (the
+pagination ckanext-dcat's RDF harvester and data.gouv.fr's udata follow); the HTTP answer also
+carries ``Link: <...>; rel="next"`` (RFC 8288) for clients that read headers. No
+``hydra:totalItems`` or ``hydra:last`` is given: a count of the whole catalog would tell a
+caller how many datasets it may not see. A catalog that fits on its first page is served as
+before, without a view. Each page is a complete DCAT-AP catalog of its datasets; the catalog's
+``dct:modified`` (the latest date of its datasets) is given only when one page holds the whole
+catalog, since one page cannot know the others' dates and a harvester that merges the pages
+must not find several.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ from gateway.errors import NotAcceptable
 
 __all__ = [
     "CatalogInfo",
+    "PageView",
     "RdfFormat",
     "catalog_graph",
     "dataset_graph",
@@ -42,6 +55,7 @@ CSVW = Namespace("http://www.w3.org/ns/csvw#")
 MG = Namespace("https://matgate.dev/ns#")
 SKOS = Namespace("http://www.w3.org/2004/02/skos/core#")
 DCATAP = Namespace("http://data.europa.eu/r5r/")
+HYDRA = Namespace("http://www.w3.org/ns/hydra/core#")
 CONTEXT = {
     "dcat": str(DCAT),
     "dct": str(DCTerms),
@@ -52,6 +66,7 @@ CONTEXT = {
     "mg": str(MG),
     "skos": str(SKOS),
     "dcatap": str(DCATAP),
+    "hydra": str(HYDRA),
 }
 _IANA = "https://www.iana.org/assignments/media-types/"
 _EU = "http://publications.europa.eu/resource/authority/"
@@ -89,8 +104,20 @@ class RdfFormat(StrEnum):
         return "text/turtle; charset=utf-8"
 
 
-def catalog_graph(datasets: Iterable[Dataset], info: CatalogInfo) -> Graph:
-    """The datasets as one ``dcat:Catalog`` published by the node's institution."""
+@dataclass(frozen=True)
+class PageView:
+    """Where a page of the catalog is, where the walk starts, and the page after it (if any)."""
+
+    this: str
+    first: str
+    next: str | None = None
+
+
+def catalog_graph(
+    datasets: Iterable[Dataset], info: CatalogInfo, view: PageView | None = None
+) -> Graph:
+    """The datasets as one ``dcat:Catalog`` published by the node's institution; ``view``: the
+    page of the catalog they are (none: they are the whole catalog)."""
     g = _graph()
     catalog = URIRef(f"{info.url}/catalog")
     service = _service(g, info)
@@ -107,8 +134,16 @@ def catalog_graph(datasets: Iterable[Dataset], info: CatalogInfo) -> Graph:
         node = _dataset(g, ds, info, service)
         g.add((catalog, DCAT.dataset, node))
         modified += [d for d in (ds.modified, ds.created) if d is not None]
-    if modified:
+    whole = view is None or (view.this == view.first and view.next is None)
+    if modified and whole:
         g.add((catalog, DCTerms.modified, Literal(max(modified), datatype=XSD.date)))
+    if not whole and view is not None:  # one page that is the whole catalog needs no view
+        page = URIRef(view.this)
+        g.add((catalog, HYDRA.view, page))
+        g.add((page, RDF.type, HYDRA.PartialCollectionView))
+        g.add((page, HYDRA.first, URIRef(view.first)))
+        if view.next is not None:
+            g.add((page, HYDRA.next, URIRef(view.next)))
     return g
 
 

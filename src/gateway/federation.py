@@ -23,6 +23,7 @@ from audit.events import AgreementForwarded
 from connectors.datasets import Dataset
 from gateway.access import discoverer, record
 from gateway.catalog_search import (
+    CURSOR_KEY,
     Criteria,
     decode_cursor,
     encode_cursor,
@@ -226,13 +227,15 @@ def federated_catalog(
     answers: dict[str, tuple[list[Dataset], str | None] | BaseException] = {}
     if shares.get(node.institution):
         mine = positions[node.institution]
+        key = node.key.derived(CURSOR_KEY)
         local, last = node.catalog.page(
             criteria,
-            after=local_after(mine, criteria) if mine else None,
+            after=local_after(mine, criteria, key) if mine else None,
             limit=shares[node.institution],
             keep=discoverer(node, principal),
         )
-        answers[node.institution] = (local, None if last is None else local_cursor(criteria, last))
+        here = None if last is None else local_cursor(criteria, last, key)
+        answers[node.institution] = (local, here)
     asked = {s: (positions[s], n) for s, n in shares.items() if s != node.institution}
     if asked:
         answers.update(bridge(_catalog_of_peers, node, principal, criteria, asked))

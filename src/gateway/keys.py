@@ -71,6 +71,16 @@ class NodeKey:
             fh.write(pem)
         return key
 
+    def derived(self, label: str) -> bytes:
+        """A 32-byte secret for one use, named by ``label``, derived from the private key (so
+        what it signs or seals stays valid across restarts and replicas sharing the key)."""
+        raw = self.private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return hashlib.sha256(label.encode() + b"\x00" + raw).digest()
+
     def public_jwk(self) -> dict[str, Any]:
         """The public key as a JWK dict, with ``kid``, ``alg`` and ``use``."""
         return {**self.jwk.as_dict(private=False), "alg": ALGORITHM, "use": "sig"}

@@ -7,6 +7,7 @@ import itertools
 from functools import partial
 from importlib.metadata import version
 from typing import Any
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from fastapi.responses import Response, StreamingResponse
@@ -14,7 +15,7 @@ from fastapi.responses import Response, StreamingResponse
 from connectors.datasets import Dataset
 from gateway import dcat, federation, relay
 from gateway.access import dataset_for, discoverer, recorder
-from gateway.catalog_search import Criteria, local_after, local_cursor
+from gateway.catalog_search import CURSOR_KEY, Criteria, local_after, local_cursor
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from gateway.node import Node
 from gateway.records import registration_event
@@ -24,6 +25,7 @@ from policies.decisions import Action
 from policies.principals import Principal
 
 __all__ = [
+    "DCAT_PAGE",
     "catalog_dcat",
     "catalog_page",
     "dataset_dcat",
@@ -36,6 +38,8 @@ __all__ = [
     "stream_slice",
     "table_columns",
 ]
+
+DCAT_PAGE = 100  # datasets per page of the DCAT catalog, unless the request asks for another
 
 
 def readiness(node: Node) -> dict[str, Any]:
@@ -76,11 +80,12 @@ def catalog_page(
         raise Unauthorized("searching the federation needs a token: peers answer only users")
     if federated:
         return federation.federated_catalog(node, principal, criteria, cursor=cursor, limit=limit)
-    after = local_after(cursor, criteria) if cursor else None
+    key = node.key.derived(CURSOR_KEY)
+    after = local_after(cursor, criteria, key) if cursor else None
     found, last = node.catalog.page(
         criteria, after=after, limit=limit, keep=discoverer(node, principal)
     )
-    following = local_cursor(criteria, last) if last is not None else None
+    following = local_cursor(criteria, last, key) if last is not None else None
     return CatalogPage(count=len(found), datasets=found, next=following)
 
 
@@ -94,11 +99,33 @@ def get_dataset(node: Node, principal: Principal, dataset_id: str) -> Dataset:
 
 
 def catalog_dcat(
-    node: Node, principal: Principal, criteria: Criteria, fmt: dcat.RdfFormat
-) -> bytes:
-    """The datasets the principal may discover that match ``criteria``, as a DCAT-AP catalog."""
-    found = list(node.catalog.iterate(criteria, keep=discoverer(node, principal)))
-    return dcat.render(dcat.catalog_graph(found, _catalog_info(node)), fmt)
+    node: Node,
+    principal: Principal,
+    criteria: Criteria,
+    fmt: dcat.RdfFormat,
+    *,
+    page_url: str,
+    cursor: str | None = None,
+    limit: int = DCAT_PAGE,
+) -> tuple[bytes, str | None]:
+    """A page of the datasets the principal may discover that match ``criteria``, as a DCAT-AP
+    catalog whose ``hydra:view`` links the next page (``dcat``), and that page's URL (None on
+    the last page). ``page_url`` is the listing's URL without a cursor; ``cursor`` is as for
+    ``catalog_page`` (400 for one of another search)."""
+    key = node.key.derived(CURSOR_KEY)
+    after = local_after(cursor, criteria, key) if cursor else None
+    found, last = node.catalog.page(
+        criteria, after=after, limit=limit, keep=discoverer(node, principal)
+    )
+    glue = "&" if "?" in page_url else "?"
+    following = (
+        None if last is None else f"{page_url}{glue}cursor={local_cursor(criteria, last, key)}"
+    )
+    # the page's own URL is the one asked for (its cursor checked above), every other parameter
+    # as the request spelled it
+    this = page_url if cursor is None else f"{page_url}{glue}{urlencode({'cursor': cursor})}"
+    view = dcat.PageView(this=this, first=page_url, next=following)
+    return dcat.render(dcat.catalog_graph(found, _catalog_info(node), view), fmt), following
 
 
 def dataset_dcat(node: Node, principal: Principal, dataset_id: str, fmt: dcat.RdfFormat) -> bytes:

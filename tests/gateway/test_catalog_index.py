@@ -175,3 +175,23 @@ def test_a_replica_reads_an_entry_another_replica_replaced(tmp_path, database):
     found = list(other.iterate(Criteria(q="zirconia toughness")))
     assert [d.id for d in found] == [changed.id] and found[0].title == changed.title
     assert [d.id for d in other.iterate(search_all())] == [d.id for d in entries]  # same place
+
+
+def test_targeted_reads_answer_what_the_whole_catalog_answers(tmp_path, database):
+    # what the faces read instead of the whole catalog: datasets by id, ids and names only
+    stores = store(tmp_path)
+    entries = datasets(seed=11, n=2_300) + datasets(seed=12, n=40, institution="beta")
+    written, engine = catalog_on(database, stores)
+    written.register_many(entries, by="config@alpha")
+    catalog = Catalog(engine, stores)  # nothing validated yet: everything read from the rows
+    everything = {ds.id: ds for ds in catalog.all()}
+    wanted = [entries[2_250].id, "alpha/nothing", entries[3].id, entries[3].id]
+    wanted += [ds.id for ds in reversed(entries)]  # more ids than one query takes (2,000)
+    found = catalog.find_many(wanted)
+    assert list(found) == list(dict.fromkeys(i for i in wanted if i in everything))
+    assert all(found[i] == everything[i] for i in found)
+    assert catalog.present(wanted) == set(found)
+    assert catalog.find_many([]) == {} and catalog.present([]) == set()
+    assert catalog.ids() == sorted(everything) and catalog.ids(limit=5) == sorted(everything)[:5]
+    beta = sorted(ds.name for ds in entries if ds.institution == "beta")
+    assert catalog.names("beta") == beta and catalog.names("beta", limit=3) == beta[:3]

@@ -198,7 +198,7 @@ def lineage(
     try:
         who = ctx.require()
         if not any((dataset, principal, model)):
-            datasets = [d.id for d in ctx.node.catalog.all()]
+            datasets = ctx.node.catalog.ids(limit=views.SUGGESTIONS)
             return render(ctx, "lineage.html", graph=None, anchor=None, datasets=datasets)
         graph = auditing.lineage(
             ctx.node, who, dataset=dataset or None, principal_id=principal or None,

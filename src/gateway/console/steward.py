@@ -40,7 +40,7 @@ def _page(ctx: Context, status: int = 200, **values: Any) -> Response:
         lines=lines,
         actions=[a.value for a in Action],
         purposes=sorted(ctx.node.governance.purposes),
-        datasets=[d.name for d in ctx.node.catalog.all() if d.institution == ctx.node.institution],
+        datasets=ctx.node.catalog.names(ctx.node.institution, limit=views.SUGGESTIONS),
         **values,
     )
 

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 DATA_ACTIONS = (Action.DISCOVER, Action.READ, Action.TRAIN)
+SUGGESTIONS = 1_000  # dataset names a form's datalist offers (any other can still be typed)
 _SPAN = re.compile(r"^\s*(\d{1,6})\s*(m|min|h|d|w)\s*$", re.I)
 _UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 

@@ -8,8 +8,9 @@ DCAT-only paths (``/catalog.jsonld``, ``.../dcat``) answer JSON-LD unless Turtle
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from connectors.datasets import Dataset, PSPPRole
 from gateway import service
@@ -93,6 +94,26 @@ def _rdf(body: bytes, fmt: RdfFormat) -> Response:
     return Response(body, media_type=fmt.media_type, headers={"Vary": "Accept"})
 
 
+def _rdf_page(found: tuple[bytes, str | None], fmt: RdfFormat) -> Response:
+    body, following = found
+    response = _rdf(body, fmt)
+    if following is not None:
+        response.headers["Link"] = f'<{following}>; rel="next"'
+    return response
+
+
+def _listing_url(base: str, request: Request) -> str:
+    """The URL of this listing at the node's public address ``base``, its cursor left out."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+    query = urlencode(kept)
+    return f"{base}{request.url.path}" + (f"?{query}" if query else "")
+
+
+Cursor = Annotated[
+    str | None, Query(max_length=8192, description="The `next` of the previous page")
+]
+
+
 @router.get(
     "/catalog",
     response_model=CatalogPage,
@@ -105,18 +126,22 @@ def search_catalog(
     principal: MaybePrincipal,
     found: Annotated[Criteria, Depends(criteria)],
     fmt: JsonOrRdf,
+    request: Request,
     federated: Annotated[
         bool, Query(description="Search the peers too; each site's status is in meta")
     ] = False,
-    cursor: Annotated[
-        str | None, Query(max_length=8192, description="The `next` of the previous page")
-    ] = None,
+    cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Datasets per page")] = 100,
 ) -> Any:
     """A page of the datasets you may discover that match every given criterion, in the
-    catalog's order (JSON; 400 for a cursor of another search), or all of them as DCAT."""
+    catalog's order (400 for a cursor of another search): JSON, or a DCAT-AP catalog whose
+    ``hydra:view`` (and ``Link`` header) names the next page."""
     if fmt is not None:
-        return _rdf(service.catalog_dcat(node, principal, found, fmt), fmt)
+        page = service.catalog_dcat(
+            node, principal, found, fmt,
+            page_url=_listing_url(node.public_url, request), cursor=cursor, limit=limit,
+        )  # fmt: skip
+        return _rdf_page(page, fmt)
     return service.catalog_page(
         node, principal, found, federated=federated, cursor=cursor, limit=limit
     )
@@ -125,7 +150,7 @@ def search_catalog(
 @router.get(
     "/catalog.jsonld",
     summary="The catalog as DCAT-AP",
-    responses=_DCAT_MEDIA,
+    responses={**_DCAT_MEDIA, **errors(400)},
     openapi_extra=OPTIONAL_AUTH,
 )
 def catalog_dcat(
@@ -133,9 +158,19 @@ def catalog_dcat(
     principal: MaybePrincipal,
     found: Annotated[Criteria, Depends(criteria)],
     fmt: Rdf,
+    request: Request,
+    cursor: Cursor = None,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="Datasets per page")
+    ] = service.DCAT_PAGE,
 ) -> Response:
-    """Every dataset you may discover, as a DCAT-AP dcat:Catalog (JSON-LD unless Turtle asked)."""
-    return _rdf(service.catalog_dcat(node, principal, found, fmt), fmt)
+    """A page of the datasets you may discover, as a DCAT-AP dcat:Catalog (JSON-LD unless
+    Turtle is asked for); its ``hydra:view`` and ``Link`` header name the next page."""
+    page = service.catalog_dcat(
+        node, principal, found, fmt,
+        page_url=_listing_url(node.public_url, request), cursor=cursor, limit=limit,
+    )  # fmt: skip
+    return _rdf_page(page, fmt)
 
 
 @router.get(

@@ -57,8 +57,8 @@ def offer(node: Node, principal: Principal, name: str, body: dict[str, Any]) -> 
     if any(s.name == name for s in node.config.shares):
         raise Conflict(f"share {name!r} is defined in the node's config file; change it there")
     share = ShareConfig.model_validate({**body, "name": name})
-    known = {d.name for d in node.catalog.all() if d.institution == node.institution}
-    missing = [d for d in share.datasets if d not in known]
+    known = node.catalog.present([f"{node.institution}/{d}" for d in share.datasets])
+    missing = [d for d in share.datasets if f"{node.institution}/{d}" not in known]
     if missing:
         raise BadRequest(f"no dataset(s) {', '.join(map(repr, missing))} on this node")
     row = {

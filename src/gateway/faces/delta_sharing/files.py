@@ -19,8 +19,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import serialization
-
 from gateway.access import ensure
 from gateway.errors import Forbidden, NotFound
 from policies.decisions import Action, Decision
@@ -91,12 +89,7 @@ def shape_of_manifest(manifest: dict[str, Any]) -> str:
 
 
 def _key(node: Node) -> bytes:
-    raw = node.key.private.private_bytes(
-        serialization.Encoding.Raw,
-        serialization.PrivateFormat.Raw,
-        serialization.NoEncryption(),
-    )
-    return hashlib.sha256(b"matgate delta-sharing file urls\x00" + raw).digest()
+    return node.key.derived("matgate delta-sharing file urls")
 
 
 def _signature(node: Node, grant: Grant) -> str:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.deps import CurrentPrincipal, NodeDep
 from gateway.errors import MatgateError
-from gateway.faces.delta_sharing import admin, files, shares, tables
+from gateway.faces.delta_sharing import admin, files, paging, shares, tables
 from gateway.openapi import errors
 
 __all__ = ["admin_router", "router"]
@@ -31,7 +31,7 @@ _CODES = {
     503: "TEMPORARILY_UNAVAILABLE",
 }
 MaxResults = Annotated[int | None, Query(alias="maxResults")]
-PageToken = Annotated[str | None, Query(alias="pageToken", max_length=32)]
+PageToken = Annotated[str | None, Query(alias="pageToken", max_length=paging.TOKEN_MAX)]
 
 
 class QueryRequest(BaseModel):
@@ -88,9 +88,7 @@ def list_shares(
     token: PageToken = None,
 ) -> Response:
     """The shares offered to you."""
-    return _answer(
-        lambda: _json(shares.page(shares.list_shares(node, principal), max_results, token))
-    )
+    return _answer(lambda: _json(shares.list_shares(node, principal, max_results, token)))
 
 
 @router.get("/shares/{share}")
@@ -108,9 +106,7 @@ def list_schemas(
     token: PageToken = None,
 ) -> Response:
     """The schemas of a share."""
-    return _answer(
-        lambda: _json(shares.page(shares.list_schemas(node, principal, share), max_results, token))
-    )
+    return _answer(lambda: _json(shares.list_schemas(node, principal, share, max_results, token)))
 
 
 @router.get("/shares/{share}/schemas/{schema}/tables")
@@ -123,8 +119,9 @@ def list_tables(
     token: PageToken = None,
 ) -> Response:
     """The tables of a schema that you may discover."""
-    found = lambda: shares.list_tables(node, principal, share, schema)  # noqa: E731
-    return _answer(lambda: _json(shares.page(found(), max_results, token)))
+    return _answer(
+        lambda: _json(shares.list_tables(node, principal, share, schema, max_results, token))
+    )
 
 
 @router.get("/shares/{share}/all-tables")
@@ -136,8 +133,7 @@ def all_tables(
     token: PageToken = None,
 ) -> Response:
     """Every table of a share that you may discover."""
-    found = lambda: shares.all_tables(node, principal, share)  # noqa: E731
-    return _answer(lambda: _json(shares.page(found(), max_results, token)))
+    return _answer(lambda: _json(shares.all_tables(node, principal, share, max_results, token)))
 
 
 @router.api_route(

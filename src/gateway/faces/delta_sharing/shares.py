@@ -3,18 +3,23 @@
 A share is offered to named users or institutions; anyone else gets the same 404 as for a share
 that does not exist. Its one schema is the node's institution; its tables are the share's
 datasets that the recipient may discover (what they may read is decided per query, like a slice).
+
+Listings come a page at a time (``paging``): a page of tables reads the share's datasets by id, a
+chunk at a time, and keeps those the recipient may discover; one table is looked up by its id.
+Neither reads the rest of the catalog.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from connectors.datasets import Dataset
-from gateway.access import visible_datasets
+from gateway.access import discoverable
 from gateway.config import ShareConfig
-from gateway.errors import BadRequest, NotFound, Unauthorized
-from gateway.faces.delta_sharing import admin
+from gateway.errors import NotFound, Unauthorized
+from gateway.faces.delta_sharing import admin, paging
 from policies.principals import Principal
 
 if TYPE_CHECKING:
@@ -26,12 +31,9 @@ __all__ = [
     "list_schemas",
     "list_shares",
     "list_tables",
-    "page",
     "share_for",
     "table_for",
 ]
-
-MAX_RESULTS = 500
 
 
 def _is_recipient(share: ShareConfig, principal: Principal) -> bool:
@@ -54,9 +56,9 @@ def share_for(node: Node, principal: Principal, name: str) -> ShareConfig:
     raise NotFound(f"no share {name!r}")
 
 
-def _tables(node: Node, principal: Principal, share: ShareConfig) -> list[Dataset]:
-    visible = {d.name: d for d in visible_datasets(node, principal)}
-    return [visible[n] for n in share.datasets if n in visible]
+def _table_names(share: ShareConfig) -> list[str]:
+    """The share's table names, each once, in the share's order."""
+    return list(dict.fromkeys(share.datasets))
 
 
 def table_for(
@@ -64,39 +66,26 @@ def table_for(
 ) -> tuple[ShareConfig, Dataset]:
     """The share and dataset behind ``share.schema.table``; one and the same 404 otherwise."""
     share = share_for(node, principal, share_name)
-    if schema.lower() == node.institution:
-        for dataset in _tables(node, principal, share):
-            if dataset.name == table.lower():
-                return share, dataset
+    name = table.lower()
+    if schema.lower() == node.institution and name in share.datasets:
+        found = discoverable(node, principal, [f"{node.institution}/{name}"])
+        if found:
+            return share, found[0]
     raise NotFound(f"no table {share_name}.{schema}.{table}")
 
 
-def page(items: list[dict[str, Any]], max_results: int | None, token: str | None) -> dict[str, Any]:
-    """One page of ``items``: ``nextPageToken`` is the offset of the next one."""
-    try:
-        start = int(token) if token else 0
-    except ValueError:
-        raise BadRequest(f"invalid pageToken {token!r}") from None
-    size = MAX_RESULTS if max_results is None else max_results
-    if start < 0 or size < 0:
-        raise BadRequest("maxResults and pageToken must be non-negative")
-    size = min(size, MAX_RESULTS)
-    chunk = items[start : start + size]
-    body: dict[str, Any] = {"items": chunk}
-    if start + len(chunk) < len(items):
-        body["nextPageToken"] = str(start + len(chunk))
-    return body
-
-
-def list_shares(node: Node, principal: Principal) -> list[dict[str, Any]]:
-    """The shares offered to ``principal``."""
+def list_shares(
+    node: Node, principal: Principal, max_results: int | None, token: str | None
+) -> dict[str, Any]:
+    """A page of the shares offered to ``principal``."""
     if principal.anonymous:
         raise Unauthorized("Delta Sharing needs a bearer token")
-    return [
-        {"name": s.name, "id": _id(node, s.name)}
-        for s in admin.all_shares(node)
-        if _is_recipient(s, principal)
-    ]
+    offered = {s.name: s for s in admin.all_shares(node) if _is_recipient(s, principal)}
+
+    def pick(names: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+        return [(n, {"name": n, "id": _id(node, n)}) for n in names]
+
+    return paging.page(node, "shares", list(offered), pick, max_results, token)
 
 
 def get_share(node: Node, principal: Principal, name: str) -> dict[str, Any]:
@@ -105,30 +94,56 @@ def get_share(node: Node, principal: Principal, name: str) -> dict[str, Any]:
     return {"share": {"name": share.name, "id": _id(node, share.name)}}
 
 
-def list_schemas(node: Node, principal: Principal, name: str) -> list[dict[str, Any]]:
-    """A share's one schema: this node's institution."""
+def list_schemas(
+    node: Node, principal: Principal, name: str, max_results: int | None, token: str | None
+) -> dict[str, Any]:
+    """A page of a share's one schema: this node's institution."""
     share = share_for(node, principal, name)
-    return [{"name": node.institution, "share": share.name}]
+
+    def pick(names: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+        return [(n, {"name": n, "share": share.name}) for n in names]
+
+    listing = f"schemas\n{share.name}"
+    return paging.page(node, listing, [node.institution], pick, max_results, token)
 
 
-def list_tables(node: Node, principal: Principal, name: str, schema: str) -> list[dict[str, Any]]:
-    """The tables of a share's schema that ``principal`` may discover."""
+def list_tables(
+    node: Node,
+    principal: Principal,
+    name: str,
+    schema: str,
+    max_results: int | None,
+    token: str | None,
+) -> dict[str, Any]:
+    """A page of the tables of a share's schema that ``principal`` may discover."""
     share = share_for(node, principal, name)
     if schema.lower() != node.institution:
         raise NotFound(f"no schema {name}.{schema}")
-    return all_tables(node, principal, share.name)
+    return all_tables(node, principal, share.name, max_results, token)
 
 
-def all_tables(node: Node, principal: Principal, name: str) -> list[dict[str, Any]]:
-    """Every table of a share that ``principal`` may discover."""
+def all_tables(
+    node: Node, principal: Principal, name: str, max_results: int | None, token: str | None
+) -> dict[str, Any]:
+    """A page of the tables of a share that ``principal`` may discover."""
     share = share_for(node, principal, name)
-    return [
-        {
-            "name": d.name,
-            "schema": node.institution,
-            "share": share.name,
-            "shareId": _id(node, share.name),
-            "id": _id(node, share.name, d.name),
-        }
-        for d in _tables(node, principal, share)
-    ]
+    share_id = _id(node, share.name)
+
+    def pick(names: Sequence[str]) -> list[tuple[str, dict[str, Any]]]:
+        ids = [f"{node.institution}/{n}" for n in names]
+        return [
+            (
+                d.name,
+                {
+                    "name": d.name,
+                    "schema": node.institution,
+                    "share": share.name,
+                    "shareId": share_id,
+                    "id": _id(node, share.name, d.name),
+                },
+            )
+            for d in discoverable(node, principal, ids)
+        ]
+
+    listing = f"tables\n{share.name}"
+    return paging.page(node, listing, _table_names(share), pick, max_results, token)

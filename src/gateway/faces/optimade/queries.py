@@ -22,7 +22,7 @@ import pyarrow as pa
 from connectors.datasets import ColumnType, Dataset
 from connectors.filterparser import unparse
 from connectors.filters import Compare, CompareOp, Filter, all_of
-from gateway.access import visible_datasets
+from gateway.access import discoverable
 from gateway.config import OptimadeMapping
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.faces.optimade import entries as E
@@ -233,9 +233,7 @@ def structure(
 ) -> dict[str, Any]:
     """``/structures/{id}``: one entry, if the caller may read it."""
     name, sep, value = entry_id.partition(":")
-    for mapping, dataset in _mapped(node, principal):
-        if not sep or dataset.name != name:
-            continue
+    for mapping, dataset in _mapped(node, principal, name) if sep else []:
         pushed = _id_filter(dataset, mapping, value)
         for doc in _read(node, principal, mapping, dataset, None, pushed=pushed):
             if doc["id"] == entry_id:
@@ -247,12 +245,15 @@ def structure(
     raise NotFound(f"no structure {entry_id!r}")
 
 
-def _mapped(node: Node, principal: Principal) -> list[tuple[OptimadeMapping, Dataset]]:
-    """The mapped datasets the caller may discover (others are not even asked for)."""
-    visible = {d.name: d for d in visible_datasets(node, principal)}
-    return [
-        (m, visible[m.dataset]) for m in node.config.optimade.structures if m.dataset in visible
-    ]
+def _mapped(
+    node: Node, principal: Principal, name: str | None = None
+) -> list[tuple[OptimadeMapping, Dataset]]:
+    """The mapped datasets (only ``name``, if given) the caller may discover, each read by its
+    id (others are not even asked for, and nothing else of the catalog is read)."""
+    mappings = [m for m in node.config.optimade.structures if name is None or m.dataset == name]
+    ids = [f"{node.institution}/{m.dataset}" for m in mappings]
+    visible = {d.name: d for d in discoverable(node, principal, ids)}
+    return [(m, visible[m.dataset]) for m in mappings if m.dataset in visible]
 
 
 def _read(
