@@ -6,10 +6,10 @@ walks every tracked object. A node that reads 100,000 datasets or policy lines a
 allocates millions of objects that all survive, so the collections it triggers on the way find
 nothing and cost more the further it gets: three quarters of validating a 100,000-dataset config
 was collection. ``bulk`` pauses automatic collection while such state is built (reference
-counting still frees everything that is not in a cycle); ``settle`` then collects once and moves
-what survived into the permanent generation (``gc.freeze``), so the collections of a serving node
-walk what its requests allocate, not its catalog and policies, and do not stall requests for as
-long.
+counting still frees everything that is not in a cycle: a build that makes much cyclic garbage,
+like loading policies, is better off without it); ``settle`` then collects once and moves what
+survived into the permanent generation (``gc.freeze``), so the collections of a serving node walk
+what its requests allocate, not its catalog, and do not stall requests for as long.
 """
 
 from __future__ import annotations

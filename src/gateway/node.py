@@ -51,10 +51,6 @@ class Node:
     def __init__(
         self, settings: Settings, config: NodeConfig, *, clock: Clock | None = None
     ) -> None:
-        with bulk():  # the catalog and the policies are built here, and all of it stays
-            self._start(settings, config, clock)
-
-    def _start(self, settings: Settings, config: NodeConfig, clock: Clock | None) -> None:
         self.settings = settings
         self.config = config
         self.institution = config.node.institution
@@ -107,11 +103,14 @@ class Node:
             network=network,
         )
         self.catalog = Catalog(self.engine, self.stores)
-        self.catalog.sync(
-            config.datasets,
-            by=config_actor,
-            record=recorder_many(self, partial(registration_event, self.institution, config_actor)),
-        )
+        with bulk():  # every configured dataset is read or written here, and all of them stay
+            self.catalog.sync(
+                config.datasets,
+                by=config_actor,
+                record=recorder_many(
+                    self, partial(registration_event, self.institution, config_actor)
+                ),
+            )
         self.watcher = (
             RedisWatcher(settings.policy_sync_url, channel=f"matgate:policy:{self.institution}")
             if settings.policy_sync_url
