@@ -11,8 +11,10 @@ audit entries.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
-from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, ItemsView, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from typing import Any
 
 import sqlalchemy as sa
@@ -127,9 +129,10 @@ class Catalog:
         """Up to ``limit`` matches past place ``after`` that ``keep`` accepts, in the catalog's
         order, and the place to continue after (None when no dataset is left)."""
         found: list[Dataset] = []
-        scan = min(max(limit, 32), _PAGE_SCAN_MAX)
-        while True:
-            rows = self._candidates(criteria, after, scan)
+        with (
+            self._engine.connect() as conn,
+            closing(self._candidates(conn, criteria, after, limit)) as rows,
+        ):
             for seq, dataset_id, doc, sha in rows:
                 after = seq
                 ds = self._entry(dataset_id, doc, sha)
@@ -137,9 +140,7 @@ class Catalog:
                     found.append(ds)
                     if len(found) == limit:
                         return found, after
-            if len(rows) < scan:
-                return found, None
-            scan = min(scan * 2, _PAGE_SCAN_MAX)  # most candidates refused: read more at once
+        return found, None
 
     def iterate(
         self, criteria: Criteria, keep: Callable[[Dataset], bool] | None = None
@@ -152,28 +153,60 @@ class Catalog:
             if after is None:
                 return
 
-    def _candidates(self, criteria: Criteria, after: int | None, limit: int) -> list[Any]:
+    def _candidates(
+        self, conn: sa.Connection, criteria: Criteria, after: int | None, limit: int
+    ) -> Generator[Any]:
+        """The rows that may match, in the catalog's order past ``after``, read as asked for:
+        SQLite steps one statement on (its FTS5 query is evaluated once, not once a batch);
+        other databases read keyset batches, doubling while the exact check refuses most."""
+        scan = min(max(limit, 32), _PAGE_SCAN_MAX)
+        query, order = self._query(conn, criteria)
+        if self._dialect == "sqlite":
+            bound = [order > after] if after is not None else []
+            result = conn.execute(query.where(*bound))
+            try:
+                while rows := result.fetchmany(scan):
+                    yield from rows
+                    scan = min(scan * 2, _PAGE_SCAN_MAX)
+            finally:
+                result.close()
+            return
+        while True:
+            bound = [order > after] if after is not None else []
+            rows = list(conn.execute(query.where(*bound).limit(scan)))
+            yield from rows
+            if len(rows) < scan:
+                return
+            after = rows[-1][0]
+            scan = min(scan * 2, _PAGE_SCAN_MAX)  # most candidates refused: read more at once
+
+    def _query(
+        self, conn: sa.Connection, criteria: Criteria
+    ) -> tuple[sa.Select[Any], sa.ColumnElement[Any]]:
+        """The candidates' query (ordered, without place or limit) and the column it is
+        ordered by."""
         t = catalog_table
         conditions = where(criteria, self._dialect)
         match = fts_match(criteria) if self._dialect == "sqlite" else None
-        if match is None:
-            order: sa.ColumnElement[Any] = t.c.seq
-            source: sa.FromClause = t
-        else:  # FTS5 yields its matches in rowid (= seq) order: the page stops early
+        order: sa.ColumnElement[Any] = t.c.seq
+        source: sa.FromClause = t
+        if match is not None:  # FTS5 yields its matches in rowid (= seq) order: no sort
             order = _FTS.c.rowid
             source = _FTS.join(t, t.c.seq == _FTS.c.rowid)
             conditions.append(sa.literal_column("catalog_fts").op("MATCH")(match))
-        if after is not None:
-            conditions.append(order > after)
+        ordering = order
+        if self._dialect == "postgresql" and criteria.q and _few(conn, t, conditions):
+            # Few matches: collect them all from the text index and sort them (ordering by an
+            # expression keeps the planner off walking the catalog's order row by row, which
+            # for a rare word reads most of the table before its page is full)
+            ordering = order + 0
         query = (
             sa.select(t.c.seq, t.c.id, _document(), t.c.digest)
             .select_from(source)
             .where(*conditions)
-            .order_by(order)
-            .limit(limit)
+            .order_by(ordering)
         )
-        with self._engine.connect() as conn:
-            return list(conn.execute(query).all())
+        return query, order
 
     def _entry(self, dataset_id: str, doc: Any, sha: str | None) -> Dataset:
         known = self._known.get(dataset_id)
@@ -384,6 +417,16 @@ class Catalog:
 
 
 _FTS = sa.table("catalog_fts", sa.column("rowid", sa.BigInteger))  # SQLite's FTS5 table
+_FEW = 2_000  # matches a PostgreSQL search collects and sorts rather than walk the order for
+
+
+def _few(conn: sa.Connection, t: sa.Table, conditions: list[sa.ColumnElement[bool]]) -> bool:
+    """Whether the planner expects at most ``_FEW`` rows to meet ``conditions`` (PostgreSQL:
+    its estimate, from the text index's statistics, costs a plan and no read)."""
+    compiled = sa.select(t.c.seq).where(*conditions).compile(conn)
+    plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar()
+    found: Any = json.loads(plan) if isinstance(plan, str) else plan
+    return found is not None and bool(found[0]["Plan"]["Plan Rows"] <= _FEW)
 
 
 def _document() -> sa.ColumnElement[Any]:
