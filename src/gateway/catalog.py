@@ -159,8 +159,10 @@ class Catalog:
         """The rows that may match, in the catalog's order past ``after``, read as asked for:
         SQLite steps one statement on (its FTS5 query is evaluated once, not once a batch);
         other databases read keyset batches, doubling while the exact check refuses most."""
-        scan = min(max(limit, 32), _PAGE_SCAN_MAX)
-        query, order = self._query(conn, criteria)
+        # the first batch has room for the candidates the exact check refuses (a word found in
+        # a column of another PSPP role than the one asked for), so a page is mostly one read
+        scan = min(max(limit + limit // 2, 32), _PAGE_SCAN_MAX)
+        query, order = self._query(conn, criteria, scan)
         if self._dialect == "sqlite":
             bound = [order > after] if after is not None else []
             result = conn.execute(query.where(*bound))
@@ -181,7 +183,7 @@ class Catalog:
             scan = min(scan * 2, _PAGE_SCAN_MAX)  # most candidates refused: read more at once
 
     def _query(
-        self, conn: sa.Connection, criteria: Criteria
+        self, conn: sa.Connection, criteria: Criteria, limit: int
     ) -> tuple[sa.Select[Any], sa.ColumnElement[Any]]:
         """The candidates' query (ordered, without place or limit) and the column it is
         ordered by."""
@@ -195,9 +197,9 @@ class Catalog:
             source = _FTS.join(t, t.c.seq == _FTS.c.rowid)
             conditions.append(sa.literal_column("catalog_fts").op("MATCH")(match))
         ordering = order
-        if self._dialect == "postgresql" and criteria.q and _few(conn, t, conditions):
-            # Few matches: collect them all from the text index and sort them (ordering by an
-            # expression keeps the planner off walking the catalog's order row by row, which
+        if self._dialect == "postgresql" and criteria.q and _few_matches(conn, conditions, limit):
+            # Few matches: collect them all through the text index and sort them (ordering by
+            # an expression keeps the planner off walking the catalog's order row by row, which
             # for a rare word reads most of the table before its page is full)
             ordering = order + 0
         query = (
@@ -417,16 +419,24 @@ class Catalog:
 
 
 _FTS = sa.table("catalog_fts", sa.column("rowid", sa.BigInteger))  # SQLite's FTS5 table
-_FEW = 2_000  # matches a PostgreSQL search collects and sorts rather than walk the order for
 
 
-def _few(conn: sa.Connection, t: sa.Table, conditions: list[sa.ColumnElement[bool]]) -> bool:
-    """Whether the planner expects at most ``_FEW`` rows to meet ``conditions`` (PostgreSQL:
-    its estimate, from the text index's statistics, costs a plan and no read)."""
-    compiled = sa.select(t.c.seq).where(*conditions).compile(conn)
+def _few_matches(conn: sa.Connection, conditions: list[sa.ColumnElement[bool]], limit: int) -> bool:
+    """Whether collecting every match and sorting them reads fewer rows than walking the
+    catalog's order until ``limit`` are found (PostgreSQL: by the planner's estimates, which
+    cost a plan and no read). A walk reads about limit * rows / matches rows; collecting reads
+    the matches and about as many again that the text and licence indexes let through."""
+    matches = _estimate(conn, sa.select(catalog_table.c.seq).where(*conditions))
+    rows = _estimate(conn, sa.select(catalog_table.c.seq))
+    return 4 * matches * matches < limit * rows
+
+
+def _estimate(conn: sa.Connection, query: sa.Select[Any]) -> float:
+    """The planner's estimate of the rows ``query`` returns."""
+    compiled = query.compile(conn)
     plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar()
     found: Any = json.loads(plan) if isinstance(plan, str) else plan
-    return found is not None and bool(found[0]["Plan"]["Plan Rows"] <= _FEW)
+    return float(found[0]["Plan"]["Plan Rows"]) if found else 0.0
 
 
 def _document() -> sa.ColumnElement[Any]:
