@@ -41,6 +41,7 @@ Record = Callable[[sa.Connection, Dataset], None]
 RecordMany = Callable[[sa.Connection, Sequence[Dataset]], None]
 _CHUNK = 2_000  # datasets per transaction of a bulk registration
 _PAGE_SCAN_MAX = 2_000  # candidates read at once while filling a page
+_ANALYZE_AFTER = 1_000  # entries written in bulk after which PostgreSQL's statistics are renewed
 
 
 class Catalog:
@@ -286,6 +287,11 @@ class Catalog:
                         f"the catalog could not be written: {exc.__class__.__name__}"
                     ) from exc
         self._keep((ds, wanted[ds.id][1]) for ds in written)
+        if self._dialect == "postgresql" and len(written) >= _ANALYZE_AFTER:
+            # the planner picks a search's plan by the words' statistics: gather them now
+            # rather than leave the first searches to plans made without them
+            with self._engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE catalog_datasets")
         return written
 
     def _write_chunk(
