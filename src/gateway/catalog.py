@@ -290,8 +290,11 @@ class Catalog:
         if self._dialect == "postgresql" and len(written) >= _ANALYZE_AFTER:
             # the planner picks a search's plan by the words' statistics: gather them now
             # rather than leave the first searches to plans made without them
-            with self._engine.begin() as conn:
-                conn.exec_driver_sql("ANALYZE catalog_datasets")
+            try:
+                with self._engine.begin() as conn:
+                    conn.exec_driver_sql("ANALYZE catalog_datasets")
+            except sa.exc.SQLAlchemyError:
+                pass  # written already; without fresh statistics searches are only slower
         return written
 
     def _write_chunk(
@@ -431,7 +434,8 @@ def _few_matches(conn: sa.Connection, conditions: list[sa.ColumnElement[bool]], 
     """Whether collecting every match and sorting them reads fewer rows than walking the
     catalog's order until ``limit`` are found (PostgreSQL: by the planner's estimates, which
     cost a plan and no read). A walk reads about limit * rows / matches rows; collecting reads
-    the matches and about as many again that the text and licence indexes let through."""
+    about 4 * matches: the matches and the rows the text and licence indexes let through that
+    the other conditions refuse."""
     matches = _estimate(conn, sa.select(catalog_table.c.seq).where(*conditions))
     rows = _estimate(conn, sa.select(catalog_table.c.seq))
     return 4 * matches * matches < limit * rows
