@@ -11,8 +11,10 @@ audit entries.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
-from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, ItemsView, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,6 +41,7 @@ Record = Callable[[sa.Connection, Dataset], None]
 RecordMany = Callable[[sa.Connection, Sequence[Dataset]], None]
 _CHUNK = 2_000  # datasets per transaction of a bulk registration
 _PAGE_SCAN_MAX = 2_000  # candidates read at once while filling a page
+_ANALYZE_AFTER = 1_000  # entries written in bulk after which PostgreSQL's statistics are renewed
 
 
 class Catalog:
@@ -160,9 +163,10 @@ class Catalog:
         """Up to ``limit`` matches past place ``after`` that ``keep`` accepts, in the catalog's
         order, and the place to continue after (None when no dataset is left)."""
         found: list[Dataset] = []
-        scan = min(max(limit, 32), _PAGE_SCAN_MAX)
-        while True:
-            rows = self._candidates(criteria, after, scan)
+        with (
+            self._engine.connect() as conn,
+            closing(self._candidates(conn, criteria, after, limit)) as rows,
+        ):
             for seq, dataset_id, doc, sha in rows:
                 after = seq
                 ds = self._entry(dataset_id, doc, sha)
@@ -170,9 +174,7 @@ class Catalog:
                     found.append(ds)
                     if len(found) == limit:
                         return found, after
-            if len(rows) < scan:
-                return found, None
-            scan = min(scan * 2, _PAGE_SCAN_MAX)  # most candidates refused: read more at once
+        return found, None
 
     def iterate(
         self, criteria: Criteria, keep: Callable[[Dataset], bool] | None = None
@@ -185,28 +187,62 @@ class Catalog:
             if after is None:
                 return
 
-    def _candidates(self, criteria: Criteria, after: int | None, limit: int) -> list[Any]:
+    def _candidates(
+        self, conn: sa.Connection, criteria: Criteria, after: int | None, limit: int
+    ) -> Generator[Any]:
+        """The rows that may match, in the catalog's order past ``after``, read as asked for:
+        SQLite steps one statement on (its FTS5 query is evaluated once, not once a batch);
+        other databases read keyset batches, doubling while the exact check refuses most."""
+        # the first batch has room for the candidates the exact check refuses (a word found in
+        # a column of another PSPP role than the one asked for), so a page is mostly one read
+        scan = min(max(limit + limit // 2, 32), _PAGE_SCAN_MAX)
+        query, order = self._query(conn, criteria, scan)
+        if self._dialect == "sqlite":
+            bound = [order > after] if after is not None else []
+            result = conn.execute(query.where(*bound))
+            try:
+                while rows := result.fetchmany(scan):
+                    yield from rows
+                    scan = min(scan * 2, _PAGE_SCAN_MAX)
+            finally:
+                result.close()
+            return
+        while True:
+            bound = [order > after] if after is not None else []
+            rows = list(conn.execute(query.where(*bound).limit(scan)))
+            yield from rows
+            if len(rows) < scan:
+                return
+            after = rows[-1][0]
+            scan = min(scan * 2, _PAGE_SCAN_MAX)  # most candidates refused: read more at once
+
+    def _query(
+        self, conn: sa.Connection, criteria: Criteria, limit: int
+    ) -> tuple[sa.Select[Any], sa.ColumnElement[Any]]:
+        """The candidates' query (ordered, without place or limit) and the column it is
+        ordered by."""
         t = catalog_table
         conditions = where(criteria, self._dialect)
         match = fts_match(criteria) if self._dialect == "sqlite" else None
-        if match is None:
-            order: sa.ColumnElement[Any] = t.c.seq
-            source: sa.FromClause = t
-        else:  # FTS5 yields its matches in rowid (= seq) order: the page stops early
+        order: sa.ColumnElement[Any] = t.c.seq
+        source: sa.FromClause = t
+        if match is not None:  # FTS5 yields its matches in rowid (= seq) order: no sort
             order = _FTS.c.rowid
             source = _FTS.join(t, t.c.seq == _FTS.c.rowid)
             conditions.append(sa.literal_column("catalog_fts").op("MATCH")(match))
-        if after is not None:
-            conditions.append(order > after)
+        ordering = order
+        if self._dialect == "postgresql" and criteria.q and _few_matches(conn, conditions, limit):
+            # Few matches: collect them all through the text index and sort them (ordering by
+            # an expression keeps the planner off walking the catalog's order row by row, which
+            # for a rare word reads most of the table before its page is full)
+            ordering = order + 0
         query = (
             sa.select(t.c.seq, t.c.id, _document(), t.c.digest)
             .select_from(source)
             .where(*conditions)
-            .order_by(order)
-            .limit(limit)
+            .order_by(ordering)
         )
-        with self._engine.connect() as conn:
-            return list(conn.execute(query).all())
+        return query, order
 
     def _entry(self, dataset_id: str, doc: Any, sha: str | None) -> Dataset:
         known = self._known.get(dataset_id)
@@ -284,6 +320,14 @@ class Catalog:
                         f"the catalog could not be written: {exc.__class__.__name__}"
                     ) from exc
         self._keep((ds, wanted[ds.id][1]) for ds in written)
+        if self._dialect == "postgresql" and len(written) >= _ANALYZE_AFTER:
+            # the planner picks a search's plan by the words' statistics: gather them now
+            # rather than leave the first searches to plans made without them
+            try:
+                with self._engine.begin() as conn:
+                    conn.exec_driver_sql("ANALYZE catalog_datasets")
+            except sa.exc.SQLAlchemyError:
+                pass  # written already; without fresh statistics searches are only slower
         return written
 
     def _write_chunk(
@@ -417,6 +461,25 @@ class Catalog:
 
 
 _FTS = sa.table("catalog_fts", sa.column("rowid", sa.BigInteger))  # SQLite's FTS5 table
+
+
+def _few_matches(conn: sa.Connection, conditions: list[sa.ColumnElement[bool]], limit: int) -> bool:
+    """Whether collecting every match and sorting them reads fewer rows than walking the
+    catalog's order until ``limit`` are found (PostgreSQL: by the planner's estimates, which
+    cost a plan and no read). A walk reads about limit * rows / matches rows; collecting reads
+    about 4 * matches: the matches and the rows the text and licence indexes let through that
+    the other conditions refuse."""
+    matches = _estimate(conn, sa.select(catalog_table.c.seq).where(*conditions))
+    rows = _estimate(conn, sa.select(catalog_table.c.seq))
+    return 4 * matches * matches < limit * rows
+
+
+def _estimate(conn: sa.Connection, query: sa.Select[Any]) -> float:
+    """The planner's estimate of the rows ``query`` returns."""
+    compiled = query.compile(conn)
+    plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar()
+    found: Any = json.loads(plan) if isinstance(plan, str) else plan
+    return float(found[0]["Plan"]["Plan Rows"]) if found else 0.0
 
 
 def _document() -> sa.ColumnElement[Any]:

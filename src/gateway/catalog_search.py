@@ -184,7 +184,8 @@ def where(criteria: Criteria, dialect: str) -> list[sa.ColumnElement[bool]]:
     wanted = list(dict.fromkeys(tokens(c.q or "")))
     if wanted and dialect == "postgresql":
         query = " & ".join(f"{w}:*" for w in wanted)
-        vector = sa.func.to_tsvector(sa.literal_column("'simple'"), t.c.search_text)
+        # the row's words, stored (revision 0007): to_tsvector('simple', search_text)
+        vector: sa.ColumnElement[Any] = sa.literal_column("catalog_datasets.search_vector")
         out.append(vector.op("@@")(sa.func.to_tsquery(sa.literal_column("'simple'"), query)))
     elif wanted and dialect != "sqlite":  # SQLite: the FTS5 table drives (``fts_match``)
         # other databases: each word somewhere in the text (``matches`` decides)

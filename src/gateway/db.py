@@ -19,7 +19,7 @@ catalog_table = sa.Table(
     "catalog_datasets",
     metadata,
     sa.Column("id", sa.String(200), primary_key=True),
-    sa.Column("institution", sa.String(64), nullable=False, index=True),
+    sa.Column("institution", sa.String(64), nullable=False),
     sa.Column("name", sa.String(64), nullable=False),
     sa.Column("document", sa.JSON, nullable=False),
     sa.Column("registered_by", sa.String(300), nullable=False),
@@ -30,12 +30,15 @@ catalog_table = sa.Table(
     # pages are keyed on it, and SQLite's FTS5 rows share it as their rowid.
     sa.Column("seq", sa.BigInteger, nullable=True),
     sa.Column("digest", sa.String(64), nullable=True),
-    sa.Column("license_key", sa.String(200), nullable=True, index=True),
+    sa.Column("license_key", sa.String(200), nullable=True),
     sa.Column("roles", sa.Integer, nullable=True),
     sa.Column("units", sa.Text, nullable=True),
     sa.Column("column_names", sa.Text, nullable=True),
     sa.Column("search_text", sa.Text, nullable=True),
     sa.Index("ix_catalog_datasets_seq", "seq", unique=True),
+    # an institution's or a licence's entries in the catalog's order: a page stops at its end
+    sa.Index("ix_catalog_datasets_institution_seq", "institution", "seq"),
+    sa.Index("ix_catalog_datasets_license_seq", "license_key", "seq"),
 )
 
 

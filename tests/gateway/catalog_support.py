@@ -22,7 +22,7 @@ from gateway.db import create_engine
 from gateway.migrations import migrate
 from gateway.stores import Stores
 
-__all__ = ["OPEN", "catalog_on", "criteria", "datasets", "node_database", "store"]
+__all__ = ["LICENCES", "OPEN", "catalog_on", "criteria", "datasets", "node_database", "store"]
 
 TABLES = 4
 COLUMNS = [f"c{i}" for i in range(8)]

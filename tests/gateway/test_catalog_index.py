@@ -8,9 +8,19 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from catalog_support import OPEN, catalog_on, criteria, datasets, node_database, rows, store
+from catalog_support import (
+    LICENCES,
+    OPEN,
+    catalog_on,
+    criteria,
+    datasets,
+    node_database,
+    rows,
+    store,
+)
 
-from connectors.datasets import Dataset
+from connectors.datasets import Dataset, PSPPRole
+from gateway import catalog as catalog_module
 from gateway.catalog import Catalog
 from gateway.catalog_search import Criteria, search
 from gateway.errors import Conflict
@@ -195,3 +205,83 @@ def test_targeted_reads_answer_what_the_whole_catalog_answers(tmp_path, database
     assert catalog.ids() == sorted(everything) and catalog.ids(limit=5) == sorted(everything)[:5]
     beta = sorted(ds.name for ds in entries if ds.institution == "beta")
     assert catalog.names("beta") == beta and catalog.names("beta", limit=3) == beta[:3]
+
+
+def _role_mismatches(n: int) -> list[Dataset]:
+    """Datasets whose rare word sits in a column of one PSPP role only, or in their title."""
+    roles = list(PSPPRole)
+    out = []
+    for i in range(n):
+        role = roles[i % len(roles)]
+        where_word = "title" if i % 7 == 0 else "column"
+        title = "Zirconia survey" if where_word == "title" else "A survey"
+        columns = [
+            {"name": "formula", "type": "string", "pspp": "structure"},
+            {
+                "name": "c1",
+                "type": "float",
+                "unit": "MPa" if i % 2 else "K",
+                "pspp": role.value,
+                "description": "zirconia toughness" if where_word == "column" else "toughness",
+            },
+        ]
+        out.append(
+            Dataset.model_validate(
+                {
+                    "institution": "alpha",
+                    "name": f"zr-{i:04d}",
+                    "title": title,
+                    "license": LICENCES[i % len(LICENCES)],
+                    "location": {"store": "lab", "table": "t0"},
+                    "columns": columns,
+                }
+            )
+        )
+    return out
+
+
+def _mismatch_criteria() -> list[Criteria]:
+    found = [Criteria(q=q, pspp=(role,)) for q in ("zirc", "zirconia") for role in PSPPRole]
+    found += [
+        Criteria(q="zirc tough", pspp=(PSPPRole.PROPERTY, PSPPRole.CONDITION), unit="MPa"),
+        Criteria(q="zir", pspp=(PSPPRole.PROCESSING,), license="mit"),
+        Criteria(q="tough", pspp=(PSPPRole.IDENTIFIER,), unit="K", license="cc0-1.0"),
+        Criteria(q="survey", institution="alpha", license="apache-2.0"),
+        Criteria(license="cc-by-4.0"),
+        Criteria(institution="beta"),
+    ]
+    return found
+
+
+@pytest.mark.parametrize("few", [False, True], ids=["walk-the-order", "collect-and-sort"])
+@pytest.mark.parametrize("limit", [2, 25])
+def test_every_page_is_the_reference_scans_slice(tmp_path, database, monkeypatch, few, limit):
+    # PostgreSQL picks its plan by the planner's estimate of the matches: both plans are forced
+    # here. Pages of every size must hold exactly what the reference scan finds after their
+    # cursor, also where the index lets through candidates the exact rule refuses (a word in a
+    # column of another PSPP role than the one asked for) and where ``keep`` refuses some.
+    monkeypatch.setattr(catalog_module, "_few_matches", lambda *_args: few)
+    stores = store(tmp_path)
+    entries = _role_mismatches(60) + datasets(seed=31, n=150) + _role_mismatches(40)[::3]
+    entries = list({d.id: d for d in entries}.values())
+    entries += datasets(seed=32, n=60, institution="beta")
+    catalog, _engine = catalog_on(database, stores)
+    catalog.register_many(entries, by="config")
+    order = [d.id for d in entries]  # registered in one bulk: the catalog's order
+
+    def keep(ds: Dataset) -> bool:
+        return not ds.name.endswith(("3", "7"))
+
+    for c in _mismatch_criteria() + criteria(seed=33, n=25):
+        for kept in (None, keep):
+            expected = [d for d in search(entries, c) if kept is None or kept(d)]
+            expected.sort(key=lambda d: order.index(d.id))
+            got: list[str] = []
+            after: int | None = None
+            while True:
+                page, after = catalog.page(c, after=after, limit=limit, keep=kept)
+                assert [d.id for d in page] == [d.id for d in expected][len(got) :][:limit], c
+                got += [d.id for d in page]
+                if after is None:
+                    break
+            assert got == [d.id for d in expected], c

@@ -23,8 +23,9 @@ def target_metadata() -> list[sa.MetaData]:
 
 
 # Search structures no SQLAlchemy model describes: SQLite's FTS5 table (and its shadow tables)
-# and PostgreSQL's expression index (revision 0006); comparisons with the models skip them.
-_UNMODELLED = ("catalog_fts", "ix_catalog_datasets_search")
+# (revision 0006), PostgreSQL's stored text vector and its index (revision 0007); comparisons
+# with the models skip them.
+_UNMODELLED = ("catalog_fts", "ix_catalog_datasets_search", "search_vector")
 
 
 def include_name(name: str | None, type_: str, _parents: object) -> bool:
