@@ -20,6 +20,7 @@ from audit.errors import AuditUnavailable
 from audit.events import DecisionMade, DenialsSuppressed, Event
 from audit.log import Also
 from connectors.datasets import Dataset
+from gateway.catalog_search import CURSOR_KEY, Criteria, local_after, local_cursor
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable
 from gateway.observability import request_id_var
 from policies.decisions import Action, Decision
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "dataset_for",
     "discoverable",
+    "discoverable_page",
     "discoverer",
     "ensure",
     "ensure_held",
@@ -99,6 +101,20 @@ def discoverable(node: Node, principal: Principal, dataset_ids: Sequence[str]) -
     order asked for, read in one query (a listing's filter: what is left out is not recorded)."""
     may = discoverer(node, principal)
     return [ds for ds in node.catalog.find_many(dataset_ids).values() if may(ds)]
+
+
+def discoverable_page(
+    node: Node, principal: Principal, criteria: Criteria, *, cursor: str | None, limit: int
+) -> tuple[list[Dataset], str | None]:
+    """A page of this node's datasets that match ``criteria`` and ``principal`` may discover,
+    after ``cursor`` (its place sealed, see ``catalog_search``; 400 for one of another search),
+    and the cursor of the page after it (None on the last)."""
+    key = node.key.derived(CURSOR_KEY)
+    after = local_after(cursor, criteria, key) if cursor else None
+    found, last = node.catalog.page(
+        criteria, after=after, limit=limit, keep=discoverer(node, principal)
+    )
+    return found, None if last is None else local_cursor(criteria, last, key)
 
 
 def discoverer(node: Node, principal: Principal) -> Callable[[Dataset], bool]:

@@ -21,14 +21,11 @@ from pydantic import ValidationError
 
 from audit.events import AgreementForwarded
 from connectors.datasets import Dataset
-from gateway.access import discoverer, record
+from gateway.access import discoverable_page, record
 from gateway.catalog_search import (
-    CURSOR_KEY,
     Criteria,
     decode_cursor,
     encode_cursor,
-    local_after,
-    local_cursor,
 )
 from gateway.errors import (
     BadGateway,
@@ -226,16 +223,13 @@ def federated_catalog(
     shares = {s: n for s, n in _shares(sites_left, limit, turn).items() if n > 0}
     answers: dict[str, tuple[list[Dataset], str | None] | BaseException] = {}
     if shares.get(node.institution):
-        mine = positions[node.institution]
-        key = node.key.derived(CURSOR_KEY)
-        local, last = node.catalog.page(
+        answers[node.institution] = discoverable_page(
+            node,
+            principal,
             criteria,
-            after=local_after(mine, criteria, key) if mine else None,
+            cursor=positions[node.institution] or None,
             limit=shares[node.institution],
-            keep=discoverer(node, principal),
         )
-        here = None if last is None else local_cursor(criteria, last, key)
-        answers[node.institution] = (local, here)
     asked = {s: (positions[s], n) for s, n in shares.items() if s != node.institution}
     if asked:
         answers.update(bridge(_catalog_of_peers, node, principal, criteria, asked))

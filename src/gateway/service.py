@@ -14,8 +14,8 @@ from fastapi.responses import Response, StreamingResponse
 
 from connectors.datasets import Dataset
 from gateway import dcat, federation, relay
-from gateway.access import dataset_for, discoverer, recorder
-from gateway.catalog_search import CURSOR_KEY, Criteria, local_after, local_cursor
+from gateway.access import dataset_for, discoverable_page, recorder
+from gateway.catalog_search import Criteria
 from gateway.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from gateway.node import Node
 from gateway.records import registration_event
@@ -80,12 +80,7 @@ def catalog_page(
         raise Unauthorized("searching the federation needs a token: peers answer only users")
     if federated:
         return federation.federated_catalog(node, principal, criteria, cursor=cursor, limit=limit)
-    key = node.key.derived(CURSOR_KEY)
-    after = local_after(cursor, criteria, key) if cursor else None
-    found, last = node.catalog.page(
-        criteria, after=after, limit=limit, keep=discoverer(node, principal)
-    )
-    following = local_cursor(criteria, last, key) if last is not None else None
+    found, following = discoverable_page(node, principal, criteria, cursor=cursor, limit=limit)
     return CatalogPage(count=len(found), datasets=found, next=following)
 
 
@@ -112,15 +107,9 @@ def catalog_dcat(
     catalog whose ``hydra:view`` links the next page (``dcat``), and that page's URL (None on
     the last page). ``page_url`` is the listing's URL without a cursor; ``cursor`` is as for
     ``catalog_page`` (400 for one of another search)."""
-    key = node.key.derived(CURSOR_KEY)
-    after = local_after(cursor, criteria, key) if cursor else None
-    found, last = node.catalog.page(
-        criteria, after=after, limit=limit, keep=discoverer(node, principal)
-    )
+    found, after = discoverable_page(node, principal, criteria, cursor=cursor, limit=limit)
     glue = "&" if "?" in page_url else "?"
-    following = (
-        None if last is None else f"{page_url}{glue}cursor={local_cursor(criteria, last, key)}"
-    )
+    following = None if after is None else f"{page_url}{glue}cursor={after}"
     # the page's own URL is the one asked for (its cursor checked above), every other parameter
     # as the request spelled it
     this = page_url if cursor is None else f"{page_url}{glue}{urlencode({'cursor': cursor})}"
